@@ -1,0 +1,372 @@
+"""Load the service's configuration from one TOML file plus environment overrides.
+
+The result is a frozen, typed :class:`Settings`. Every problem raises :class:`ConfigError`
+naming the offending key, so an operator sees at start-up what to fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+ENV_PREFIX = "RELEASE_"
+NODE_NAME = re.compile(r"^[a-z0-9-]+$")
+QUARANTINE_ID = re.compile(r"^mailquarantine:\d+$")
+CAPTCHA_PROVIDERS = ("recaptcha", "hcaptcha", "turnstile", "altcha")
+SMTP_SECURITY = ("none", "starttls", "tls")
+DELETE_SHAPES = ("action", "task")
+MIN_SECRET_LENGTH = 16
+# Values that only ever appear in examples and docs; a production config must not use them.
+PLACEHOLDER_SECRETS = frozenset(
+    {
+        "...",
+        "change-me",
+        "changeme",
+        "secret",
+        "password",
+        "demo",
+        "current-gateway-shared-key",
+        "previous-key",
+        "dev",
+        "development",
+    }
+)
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or invalid; ``key`` names it (``section.key``)."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"configuration key {key}: {message}")
+        self.key = key
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    public_url: str = "http://127.0.0.1:5000"
+    secret_key: str = ""
+    demo: bool = False
+    # Number of reverse proxies whose X-Forwarded-* headers are trusted (0: none).
+    trusted_proxies: int = 0
+    max_comment_length: int = 2000
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class LinksSettings:
+    keys: tuple[str, ...] = ()
+    clock_skew_seconds: int = 300
+
+
+@dataclass(frozen=True)
+class CaptchaSettings:
+    provider: str = "recaptcha"
+    site_key: str = ""
+    secret: str = ""
+    verify_url: str = ""
+    min_score: float = 0.5
+    timeout_seconds: float = 10.0
+    # ALTCHA proof-of-work difficulty (upper bound of the secret number).
+    altcha_max_number: int = 100_000
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str = "localhost"
+    port: int = 25
+    security: str = "starttls"
+    username: str = ""
+    password: str = dataclasses.field(default="", repr=False)
+    sender: str = "Quarantine release <postmaster@localhost>"
+    timeout_seconds: float = 30.0
+    verify_tls: bool = True
+
+
+@dataclass(frozen=True)
+class RetentionSettings:
+    short_hours: int = 24
+    long_days: int = 7
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    concurrency: int = 8
+    lease_seconds: int = 120
+    max_attempts: int = 15
+    backoff_base_seconds: float = 2.0
+    backoff_max_seconds: float = 900.0
+    # Fallback poll interval where no wake-up channel exists (SQLite across processes).
+    idle_poll_seconds: float = 1.0
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    name: str
+    api_url: str
+    username: str = ""
+    password: str = dataclasses.field(default="", repr=False)
+    verify_tls: bool = True
+    ca_file: str = ""
+    short_quarantine: str = "mailquarantine:1"
+    long_quarantine: str = "mailquarantine:2"
+    timeout_seconds: float = 10.0
+    # Shape of the delete request body: "action" (5.3-era) or "task" (later protos).
+    delete_shape: str = "action"
+
+
+@dataclass(frozen=True)
+class Settings:
+    app: AppSettings = field(default_factory=AppSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    links: LinksSettings = field(default_factory=LinksSettings)
+    captcha: CaptchaSettings = field(default_factory=CaptchaSettings)
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
+    nodes: tuple[NodeSettings, ...] = ()
+
+    def node(self, name: str) -> NodeSettings | None:
+        """The configured node called ``name``, or None."""
+        return next((n for n in self.nodes if n.name == name), None)
+
+
+SECTIONS: dict[str, type] = {
+    "app": AppSettings,
+    "database": DatabaseSettings,
+    "links": LinksSettings,
+    "captcha": CaptchaSettings,
+    "smtp": SmtpSettings,
+    "retention": RetentionSettings,
+    "worker": WorkerSettings,
+}
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the TOML file at ``path`` (if any), apply ``RELEASE_*`` overrides, validate."""
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError("RELEASE_CONFIG", f"file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("RELEASE_CONFIG", f"{path} is not valid TOML: {exc}") from None
+    return settings_from_mapping(apply_env_overrides(data, environ))
+
+
+def apply_env_overrides(data: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """Return a copy of ``data`` with ``RELEASE_<SECTION>__<KEY>`` variables applied.
+
+    Nodes are addressed by name: ``RELEASE_NODES__MX1__PASSWORD`` sets the password of node
+    ``mx1`` (so secrets can stay out of the file).
+    """
+    merged: dict[str, Any] = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in data.items()}
+    nodes = [dict(n) for n in data.get("nodes", []) if isinstance(n, Mapping)]
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        parts = name[len(ENV_PREFIX) :].lower().split("__")
+        if parts[0] == "nodes" and len(parts) == 3:
+            node_name = parts[1].replace("_", "-")
+            target = next((n for n in nodes if n.get("name") == node_name), None)
+            if target is None:
+                target = {"name": node_name}
+                nodes.append(target)
+            target[parts[2]] = value
+        elif len(parts) == 2 and parts[0] in SECTIONS:
+            merged.setdefault(parts[0], {})[parts[1]] = value
+    if nodes:
+        merged["nodes"] = nodes
+    return merged
+
+
+def settings_from_mapping(data: Mapping[str, Any]) -> Settings:
+    """Build and validate :class:`Settings` from a parsed TOML-like mapping."""
+    unknown = set(data) - set(SECTIONS) - {"nodes"}
+    if unknown:
+        raise ConfigError(sorted(unknown)[0], "unknown section")
+    sections = {name: _build(cls, name, data.get(name, {})) for name, cls in SECTIONS.items()}
+    raw_nodes = data.get("nodes", [])
+    if not isinstance(raw_nodes, list):
+        raise ConfigError("nodes", "must be an array of tables ([[nodes]])")
+    nodes = tuple(_build(NodeSettings, f"nodes[{i}]", raw) for i, raw in enumerate(raw_nodes))
+    settings = Settings(nodes=nodes, **sections)
+    validate(settings)
+    return settings
+
+
+def _build(cls: type, prefix: str, raw: Any) -> Any:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(prefix, "must be a table")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in names:
+            raise ConfigError(f"{prefix}.{key}", "unknown key")
+    values = {key: _coerce(f"{prefix}.{key}", hints[key], value) for key, value in raw.items()}
+    try:
+        return cls(**values)
+    except TypeError:
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in values]
+        raise ConfigError(f"{prefix}.{missing[0] if missing else '?'}", "is required") from None
+
+
+def _coerce(key: str, hint: Any, value: Any) -> Any:
+    """Convert a TOML or environment value to the field's type, or raise ConfigError."""
+    if typing.get_origin(hint) is tuple:
+        if isinstance(value, str):
+            value = _parse_list(key, value)
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(key, "must be a list of strings")
+        return tuple(value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
+            return value.lower() in {"1", "true", "yes", "on"}
+        raise ConfigError(key, "must be true or false")
+    if hint in (int, float):
+        if isinstance(value, bool):
+            raise ConfigError(key, f"must be a number, not {value!r}")
+        try:
+            return hint(value)
+        except (TypeError, ValueError):
+            raise ConfigError(key, f"must be a number, not {value!r}") from None
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(key, "must be a string")
+        return value
+    raise ConfigError(key, f"unsupported type {hint}")  # pragma: no cover - programming error
+
+
+def _parse_list(key: str, value: str) -> list[str]:
+    if value.lstrip().startswith("["):
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            raise ConfigError(key, "must be a JSON list or comma-separated") from None
+        return list(parsed) if isinstance(parsed, list) else [parsed]
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _is_placeholder(secret: str) -> bool:
+    return secret.strip().lower() in PLACEHOLDER_SECRETS or len(secret) < MIN_SECRET_LENGTH
+
+
+def validate(settings: Settings) -> None:
+    """Check cross-field rules; secrets are strict unless this is the demo."""
+    app = settings.app
+    url = urlsplit(app.public_url)
+    if url.scheme not in ("http", "https") or not url.netloc:
+        raise ConfigError("app.public_url", "must be an absolute http(s) URL")
+    if not app.demo:
+        _require_secret("app.secret_key", app.secret_key)
+        if not settings.links.keys:
+            raise ConfigError("links.keys", "at least one link key shared with the gateway is required")
+        for i, key in enumerate(settings.links.keys):
+            _require_secret(f"links.keys[{i}]", key)
+        if not settings.nodes:
+            raise ConfigError("nodes", "at least one gateway node ([[nodes]]) is required")
+    _validate_captcha(settings.captcha, demo=app.demo)
+    if settings.smtp.security not in SMTP_SECURITY:
+        raise ConfigError("smtp.security", f"must be one of {', '.join(SMTP_SECURITY)}")
+    if not 0 < settings.smtp.port < 65536:
+        raise ConfigError("smtp.port", "must be a TCP port (1-65535)")
+    retention = settings.retention
+    if not 1 <= retention.short_hours <= 24 * 30:
+        raise ConfigError("retention.short_hours", "must be between 1 and 720 hours")
+    if not 1 <= retention.long_days <= 365:
+        raise ConfigError("retention.long_days", "must be between 1 and 365 days")
+    if retention.long_days * 24 <= retention.short_hours:
+        raise ConfigError("retention.long_days", "long retention must be longer than short retention")
+    if not 1 <= app.max_comment_length <= 20000:
+        raise ConfigError("app.max_comment_length", "must be between 1 and 20000")
+    if settings.worker.concurrency < 1:
+        raise ConfigError("worker.concurrency", "must be at least 1")
+    _validate_nodes(settings.nodes, demo=app.demo)
+
+
+def _require_secret(key: str, value: str) -> None:
+    if not value:
+        raise ConfigError(key, "is required (set it in the config file or the environment)")
+    if _is_placeholder(value):
+        raise ConfigError(
+            key,
+            f"looks like a placeholder or demo value; use a random value of at least {MIN_SECRET_LENGTH} characters",
+        )
+
+
+def _validate_captcha(captcha: CaptchaSettings, *, demo: bool) -> None:
+    if captcha.provider not in CAPTCHA_PROVIDERS:
+        raise ConfigError("captcha.provider", f"must be one of {', '.join(CAPTCHA_PROVIDERS)}")
+    if captcha.provider != "altcha" and not demo:
+        if not captcha.site_key:
+            raise ConfigError("captcha.site_key", f"is required for {captcha.provider}")
+        if not captcha.secret:
+            raise ConfigError("captcha.secret", f"is required for {captcha.provider}")
+    if captcha.verify_url and urlsplit(captcha.verify_url).scheme not in ("http", "https"):
+        raise ConfigError("captcha.verify_url", "must be an http(s) URL")
+    if not 0.0 <= captcha.min_score <= 1.0:
+        raise ConfigError("captcha.min_score", "must be between 0.0 and 1.0")
+
+
+def _validate_nodes(nodes: tuple[NodeSettings, ...], *, demo: bool) -> None:
+    seen: set[str] = set()
+    for i, node in enumerate(nodes):
+        key = f"nodes[{i}]"
+        if not NODE_NAME.match(node.name):
+            raise ConfigError(f"{key}.name", "must match [a-z0-9-]+")
+        if node.name in seen:
+            raise ConfigError(f"{key}.name", f"duplicate node name {node.name!r}")
+        seen.add(node.name)
+        if urlsplit(node.api_url).scheme not in ("http", "https") or not urlsplit(node.api_url).netloc:
+            raise ConfigError(f"{key}.api_url", "must be an absolute http(s) URL")
+        for attr in ("short_quarantine", "long_quarantine"):
+            if not QUARANTINE_ID.match(getattr(node, attr)):
+                raise ConfigError(f"{key}.{attr}", "must look like mailquarantine:<number>")
+        if node.short_quarantine == node.long_quarantine:
+            raise ConfigError(f"{key}.long_quarantine", "must differ from short_quarantine")
+        if node.delete_shape not in DELETE_SHAPES:
+            raise ConfigError(f"{key}.delete_shape", f"must be one of {', '.join(DELETE_SHAPES)}")
+        if node.ca_file and not Path(node.ca_file).is_file():
+            raise ConfigError(f"{key}.ca_file", f"file {node.ca_file} does not exist")
+        if not demo and not node.password:
+            raise ConfigError(f"{key}.password", "is required (HTTP Basic auth to the gateway API)")
+        if node.timeout_seconds <= 0:
+            raise ConfigError(f"{key}.timeout_seconds", "must be positive")
+
+
+def replace(settings: Settings, **sections: Any) -> Settings:
+    """Return a copy of ``settings`` with whole sections replaced (handy in tests)."""
+    return dataclasses.replace(settings, **sections)
+
+
+__all__ = [
+    "AppSettings",
+    "CaptchaSettings",
+    "ConfigError",
+    "DatabaseSettings",
+    "LinksSettings",
+    "NodeSettings",
+    "RetentionSettings",
+    "Settings",
+    "SmtpSettings",
+    "WorkerSettings",
+    "load_settings",
+    "settings_from_mapping",
+]

@@ -1,0 +1,74 @@
+"""The gateway interface the flow depends on, and the values it exchanges.
+
+A gateway keeps quarantined copies of rejected messages, one per recipient. The flow only
+needs to find them, move them between quarantines, release and delete them; anything
+vendor-specific stays behind this protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+
+class GatewayError(Exception):
+    """The gateway could not be asked (network, TLS, 5xx, timeout): try again later."""
+
+
+class GatewayRejected(GatewayError):
+    """The gateway refused the request itself (auth, bad request): retrying will not help."""
+
+
+@dataclass(frozen=True)
+class QuarantinedCopy:
+    """One recipient's copy of a rejected message, as the gateway holds it."""
+
+    transaction: str
+    queue: int
+    sender: str
+    recipient: str
+    subject: str
+    received_at: datetime
+    quarantine: str | None  # "mailquarantine:N" when held in a quarantine, else None
+    size: int = 0
+    sender_ip: str = ""
+    spam_score: float | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NodeHealth:
+    """Result of a cheap authenticated call, for check-config and the admin console."""
+
+    reachable: bool
+    authenticated: bool
+    latency_ms: float
+    detail: str = ""
+
+
+class Gateway(Protocol):
+    """Operations on one gateway node. Every method may raise :class:`GatewayError`."""
+
+    name: str
+
+    def find(self, transaction: str, queue: int | None = None) -> list[QuarantinedCopy]:
+        """All copies of the transaction still on the node (optionally one recipient's)."""
+        ...
+
+    def move(self, transaction: str, queues: Sequence[int], quarantine: str) -> int:
+        """Move copies to ``quarantine`` ("mailquarantine:N"); returns how many matched."""
+        ...
+
+    def release(self, transaction: str, queue: int) -> int:
+        """Put one copy back into delivery (active queue); returns how many matched (0 = gone)."""
+        ...
+
+    def delete(self, transaction: str, queues: Sequence[int]) -> int:
+        """Delete copies; returns how many matched (0 = already gone)."""
+        ...
+
+    def health(self) -> NodeHealth:
+        """Check reachability and credentials."""
+        ...
