@@ -1,0 +1,83 @@
+"""sender-fp-release: rescue email a spam filter wrongly rejected.
+
+``create_app(settings)`` wires configuration, database, gateway clients, CAPTCHA, mailer,
+blueprints and CLI. Nothing is built at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from flask import Flask
+from flask_wtf.csrf import CSRFProtect
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from .config import ConfigError, Settings, load_settings
+from .services import Services, build_services
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = "instance/config.toml"
+
+
+def config_path_from_env() -> str | None:
+    """The config file to read: RELEASE_CONFIG, else instance/config.toml if it exists."""
+    path = os.environ.get("RELEASE_CONFIG")
+    if path:
+        return path
+    default = ROOT / DEFAULT_CONFIG
+    return str(default) if default.is_file() else None
+
+
+def create_app(settings: Settings | None = None, *, services: Services | None = None) -> Flask:
+    """Build the Flask application for ``settings`` (read from file/env when not given)."""
+    if settings is None:
+        path = config_path_from_env()
+        if path is None:
+            raise ConfigError(
+                "RELEASE_CONFIG",
+                f"no configuration found (set RELEASE_CONFIG or create {DEFAULT_CONFIG}); "
+                "`python app.py` runs the demo without one",
+            )
+        settings = load_settings(path)
+    app = Flask(
+        __name__,
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+        instance_path=str(ROOT / "instance"),
+    )
+    secure = settings.app.public_url.startswith("https://")
+    app.config.update(
+        SECRET_KEY=settings.app.secret_key,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=secure,
+        SESSION_COOKIE_NAME="__Host-session" if secure else "session",
+        WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session; pages stay open for long
+        MAX_CONTENT_LENGTH=64 * 1024,
+        PREFERRED_URL_SCHEME="https" if secure else "http",
+        TEMPLATES_AUTO_RELOAD=False,
+    )
+    if settings.app.trusted_proxies:
+        n = settings.app.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
+    app.extensions["release"] = services or build_services(settings, app.jinja_env)
+    CSRFProtect(app)
+    _register(app, settings)
+    return app
+
+
+def _register(app: Flask, settings: Settings) -> None:
+    from . import cli, errors, recipient, security, sender, web
+
+    app.register_blueprint(web.bp)
+    app.register_blueprint(sender.bp)
+    app.register_blueprint(recipient.bp)
+    if settings.app.demo:
+        from . import demo
+
+        app.register_blueprint(demo.bp)
+    errors.register(app)
+    security.register(app)
+    web.register(app)
+    cli.register(app)

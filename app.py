@@ -1,0 +1,20 @@
+"""Entry point. `gunicorn app:app` and `flask --app app ...` use `app`; `python app.py` runs
+the demo (no config) or a single-process server with an in-process worker (with a config)."""
+
+from __future__ import annotations
+
+import os
+
+from release import config_path_from_env, create_app
+
+if __name__ == "__main__":
+    if config_path_from_env() is None:
+        from release.demo import main
+
+        main(port=int(os.environ.get("PORT", "5000")))
+    else:
+        from release.serve import main as serve
+
+        serve()
+else:
+    app = create_app()

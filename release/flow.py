@@ -1,0 +1,331 @@
+"""The domain steps: report, locate + extend + notify, release. The single source of truth.
+
+Web views call :meth:`Flow.submit_report` and :meth:`Flow.request_release`, which only write
+rows and jobs. The worker runs :meth:`Flow.locate`, :meth:`Flow.notify` and
+:meth:`Flow.release`; each is safe to repeat after a crash at any point.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from . import jobs, links
+from .config import Settings
+from .gateway import Gateway, GatewayError, QuarantinedCopy
+from .mail import Mailer, Notification, build_notification
+from .models import Event, Recipient, Report, utcnow
+from .retention import Retention, current
+
+SUBJECT_LIMIT = 1000
+FINAL_REPORT_STATES = frozenset({"notified", "not_found", "failed"})
+FINAL_RECIPIENT_STATES = frozenset({"released", "expired", "failed"})
+
+
+class RetryLater(Exception):
+    """A step could not finish now (outage); the worker retries it with backoff."""
+
+
+class PermanentFailure(Exception):
+    """A step can never succeed; the worker stops retrying it."""
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What the sender's form produced; already CAPTCHA-checked by the view."""
+
+    link: links.ReportLink
+    comment: str
+    sender_ip: str
+
+
+class Flow:
+    """Holds the collaborators the steps need; stateless between calls."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        gateways: Mapping[str, Gateway],
+        mailer: Mailer,
+        jinja_env: Any,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.gateways = gateways
+        self.mailer = mailer
+        self.jinja_env = jinja_env
+        self.clock = clock
+
+    # -- web side --------------------------------------------------------------------------
+
+    def retention(self, session: Session) -> Retention:
+        """The retention in force now."""
+        return current(session, self.settings.retention)
+
+    def submit_report(self, session: Session, submission: Submission) -> Report:
+        """Store the report and its locate job in one transaction; a repeat returns the first."""
+        link = submission.link
+        existing = find_report(session, link.node, link.message_id)
+        if existing is not None:
+            return existing
+        report = Report(
+            node=link.node,
+            message_id=link.message_id,
+            link_issued_at=datetime.fromtimestamp(link.issued_at, tz=self.clock().tzinfo),
+            state="pending",
+            comment=submission.comment,
+            sender_ip=submission.sender_ip,
+        )
+        session.add(report)
+        try:
+            session.flush()
+        except IntegrityError:
+            # Another request stored the same (node, message id) first: that one counts.
+            session.rollback()
+            winner = find_report(session, link.node, link.message_id)
+            if winner is None:  # pragma: no cover - the unique row cannot vanish
+                raise
+            return winner
+        self._event(session, "sender:" + submission.sender_ip, "reported", report)
+        jobs.enqueue(session, "locate", report.id)
+        session.commit()
+        return report
+
+    def request_release(self, session: Session, recipient: Recipient) -> Recipient:
+        """Record the recipient's release request and queue the gateway call (idempotent)."""
+        if recipient.state != "notified":
+            return recipient
+        if recipient.expires_at <= self.clock():
+            recipient.state = "expired"
+            self._event(session, "system", "expired", recipient.report, recipient)
+            session.commit()
+            return recipient
+        recipient.state = "release_requested"
+        recipient.release_requested_at = self.clock()
+        self._event(session, "recipient", "release_requested", recipient.report, recipient)
+        jobs.enqueue(session, "release", recipient.id)
+        session.commit()
+        return recipient
+
+    # -- worker side -----------------------------------------------------------------------
+
+    def locate(self, session: Session, report_id: int) -> None:
+        """Find the held copies, move them to the long quarantine, create recipients, queue mail."""
+        report = session.get(Report, report_id)
+        if report is None or report.state in FINAL_REPORT_STATES:
+            return
+        node = self.settings.node(report.node)
+        gateway = self.gateways.get(report.node)
+        if node is None or gateway is None:
+            raise PermanentFailure(f"node {report.node!r} is no longer configured")
+        if report.state == "pending":
+            report.state = "locating"
+            session.commit()
+        held = [
+            c
+            for c in self._call(gateway.find, report.message_id)
+            if c.quarantine in (node.short_quarantine, node.long_quarantine)
+        ]
+        known = {r.queue for r in report.recipients}
+        if not held and not known:
+            report.state = "not_found"
+            self._event(session, "system", "not_found", report)
+            session.commit()
+            return
+        short = [c.queue for c in held if c.quarantine == node.short_quarantine]
+        if short:
+            self._call(gateway.move, report.message_id, short, node.long_quarantine)
+        self._record_copies(session, report, [c for c in held if c.queue not in known], node.long_quarantine)
+        self._settle_report(report)
+        session.commit()
+
+    def _record_copies(self, session: Session, report: Report, copies: list[QuarantinedCopy], long_q: str) -> None:
+        if not copies:
+            return
+        first = copies[0]
+        report.envelope_sender = first.sender[:320]
+        report.subject = first.subject[:SUBJECT_LIMIT]
+        report.received_at = first.received_at
+        expires_at = self.clock() + self.retention(session).long
+        for copy in copies:
+            nonce = links.new_token_nonce()
+            recipient = Recipient(
+                report=report,
+                queue=copy.queue,
+                address=copy.recipient[:320],
+                state="notify_pending",
+                token_nonce=nonce,
+                token_hash=links.token_hash(links.release_token(self.settings.app.secret_key, nonce)),
+                spam_score=copy.spam_score,
+                quarantine=long_q,
+                expires_at=expires_at,
+            )
+            session.add(recipient)
+            session.flush()
+            self._event(session, "system", "retention_extended", report, recipient)
+            jobs.enqueue(session, "notify", recipient.id)
+
+    def notify(self, session: Session, recipient_id: int) -> None:
+        """Mail one recipient the release link (never the sender's comment)."""
+        recipient = session.get(Recipient, recipient_id)
+        if recipient is None or recipient.state != "notify_pending":
+            return
+        report = recipient.report
+        try:
+            message = self._notification(recipient, report)
+        except ValueError as exc:  # an address or value that cannot go into a mail safely
+            recipient.state = "failed"
+            recipient.error = f"cannot build the notification: {exc}"[:2000]
+            self._event(session, "system", "notify_failed", report, recipient, recipient.error)
+            self._settle_report(report)
+            session.commit()
+            return
+        (result,) = self.mailer.send([message])
+        if result.ok:
+            recipient.state = "notified"
+            recipient.notified_at = self.clock()
+            self._event(session, "system", "notified", report, recipient)
+        elif result.temporary:
+            raise RetryLater(f"SMTP: {result.error}")
+        else:
+            recipient.state = "failed"
+            recipient.error = f"SMTP refused the notification: {result.error}"
+            self._event(session, "system", "notify_failed", report, recipient, recipient.error)
+        self._settle_report(report)
+        session.commit()
+
+    def _notification(self, recipient: Recipient, report: Report) -> EmailMessage:
+        return build_notification(
+            Notification(
+                to_address=recipient.address,
+                release_url=self.release_url(recipient),
+                blocked_sender=report.envelope_sender or "",
+                blocked_subject=report.subject or "",
+                received_at=report.received_at or report.created_at,
+                expires_at=recipient.expires_at,
+                node=report.node,
+                message_id=self.notification_message_id(recipient),
+            ),
+            sender=self.settings.smtp.sender,
+            jinja_env=self.jinja_env,
+        )
+
+    def release(self, session: Session, recipient_id: int) -> None:
+        """Put the copy back into delivery; a copy gone from the gateway becomes expired."""
+        recipient = session.get(Recipient, recipient_id)
+        if recipient is None or recipient.state != "release_requested":
+            return
+        report = recipient.report
+        gateway = self.gateways.get(report.node)
+        if gateway is None:
+            raise PermanentFailure(f"node {report.node!r} is no longer configured")
+        tried_before = recipient.release_attempted_at is not None
+        if not tried_before:
+            recipient.release_attempted_at = self.clock()
+            session.commit()
+        if self._call(gateway.release, report.message_id, recipient.queue):
+            outcome = "released"
+        else:
+            outcome = self._release_outcome(gateway, report.message_id, recipient.queue, tried_before)
+        recipient.state = outcome
+        if outcome == "released":
+            recipient.released_at = self.clock()
+        self._event(session, "system", outcome, report, recipient)
+        session.commit()
+
+    def _release_outcome(self, gateway: Gateway, message_id: str, queue: int, tried_before: bool) -> str:
+        """Decide what a release that matched nothing means."""
+        copies = self._call(gateway.find, message_id, queue)
+        if any(c.quarantine is None for c in copies):
+            return "released"  # already back in the active queue
+        if copies:
+            raise RetryLater("the gateway still holds the copy but did not release it")
+        # Gone. If an earlier attempt may have gone through before a crash, that attempt
+        # released it; otherwise the gateway's own retention removed it.
+        return "released" if tried_before else "expired"
+
+    def on_dead(self, session: Session, kind: str, ref_id: int, error: str) -> None:
+        """A job ran out of attempts: show the failure instead of 'still working'."""
+        if kind == "locate":
+            report = session.get(Report, ref_id)
+            if report is not None and report.state not in FINAL_REPORT_STATES:
+                report.state = "failed"
+                report.error = error[:2000]
+                self._event(session, "system", "failed", report, detail=error)
+        else:
+            recipient = session.get(Recipient, ref_id)
+            if recipient is not None and recipient.state not in FINAL_RECIPIENT_STATES:
+                recipient.state = "failed"
+                recipient.error = error[:2000]
+                self._event(session, "system", "failed", recipient.report, recipient, error)
+                self._settle_report(recipient.report)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def release_url(self, recipient: Recipient) -> str:
+        """The recipient's link; derived from the stored nonce, never stored itself."""
+        token = links.release_token(self.settings.app.secret_key, recipient.token_nonce)
+        return f"{self.settings.app.public_url.rstrip('/')}/release/{token}"
+
+    def notification_message_id(self, recipient: Recipient) -> str:
+        """Stable per recipient, so a resend after a crash can be de-duplicated by receivers."""
+        domain = self.settings.app.public_url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
+        return f"<release-{recipient.token_hash[:32]}@{domain or 'localhost'}>"
+
+    def _settle_report(self, report: Report) -> None:
+        if report.state == "locating" and all(r.state != "notify_pending" for r in report.recipients):
+            report.state = "notified"
+
+    @staticmethod
+    def _call(fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except GatewayError as exc:
+            raise RetryLater(f"gateway: {exc}") from exc
+
+    @staticmethod
+    def _event(
+        session: Session,
+        actor: str,
+        action: str,
+        report: Report | None = None,
+        recipient: Recipient | None = None,
+        detail: str = "",
+    ) -> None:
+        session.add(
+            Event(
+                actor=actor,
+                action=action,
+                report_id=report.id if report else None,
+                recipient_id=recipient.id if recipient else None,
+                detail=detail[:2000],
+            )
+        )
+
+
+def find_report(session: Session, node: str, message_id: str) -> Report | None:
+    """The report for a (node, message id), if one was made."""
+    return session.scalar(select(Report).where(Report.node == node, Report.message_id == message_id))
+
+
+def find_recipient_by_token(session: Session, token: str) -> Recipient | None:
+    """Look a release token up by its hash; malformed tokens never reach the database."""
+    if not links.is_token_shaped(token):
+        return None
+    return session.scalar(select(Recipient).where(Recipient.token_hash == links.token_hash(token)))
+
+
+def mask_address(address: str) -> str:
+    """Show enough of an address for a sender to recognise it, not enough to harvest it."""
+    local, _, domain = address.partition("@")
+    if not domain:
+        return "***"
+    shown = local[:1] if len(local) <= 3 else local[:2]
+    return f"{shown}{'*' * 3}@{domain}"

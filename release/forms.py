@@ -1,0 +1,27 @@
+"""Flask-WTF forms; every form carries the ``csrf_token`` field."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import TextAreaField
+from wtforms.validators import DataRequired, Length
+
+
+class ReportForm(FlaskForm):
+    """The sender's comment; the CAPTCHA answer is read by the view under its provider name."""
+
+    comment = TextAreaField(
+        "Why is this message not spam?",
+        validators=[DataRequired(message="Please tell the recipient why your message is genuine.")],
+    )
+
+    def limit_comment(self, max_length: int) -> None:
+        """Apply the configured maximum length (known only at run time)."""
+        self.comment.validators = [
+            *self.comment.validators,
+            Length(max=max_length, message=f"Please keep the comment under {max_length} characters."),
+        ]
+
+
+class ActionForm(FlaskForm):
+    """A bare form for POST-only actions (release): just the CSRF token."""

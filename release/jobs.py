@@ -1,0 +1,121 @@
+"""Durable jobs in the service's own database: enqueue, claim with a lease, finish, retry.
+
+Jobs are written in the same transaction as the state change that needs them, so a crash
+can never leave a report without its follow-up work. Claiming is one UPDATE ... RETURNING
+over a sub-select that uses FOR UPDATE SKIP LOCKED on PostgreSQL, so any number of worker
+processes share one backlog without taking a job twice; an expired lease makes a job
+claimable again after a crashed worker.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, or_, select, text, update
+from sqlalchemy.orm import Session
+
+from .models import Job, utcnow
+
+WAKE_CHANNEL = "release_jobs"
+ERROR_LIMIT = 2000
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """The fields a handler needs; detached from any session."""
+
+    id: int
+    kind: str
+    ref_id: int
+    attempts: int
+
+
+def enqueue(session: Session, kind: str, ref_id: int, *, run_after: datetime | None = None) -> Job:
+    """Add a job to the session's transaction and arrange for workers to wake on commit."""
+    job = Job(kind=kind, ref_id=ref_id, state="queued", run_after=run_after or utcnow())
+    session.add(job)
+    session.info["wake_workers"] = True
+    if session.get_bind().dialect.name == "postgresql":
+        # Delivered by PostgreSQL only if and when the transaction commits.
+        session.execute(text(f"NOTIFY {WAKE_CHANNEL}"))
+    return job
+
+
+def claim(session: Session, limit: int, lease_seconds: int, *, now: datetime | None = None) -> list[ClaimedJob]:
+    """Atomically take up to ``limit`` due jobs (or jobs whose lease ran out) and commit."""
+    now = now or utcnow()
+    due = or_(
+        (Job.state == "queued") & (Job.run_after <= now),
+        (Job.state == "running") & (Job.locked_until < now),
+    )
+    candidates = (
+        select(Job.id).where(due).order_by(Job.run_after, Job.id).limit(limit).with_for_update(skip_locked=True)
+    )
+    stmt = (
+        update(Job)
+        .where(Job.id.in_(candidates.scalar_subquery()))
+        .values(state="running", locked_until=now + timedelta(seconds=lease_seconds), attempts=Job.attempts + 1)
+        .returning(Job.id, Job.kind, Job.ref_id, Job.attempts)
+        .execution_options(synchronize_session=False)
+    )
+    rows = session.execute(stmt).all()
+    session.commit()
+    return [ClaimedJob(id=r.id, kind=r.kind, ref_id=r.ref_id, attempts=r.attempts) for r in rows]
+
+
+def finish(session: Session, job_id: int) -> None:
+    """Mark a job done (in the caller's transaction)."""
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(state="done", finished_at=utcnow(), locked_until=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def retry_later(session: Session, job_id: int, delay_seconds: float, error: str) -> None:
+    """Put a job back in the queue after ``delay_seconds`` with the error recorded."""
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(
+            state="queued",
+            run_after=utcnow() + timedelta(seconds=delay_seconds),
+            locked_until=None,
+            last_error=error[:ERROR_LIMIT],
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+def bury(session: Session, job_id: int, error: str) -> None:
+    """Give up on a job; it stays visible to admins as dead."""
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(state="dead", finished_at=utcnow(), locked_until=None, last_error=error[:ERROR_LIMIT])
+        .execution_options(synchronize_session=False)
+    )
+
+
+def backoff_seconds(attempts: int, base: float, maximum: float) -> float:
+    """Exponential backoff with full jitter, so a recovering gateway is not stampeded."""
+    ceiling = min(maximum, base * (2 ** max(0, attempts - 1)))
+    return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not security
+
+
+def next_due(session: Session) -> datetime | None:
+    """When the earliest queued job becomes due (for the worker's sleep)."""
+    return session.scalar(select(func.min(Job.run_after)).where(Job.state == "queued"))
+
+
+def pending_for(session: Session, kind: str, ref_id: int) -> Job | None:
+    """The newest unfinished job of a kind for a row, if any (shown as 'next attempt')."""
+    return session.scalar(
+        select(Job)
+        .where(Job.kind == kind, Job.ref_id == ref_id, Job.state.in_(("queued", "running")))
+        .order_by(Job.id.desc())
+        .limit(1)
+    )

@@ -1,0 +1,184 @@
+"""The service's tables: reports, recipients' copies, durable jobs, settings and events.
+
+States are constrained in the schema, "once" rules are UNIQUE constraints, and every time
+is a timezone-aware UTC datetime (stored naive-UTC on SQLite, converted on the way out).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+REPORT_STATES = ("pending", "locating", "notified", "not_found", "failed")
+RECIPIENT_STATES = ("notify_pending", "notified", "release_requested", "released", "expired", "failed")
+JOB_STATES = ("queued", "running", "done", "dead")
+JOB_KINDS = ("locate", "notify", "release")
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """Timezone-aware current time in UTC."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A DateTime that only accepts aware values and always returns aware UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _states_check(column: str, states: tuple[str, ...]) -> CheckConstraint:
+    allowed = ", ".join(f"'{s}'" for s in states)
+    return CheckConstraint(f"{column} IN ({allowed})", name=f"{column}_valid")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: dict[Any, Any] = {datetime: UTCDateTime}
+
+
+class Report(Base):
+    """A sender's claim that one rejected transaction on one node is genuine."""
+
+    __tablename__ = "reports"
+    __table_args__ = (
+        UniqueConstraint("node", "message_id"),
+        _states_check("state", REPORT_STATES),
+        Index(None, "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    node: Mapped[str] = mapped_column(String(63))
+    message_id: Mapped[str] = mapped_column(String(128))
+    link_issued_at: Mapped[datetime]
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    comment: Mapped[str] = mapped_column(Text)
+    sender_ip: Mapped[str] = mapped_column(String(45))
+    # Filled in from the gateway once the copies are located.
+    envelope_sender: Mapped[str | None] = mapped_column(String(320))
+    subject: Mapped[str | None] = mapped_column(String(1000))
+    received_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    recipients: Mapped[list[Recipient]] = relationship(
+        back_populates="report", order_by="Recipient.queue", cascade="all, delete-orphan"
+    )
+
+
+class Recipient(Base):
+    """One recipient's quarantined copy of a reported message, and its release link."""
+
+    __tablename__ = "recipients"
+    __table_args__ = (
+        UniqueConstraint("report_id", "queue"),
+        _states_check("state", RECIPIENT_STATES),
+        Index(None, "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    report_id: Mapped[int] = mapped_column(ForeignKey("reports.id", ondelete="CASCADE"), index=True)
+    queue: Mapped[int] = mapped_column(Integer)
+    address: Mapped[str] = mapped_column(String(320))
+    state: Mapped[str] = mapped_column(String(20), default="notify_pending")
+    token_nonce: Mapped[str] = mapped_column(String(64))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    spam_score: Mapped[float | None] = mapped_column(Float)
+    quarantine: Mapped[str | None] = mapped_column(String(64))
+    expires_at: Mapped[datetime]
+    notified_at: Mapped[datetime | None]
+    release_requested_at: Mapped[datetime | None]
+    release_attempted_at: Mapped[datetime | None]
+    released_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    report: Mapped[Report] = relationship(back_populates="recipients")
+
+
+class Job(Base):
+    """A durable unit of work for the worker (the transactional outbox)."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        _states_check("state", JOB_STATES),
+        _states_check("kind", JOB_KINDS),
+        Index(None, "state", "run_after"),
+        Index(None, "kind", "ref_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    ref_id: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(8), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    run_after: Mapped[datetime] = mapped_column(default=utcnow)
+    locked_until: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+
+class Setting(Base):
+    """Run-time settings admins change (retention), with who changed them last."""
+
+    __tablename__ = "settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(128), default="system")
+
+
+class Event(Base):
+    """Append-only history of what happened to reports and copies, and who did it."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index(None, "report_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64))
+    report_id: Mapped[int | None] = mapped_column(ForeignKey("reports.id", ondelete="CASCADE"))
+    recipient_id: Mapped[int | None] = mapped_column(ForeignKey("recipients.id", ondelete="CASCADE"))
+    detail: Mapped[str] = mapped_column(Text, default="")

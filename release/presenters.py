@@ -1,0 +1,73 @@
+"""Turn rows into what people see: plain-words status for senders and recipients.
+
+The same dictionaries feed the HTML pages and the JSON the live-status script polls, so the
+two can never disagree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .flow import FINAL_RECIPIENT_STATES, FINAL_REPORT_STATES, mask_address
+from .models import Recipient, Report
+
+REPORT_WORDS = {
+    "pending": ("Report received", "We are looking for your message on the mail server."),
+    "locating": ("Working on it", "We found your message and are notifying the recipients."),
+    "notified": ("Recipients notified", "The recipients were told and can now release your message."),
+    "not_found": (
+        "Message not found",
+        "The mail server no longer holds this message: it is older than the retention time or "
+        "was already removed. Please send it again.",
+    ),
+    "failed": (
+        "Something went wrong",
+        "We could not complete your report. The administrators can see what happened.",
+    ),
+}
+RECIPIENT_WORDS = {
+    "notify_pending": "notification being sent",
+    "notified": "notified",
+    "release_requested": "release requested",
+    "released": "released",
+    "expired": "expired (no longer held)",
+    "failed": "could not be notified",
+}
+RELEASE_WORDS = {
+    "notified": ("Held as suspected spam", "You can release this message to your mailbox."),
+    "release_requested": ("Releasing", "We asked the mail server to deliver this message. This takes a moment."),
+    "released": ("Released", "The message was handed back for delivery to your mailbox."),
+    "expired": ("Expired", "The mail server no longer holds this message, so it cannot be released."),
+    "failed": ("Release failed", "The message could not be released. Please contact your mail administrator."),
+    "notify_pending": ("Held as suspected spam", "You can release this message to your mailbox."),
+}
+
+
+def report_status(report: Report, *, still_retrying: bool = False) -> dict[str, Any]:
+    """The sender's view of a report (recipient addresses masked)."""
+    headline, detail = REPORT_WORDS[report.state]
+    if still_retrying and report.state in ("pending", "locating"):
+        detail = "The mail server is not answering right now; we keep trying, nothing is lost."
+    return {
+        "state": report.state,
+        "final": report.state in FINAL_REPORT_STATES,
+        "headline": headline,
+        "detail": detail,
+        "recipients": [
+            {"address": mask_address(r.address), "state": r.state, "label": RECIPIENT_WORDS[r.state]}
+            for r in report.recipients
+        ],
+    }
+
+
+def release_status(recipient: Recipient, *, expired_now: bool = False) -> dict[str, Any]:
+    """The recipient's view of their copy; a copy past its time shows as expired."""
+    state = "expired" if expired_now and recipient.state in ("notified", "notify_pending") else recipient.state
+    headline, detail = RELEASE_WORDS[state]
+    return {
+        "state": state,
+        "final": state in FINAL_RECIPIENT_STATES,
+        "headline": headline,
+        "detail": detail,
+        "can_release": state == "notified",
+    }

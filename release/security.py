@@ -1,0 +1,64 @@
+"""Security headers on every response.
+
+The Content-Security-Policy forbids inline script everywhere; only the report page (which
+shows the CAPTCHA) allows the provider's origins.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, Response, g, request
+
+from .services import services
+
+BASE_CSP = {
+    "default-src": "'self'",
+    "script-src": "'self'",
+    "style-src": "'self'",
+    "img-src": "'self' data:",
+    "connect-src": "'self'",
+    "frame-src": "'none'",
+    "worker-src": "'self'",
+    "object-src": "'none'",
+    "base-uri": "'none'",
+    "form-action": "'self'",
+    "frame-ancestors": "'none'",
+}
+
+
+def allow_captcha() -> None:
+    """Called by views that render the CAPTCHA widget."""
+    g.csp_captcha = True
+
+
+def _csp() -> str:
+    policy = dict(BASE_CSP)
+    if g.get("csp_captcha"):
+        captcha = services().captcha
+        origins = " ".join(captcha.csp_sources)
+        for directive in ("script-src", "frame-src", "connect-src", "style-src"):
+            base = policy[directive] if policy[directive] != "'none'" else ""
+            policy[directive] = f"{base} {origins}".strip() or "'none'"
+        # ALTCHA solves its puzzle in a Web Worker created from a blob: URL.
+        policy["worker-src"] = "'self' blob:"
+        # Widgets (ALTCHA, reCAPTCHA) set inline style attributes on their own elements.
+        policy["style-src"] += " 'unsafe-inline'"
+    return "; ".join(f"{k} {v}" for k, v in policy.items())
+
+
+def _add_headers(response: Response) -> Response:
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", _csp())
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "no-referrer")  # links carry tokens
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    if request.is_secure or services().settings.app.public_url.startswith("https://"):
+        headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+    if request.path.startswith(("/release/", "/report")):
+        headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def register(app: Flask) -> None:
+    """Install the header hook."""
+    app.after_request(_add_headers)

@@ -1,0 +1,94 @@
+"""The sender's pages: the signed report link, the report form, and live status."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response as BaseResponse
+
+from . import jobs, links
+from .flow import Submission, find_report
+from .forms import ReportForm
+from .presenters import report_status
+from .security import allow_captcha
+from .services import services
+from .web import db_session
+
+bp = Blueprint("sender", __name__)
+
+
+def _verified_link() -> links.ReportLink:
+    """Verify the link in the query string; LinkError is turned into a page by errors.py."""
+    svc = services()
+    retention = svc.flow.retention(db_session())
+    return links.verify(
+        request.args,
+        keys=svc.settings.links.keys,
+        nodes=svc.gateways.keys(),
+        max_age_seconds=int(retention.short.total_seconds()),
+        now=time.time(),
+        clock_skew_seconds=svc.settings.links.clock_skew_seconds,
+    )
+
+
+def _status(link: links.ReportLink) -> dict[str, Any] | None:
+    session = db_session()
+    report = find_report(session, link.node, link.message_id)
+    if report is None:
+        return None
+    retrying = jobs.pending_for(session, "locate", report.id)
+    return report_status(report, still_retrying=bool(retrying and retrying.attempts > 1))
+
+
+@bp.route("/report", methods=["GET", "POST"])
+def report() -> str | BaseResponse | tuple[str, int]:
+    """Show the form (or the status, once reported); POST stores the report."""
+    link = _verified_link()
+    status = _status(link)
+    if status is not None:
+        return render_template("report_status.html", status=status, link=link)
+    svc = services()
+    form = ReportForm()
+    form.limit_comment(svc.settings.app.max_comment_length)
+    captcha_error = None
+    if request.method == "POST" and form.validate_on_submit():
+        result = svc.captcha.verify(request.form.get(svc.captcha.field_name), request.remote_addr)
+        if result.ok:
+            submission = Submission(
+                link=link, comment=(form.comment.data or "").strip(), sender_ip=request.remote_addr or ""
+            )
+            svc.flow.submit_report(db_session(), submission)
+            return redirect(request.full_path, code=303)
+        captcha_error = "The anti-robot check did not pass. Please try it again."
+    status_code = 400 if request.method == "POST" else 200
+    allow_captcha()
+    page = render_template(
+        "report_form.html", form=form, link=link, captcha=svc.captcha, captcha_error=captcha_error,
+        short_hours=svc.flow.retention(db_session()).short_hours,
+        challenge_url=url_for("sender.altcha_challenge"), config_max_comment=svc.settings.app.max_comment_length,
+    )  # fmt: skip
+    return page, status_code
+
+
+@bp.get("/report/status")
+def report_status_json() -> Response:
+    """Live status for the page's script (same link parameters, same checks)."""
+    status = _status(_verified_link())
+    if status is None:
+        abort(404)
+    response = jsonify(status)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/captcha/altcha-challenge")
+def altcha_challenge() -> Response:
+    """A fresh proof-of-work challenge for the ALTCHA widget."""
+    captcha = services().captcha
+    if not hasattr(captcha, "challenge"):
+        abort(404)
+    response = jsonify(captcha.challenge())
+    response.headers["Cache-Control"] = "no-store"
+    return response

@@ -1,0 +1,69 @@
+"""The long-lived collaborators of one process, built once from the settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flask import current_app
+
+from .captcha import Captcha, make_captcha
+from .config import Settings
+from .db import Database
+from .flow import Flow
+from .gateway import Gateway, gateway_for
+from .mail import Mailer, SmtpMailer
+from .worker import LocalWaker, PostgresWaker, Waker, Worker, wake_on_commit
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Services:
+    """Everything views, CLI commands and the worker share in one process."""
+
+    settings: Settings
+    db: Database
+    flow: Flow
+    captcha: Captcha
+    mailer: Mailer
+    gateways: dict[str, Gateway]
+    waker: LocalWaker
+
+    def build_worker(self, *, in_process: bool) -> Worker:
+        """A worker for this process; ``in_process``: web requests share the process."""
+        waker: Waker = self.waker
+        polling = False
+        if self.db.is_postgres:
+            waker = PostgresWaker(self.db.url.set(drivername="postgresql").render_as_string(hide_password=False))
+        elif not in_process:
+            polling = True  # SQLite across processes: nobody can wake us, poll briefly
+        flow = self.flow
+        handlers = {"locate": flow.locate, "notify": flow.notify, "release": flow.release}
+        return Worker(self.db, handlers, flow.on_dead, self.settings.worker, waker, polling=polling)
+
+
+def default_database_url() -> str:
+    """SQLite in the instance folder: the embedded default for one machine."""
+    path = ROOT / "instance" / "release.sqlite3"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+def build_services(settings: Settings, jinja_env: Any, *, mailer: Mailer | None = None) -> Services:
+    """Wire the real collaborators for ``settings``."""
+    db = Database(settings.database.url or default_database_url())
+    gateways: dict[str, Gateway] = {node.name: gateway_for(node) for node in settings.nodes}
+    mailer = mailer or SmtpMailer(settings.smtp)
+    captcha = make_captcha(settings.captcha, fallback_secret=settings.app.secret_key)
+    waker = LocalWaker()
+    wake_on_commit(db, waker)
+    flow = Flow(settings, gateways, mailer, jinja_env)
+    return Services(settings, db, flow, captcha, mailer, gateways, waker)
+
+
+def services() -> Services:
+    """The current app's services (inside a request or app context)."""
+    found: Services = current_app.extensions["release"]
+    return found

@@ -1,0 +1,53 @@
+"""Per-request database session, the landing page and the liveness probe."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from flask import Blueprint, Flask, g, render_template
+from sqlalchemy.orm import Session
+
+from .services import services
+
+bp = Blueprint("web", __name__)
+
+
+def db_session() -> Session:
+    """The request's session, opened on first use and closed at teardown."""
+    if "db_session" not in g:
+        g.db_session = services().db.sessions()
+    session: Session = g.db_session
+    return session
+
+
+def _close_session(_exc: BaseException | None) -> None:
+    session = g.pop("db_session", None)
+    if session is not None:
+        session.close()
+
+
+def format_datetime(value: datetime | int | float | None) -> str:
+    """Dates as people read them, always in UTC and saying so."""
+    if value is None:
+        return "unknown"
+    if not isinstance(value, datetime):
+        value = datetime.fromtimestamp(value, tz=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def register(app: Flask) -> None:
+    """Hook the per-request session and template helpers into the app."""
+    app.teardown_appcontext(_close_session)
+    app.add_template_filter(format_datetime, "datetime")
+
+
+@bp.get("/")
+def index() -> str:
+    """What this service is, for someone who lands on its front page."""
+    return render_template("index.html")
+
+
+@bp.get("/healthz")
+def healthz() -> tuple[str, int, dict[str, str]]:
+    """Process is up (no dependencies checked)."""
+    return "ok\n", 200, {"Content-Type": "text/plain"}

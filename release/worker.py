@@ -1,0 +1,244 @@
+"""The worker: claims due jobs and runs them concurrently, with leases and backoff.
+
+It wakes as soon as work is committed: PostgreSQL LISTEN/NOTIFY across processes, an
+in-process event when web and worker share a process. Polling is only the fallback
+(SQLite shared between processes) and the timer for retries that come due.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Protocol
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from . import jobs
+from .config import WorkerSettings
+from .db import Database
+from .flow import PermanentFailure
+from .models import utcnow
+
+log = logging.getLogger(__name__)
+Handler = Callable[[Session, int], None]
+DeadHandler = Callable[[Session, str, int, str], None]
+MAX_IDLE_WAIT = 30.0
+
+
+class Waker(Protocol):
+    """Something the worker can sleep on until new work may be there."""
+
+    def wait(self, timeout: float) -> None: ...
+
+    def notify(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class LocalWaker:
+    """Wakes a worker in the same process (demo mode, single-process server, tests)."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def wait(self, timeout: float) -> None:
+        self._event.wait(timeout)
+        self._event.clear()
+
+    def notify(self) -> None:
+        self._event.set()
+
+    def close(self) -> None:
+        self._event.set()
+
+
+class PostgresWaker(LocalWaker):
+    """LISTENs on the jobs channel; web processes NOTIFY it when they commit a job."""
+
+    def __init__(self, conninfo: str) -> None:
+        super().__init__()
+        import psycopg
+
+        self._conn = psycopg.connect(conninfo, autocommit=True)
+        self._conn.execute(f"LISTEN {jobs.WAKE_CHANNEL}")
+        self._lock = threading.Lock()
+
+    def wait(self, timeout: float) -> None:
+        if self._event.is_set():
+            self._event.clear()
+            return
+        with self._lock:
+            try:
+                for _ in self._conn.notifies(timeout=timeout, stop_after=1):
+                    break
+            except Exception:  # connection lost: fall back to a plain sleep, reconnect later
+                log.warning("lost the LISTEN connection; polling until it is back")
+                self._event.wait(timeout)
+                self._reconnect()
+
+    def _reconnect(self) -> None:
+        import psycopg
+
+        try:
+            info = self._conn.info.dsn
+            self._conn.close()
+            self._conn = psycopg.connect(info, autocommit=True)
+            self._conn.execute(f"LISTEN {jobs.WAKE_CHANNEL}")
+        except psycopg.Error:
+            log.warning("could not re-establish LISTEN yet")
+
+    def close(self) -> None:
+        super().close()
+        self._conn.close()
+
+
+def wake_on_commit(db: Database, waker: Waker) -> None:
+    """Notify the waker after any commit that enqueued jobs (in this process)."""
+
+    def after_commit(session: Session) -> None:
+        if session.info.pop("wake_workers", False):
+            waker.notify()
+
+    event.listen(db.sessions, "after_commit", after_commit)
+
+
+class Worker:
+    """Runs job handlers from a thread pool; one instance per worker process."""
+
+    def __init__(
+        self,
+        db: Database,
+        handlers: Mapping[str, Handler],
+        on_dead: DeadHandler,
+        settings: WorkerSettings,
+        waker: Waker,
+        *,
+        polling: bool = False,
+    ) -> None:
+        """``polling``: no one can wake this worker (SQLite shared across processes)."""
+        self.db = db
+        self.handlers = handlers
+        self.on_dead = on_dead
+        self.settings = settings
+        self.waker = waker
+        self.max_idle = settings.idle_poll_seconds if polling else MAX_IDLE_WAIT
+        self.stopping = threading.Event()
+        self._slot_freed = threading.Event()
+        self._pool = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="release-job")
+        self._in_flight: set[Future[Any]] = set()
+        self._lock = threading.Lock()
+
+    def run(self) -> None:
+        """Process jobs until :meth:`stop` is called."""
+        log.info("worker started (concurrency %d)", self.settings.concurrency)
+        while not self.stopping.is_set():
+            if self._free_slots() == 0:
+                self._slot_freed.wait(1.0)
+                self._slot_freed.clear()
+                continue
+            try:
+                started = self.run_available()
+            except Exception:
+                log.exception("could not claim jobs; retrying shortly")
+                self.stopping.wait(1.0)
+                continue
+            if not started:
+                self.waker.wait(self._idle_timeout())
+        self._pool.shutdown(wait=True)
+        log.info("worker stopped")
+
+    def run_available(self) -> int:
+        """Claim as many due jobs as there are free slots and start them; returns how many."""
+        free = self._free_slots()
+        if free == 0:
+            return 0
+        with self.db.session() as session:
+            claimed = jobs.claim(session, free, self.settings.lease_seconds)
+        for job in claimed:
+            future = self._pool.submit(self._execute, job)
+            with self._lock:
+                self._in_flight.add(future)
+            future.add_done_callback(self._done)
+        return len(claimed)
+
+    def drain(self, timeout: float = 30.0) -> None:
+        """Run until no job is due or running (tests and one-shot commands)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            started = self.run_available()
+            with self._lock:
+                busy = bool(self._in_flight)
+            if not started and not busy:
+                return
+            if not started:
+                self._slot_freed.wait(0.05)
+                self._slot_freed.clear()
+        raise TimeoutError("jobs still running after drain timeout")
+
+    def stop(self) -> None:
+        """Ask the loop to finish the jobs in flight and return."""
+        self.stopping.set()
+        self._slot_freed.set()
+        self.waker.notify()
+
+    def _free_slots(self) -> int:
+        with self._lock:
+            return self.settings.concurrency - len(self._in_flight)
+
+    def _done(self, future: Future[Any]) -> None:
+        with self._lock:
+            self._in_flight.discard(future)
+        self._slot_freed.set()
+
+    def _idle_timeout(self) -> float:
+        with self.db.session() as session:
+            due = jobs.next_due(session)
+        timeout = self.max_idle
+        if due is not None:
+            timeout = min(timeout, (due - utcnow()).total_seconds())
+        return max(timeout, 0.01)
+
+    def _execute(self, job: jobs.ClaimedJob) -> None:
+        handler = self.handlers.get(job.kind)
+        with self.db.session() as session:
+            try:
+                if handler is None:
+                    raise PermanentFailure(f"no handler for job kind {job.kind!r}")
+                handler(session, job.ref_id)
+                jobs.finish(session, job.id)
+                session.commit()
+            except PermanentFailure as exc:
+                session.rollback()
+                self._give_up(session, job, str(exc))
+            except Exception as exc:  # noqa: BLE001 - every failure is retried, then buried
+                session.rollback()
+                self._retry_or_give_up(session, job, exc)
+
+    def _retry_or_give_up(self, session: Session, job: jobs.ClaimedJob, exc: Exception) -> None:
+        error = f"{type(exc).__name__}: {exc}"
+        if job.attempts >= self.settings.max_attempts:
+            self._give_up(session, job, error)
+            return
+        settings = self.settings
+        delay = jobs.backoff_seconds(job.attempts, settings.backoff_base_seconds, settings.backoff_max_seconds)
+        log.warning("job %s %d (#%d) attempt %d failed: %s; retry in %.1fs", job.kind, job.id, job.ref_id, job.attempts,
+                    error, delay)  # fmt: skip
+        jobs.retry_later(session, job.id, delay, error)
+        session.commit()
+
+    def _give_up(self, session: Session, job: jobs.ClaimedJob, error: str) -> None:
+        log.error("job %s %d for #%d gave up after %d attempts: %s", job.kind, job.id, job.ref_id, job.attempts, error)
+        jobs.bury(session, job.id, error)
+        self.on_dead(session, job.kind, job.ref_id, error)
+        session.commit()
+
+
+def start_in_thread(worker: Worker) -> threading.Thread:
+    """Run a worker loop in a daemon thread (demo mode and the single-process server)."""
+    thread = threading.Thread(target=worker.run, name="release-worker", daemon=True)
+    thread.start()
+    return thread
