@@ -49,7 +49,9 @@ def _add_headers(response: Response) -> Response:
     headers = response.headers
     headers.setdefault("Content-Security-Policy", _csp())
     headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("Referrer-Policy", "no-referrer")  # links carry tokens
+    # Links carry tokens: never tell another site where a visitor came from. Same-origin
+    # referrers stay, because CSRF protection checks them on HTTPS.
+    headers.setdefault("Referrer-Policy", "same-origin")
     headers.setdefault("X-Frame-Options", "DENY")
     headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
     if request.is_secure or services().settings.app.public_url.startswith("https://"):

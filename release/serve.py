@@ -15,7 +15,7 @@ from .services import Services
 from .worker import start_in_thread
 
 
-class SingleProcessServer(BaseApplication):  # type: ignore[misc]
+class SingleProcessServer(BaseApplication):
     """Gunicorn with one worker process; the app (and job worker) is built in that process."""
 
     def __init__(self, options: dict[str, Any]) -> None:

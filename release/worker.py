@@ -166,18 +166,20 @@ class Worker:
         return len(claimed)
 
     def drain(self, timeout: float = 30.0) -> None:
-        """Run until no job is due or running (tests and one-shot commands)."""
+        """Run until no job is queued or running, retries included (tests, one-shot commands)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             started = self.run_available()
             with self._lock:
                 busy = bool(self._in_flight)
             if not started and not busy:
-                return
+                with self.db.session() as session:
+                    if jobs.next_due(session) is None:
+                        return
             if not started:
-                self._slot_freed.wait(0.05)
+                self._slot_freed.wait(0.02)
                 self._slot_freed.clear()
-        raise TimeoutError("jobs still running after drain timeout")
+        raise TimeoutError("jobs still queued or running after the drain timeout")
 
     def stop(self) -> None:
         """Ask the loop to finish the jobs in flight and return."""

@@ -54,7 +54,9 @@ class HalonGateway:
         self._base = node.api_url.rstrip("/")
         self._session = session or requests.Session()
         self._session.auth = (node.username, node.password)
-        self._session.verify = node.ca_file or node.verify_tls
+        # Passed on every call too: requests lets REQUESTS_CA_BUNDLE override a session's verify.
+        self._verify: str | bool = node.ca_file or node.verify_tls
+        self._session.verify = self._verify
         self._session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
 
     def __repr__(self) -> str:
@@ -123,7 +125,10 @@ class HalonGateway:
         started = time.perf_counter()
         try:
             response = self._session.get(
-                self._base + LICENSE_PATH, timeout=self.node.timeout_seconds, allow_redirects=False
+                self._base + LICENSE_PATH,
+                timeout=self.node.timeout_seconds,
+                verify=self._verify,
+                allow_redirects=False,
             )
         except Exception as exc:  # a diagnostic reports every failure instead of raising
             latency = (time.perf_counter() - started) * 1000
@@ -164,6 +169,7 @@ class HalonGateway:
                 data=json.dumps(envelope).encode("utf-8"),
                 headers={"Content-Type": JSON_CONTENT_TYPE},
                 timeout=self.node.timeout_seconds,
+                verify=self._verify,
                 allow_redirects=False,  # a redirect means a wrong api_url; never replay the body
             )
         except requests.Timeout:

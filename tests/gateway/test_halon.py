@@ -342,3 +342,10 @@ def test_tls_settings_reach_the_session(tmp_path: Any) -> None:
 
 def test_repr_does_not_show_password(node: NodeSettings) -> None:
     assert PASSWORD not in repr(HalonGateway(node))
+
+
+def test_redirect_is_not_followed(sim: HalonSimulator, gateway: HalonGateway) -> None:
+    sim.respond_next(302, {"error": "moved"})
+    with pytest.raises(GatewayRejected, match="302"):
+        gateway.release("t", 1)
+    assert len(sim.requests_log) == 1
