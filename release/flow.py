@@ -13,7 +13,7 @@ from datetime import datetime
 from email.message import EmailMessage
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -143,8 +143,8 @@ class Flow:
         if short:
             self._call(gateway.move, report.message_id, short, node.long_quarantine)
         self._record_copies(session, report, [c for c in held if c.queue not in known], node.long_quarantine)
-        self._settle_report(report)
         session.commit()
+        settle_report(session, report.id)
 
     def _record_copies(self, session: Session, report: Report, copies: list[QuarantinedCopy], long_q: str) -> None:
         if not copies:
@@ -184,8 +184,8 @@ class Flow:
             recipient.state = "failed"
             recipient.error = f"cannot build the notification: {exc}"[:2000]
             self._event(session, "system", "notify_failed", report, recipient, recipient.error)
-            self._settle_report(report)
             session.commit()
+            settle_report(session, report.id)
             return
         (result,) = self.mailer.send([message])
         if result.ok:
@@ -198,8 +198,8 @@ class Flow:
             recipient.state = "failed"
             recipient.error = f"SMTP refused the notification: {result.error}"
             self._event(session, "system", "notify_failed", report, recipient, recipient.error)
-        self._settle_report(report)
         session.commit()
+        settle_report(session, report.id)
 
     def _notification(self, recipient: Recipient, report: Report) -> EmailMessage:
         return build_notification(
@@ -265,7 +265,8 @@ class Flow:
                 recipient.state = "failed"
                 recipient.error = error[:2000]
                 self._event(session, "system", "failed", recipient.report, recipient, error)
-                self._settle_report(recipient.report)
+                session.commit()
+                settle_report(session, recipient.report_id)
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -278,10 +279,6 @@ class Flow:
         """Stable per recipient, so a resend after a crash can be de-duplicated by receivers."""
         domain = self.settings.app.public_url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
         return f"<release-{recipient.token_hash[:32]}@{domain or 'localhost'}>"
-
-    def _settle_report(self, report: Report) -> None:
-        if report.state == "locating" and all(r.state != "notify_pending" for r in report.recipients):
-            report.state = "notified"
 
     @staticmethod
     def _call(fn: Callable[..., Any], *args: Any) -> Any:
@@ -308,6 +305,22 @@ class Flow:
                 detail=detail[:2000],
             )
         )
+
+
+def settle_report(session: Session, report_id: int) -> None:
+    """Mark a report notified once no recipient waits for its mail; commits.
+
+    One conditional UPDATE, run after the caller committed its own recipient's change: of
+    two notifications finishing at once, the later commit always sees both done.
+    """
+    pending = select(Recipient.id).where(Recipient.report_id == report_id, Recipient.state == "notify_pending")
+    session.execute(
+        update(Report)
+        .where(Report.id == report_id, Report.state == "locating", ~pending.exists())
+        .values(state="notified", updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
 
 
 def find_report(session: Session, node: str, message_id: str) -> Report | None:

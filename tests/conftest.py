@@ -80,14 +80,21 @@ def smtp_server() -> Iterator[CaptureServer]:
     server.stop()
 
 
-def make_config(database_url: str, simulator: SimulatorServer, smtp_port: int, **sections: dict[str, Any]) -> dict[str, Any]:
+def make_config(
+    database_url: str, simulator: SimulatorServer, smtp_port: int, **sections: dict[str, Any]
+) -> dict[str, Any]:
     """A production-shaped configuration (real random secrets, not demo)."""
     config: dict[str, Any] = {
         "app": {"public_url": "https://release.example.test", "secret_key": secrets.token_urlsafe(32)},
         "database": {"url": database_url},
         "links": {"keys": [secrets.token_urlsafe(24)]},
         "captcha": {"provider": "altcha", "altcha_max_number": 2000},
-        "smtp": {"host": "127.0.0.1", "port": smtp_port, "security": "none", "sender": "Release <release@example.test>"},
+        "smtp": {
+            "host": "127.0.0.1",
+            "port": smtp_port,
+            "security": "none",
+            "sender": "Release <release@example.test>",
+        },
         "worker": {"backoff_base_seconds": 0.05, "backoff_max_seconds": 0.2, "max_attempts": 5},
         "nodes": [
             {

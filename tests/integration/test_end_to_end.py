@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from release.captcha import solve_altcha
 from release.models import Event, Job, Recipient, Report
 from release.worker import start_in_thread
 from tests.conftest import Stack
-from tests.integration.helpers import release_token_from, report_path, submit_report, wait_until
+from tests.integration.helpers import csrf_token, release_token_from, report_path, submit_report, wait_until
 
 
 def count(stack: Stack, model: Any) -> int:
@@ -66,8 +67,6 @@ def test_sender_to_recipient_to_release(stack: Stack, record_property: Any) -> N
         assert client.head(f"/release/{token}").status_code == 200
         assert stack.sim.copies(tx)[0].state == "hold"
 
-        from tests.integration.helpers import csrf_token
-
         assert client.post(f"/release/{token}", data={}).status_code == 400  # CSRF required
         released = client.post(f"/release/{token}", data={"csrf_token": csrf_token(page.text)})
         assert released.status_code == 303
@@ -103,9 +102,6 @@ def test_concurrent_duplicate_submissions_store_one_report(stack: Stack) -> None
     path = report_path(stack, tx)
     clients = [stack.new_client() for _ in range(4)]
     pages = [c.get(path) for c in clients]
-    from tests.integration.helpers import csrf_token
-    from release.captcha import solve_altcha
-
     forms = [
         {
             "csrf_token": csrf_token(p.text),
@@ -205,8 +201,6 @@ def test_release_of_a_copy_gone_from_the_gateway_shows_expired(stack: Stack) -> 
     stack.worker.drain()
     token = release_token_from(stack.smtp.messages()[0].message)
     stack.sim.remove(tx)
-    from tests.integration.helpers import csrf_token
-
     page = stack.client.get(f"/release/{token}")
     stack.client.post(f"/release/{token}", data={"csrf_token": csrf_token(page.text)})
     stack.worker.drain()
