@@ -9,6 +9,7 @@ from types import FrameType
 
 import click
 from flask import Flask
+from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import text
 
 from . import links, migrate
@@ -30,7 +31,7 @@ def _services() -> Services:
     return found
 
 
-@click.group("db")
+@click.group("db", cls=AppGroup)
 def db_group() -> None:
     """Database schema (Alembic migrations)."""
 
@@ -52,6 +53,7 @@ def db_downgrade(revision: str) -> None:
 
 
 @click.command("worker")
+@with_appcontext
 def worker_command() -> None:
     """Run a worker process (any number may run against one PostgreSQL database)."""
     worker = _services().build_worker(in_process=False)
@@ -66,6 +68,7 @@ def worker_command() -> None:
 
 
 @click.command("sign-link")
+@with_appcontext
 @click.option("--node", required=True, help="Node name, as in [[nodes]].name")
 @click.option("--msgid", required=True, help="The gateway's message (transaction) id")
 @click.option("--time", "issued_at", type=int, default=None, help="Issue time, Unix seconds (default: now)")
@@ -81,6 +84,7 @@ def sign_link_command(node: str, msgid: str, issued_at: int | None) -> None:
 
 
 @click.command("check-config")
+@with_appcontext
 def check_config_command() -> None:
     """Validate the configuration and reach the database, every node and the SMTP server."""
     svc = _services()

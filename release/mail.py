@@ -457,6 +457,23 @@ class SmtpMailer:
             return SendResult(SendStatus.OK, "some recipients refused: " + detail, mid)
         return SendResult(SendStatus.OK, "", mid)
 
+    def check(self) -> tuple[bool, str]:
+        """Connect, greet (STARTTLS/login as configured) and quit: for `check-config`."""
+
+        async def probe() -> str:
+            smtp = await self._connect()
+            try:
+                code, _ = await smtp.noop()
+                return f"{self.settings.host}:{self.settings.port} answered NOOP with {code}"
+            finally:
+                smtp.close()
+
+        try:
+            future = asyncio.run_coroutine_threadsafe(probe(), self._ensure_loop())
+            return True, future.result(self.settings.timeout_seconds * 2 + 1)
+        except (*_CONNECTION_ERRORS, RuntimeError, FutureTimeoutError) as exc:
+            return False, _scrub(f"{self.settings.host}:{self.settings.port}: {_describe(exc)}", self.settings)
+
     async def _connect(self) -> aiosmtplib.SMTP:
         s = self.settings
         smtp = aiosmtplib.SMTP(

@@ -1,0 +1,98 @@
+"""The durable job table: claiming, leases, retries, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from release import jobs, migrate
+from release.db import Database
+from release.models import Job, utcnow
+
+
+@pytest.fixture
+def db(database_url: str) -> Database:
+    database = Database(database_url)
+    migrate.upgrade(database)
+    yield database
+    database.dispose()
+
+
+def add_jobs(db: Database, n: int) -> None:
+    with db.session() as session:
+        for i in range(n):
+            jobs.enqueue(session, "notify", i)
+        session.commit()
+
+
+def test_concurrent_claimers_never_take_the_same_job(db: Database) -> None:
+    add_jobs(db, 300)
+    taken: list[int] = []
+    lock = threading.Lock()
+    start = threading.Barrier(6)
+
+    def claimer() -> None:
+        start.wait()
+        while True:
+            with db.session() as session:
+                batch = jobs.claim(session, 7, lease_seconds=60)
+            if not batch:
+                return
+            with lock:
+                taken.extend(job.id for job in batch)
+
+    threads = [threading.Thread(target=claimer) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    duplicates = [job_id for job_id, n in Counter(taken).items() if n > 1]
+    assert duplicates == []
+    assert len(taken) == 300
+
+
+def test_expired_lease_makes_a_job_claimable_again(db: Database) -> None:
+    add_jobs(db, 1)
+    with db.session() as session:
+        (first,) = jobs.claim(session, 10, lease_seconds=60)
+        assert jobs.claim(session, 10, lease_seconds=60) == []  # leased: nobody else gets it
+        later = utcnow() + timedelta(seconds=61)
+        (again,) = jobs.claim(session, 10, lease_seconds=60, now=later)
+    assert again.id == first.id and again.attempts == 2
+
+
+def test_retry_later_waits_and_counts_attempts(db: Database) -> None:
+    add_jobs(db, 1)
+    with db.session() as session:
+        (job,) = jobs.claim(session, 1, lease_seconds=60)
+        jobs.retry_later(session, job.id, 30, "gateway down")
+        session.commit()
+        assert jobs.claim(session, 1, lease_seconds=60) == []
+        (retried,) = jobs.claim(session, 1, lease_seconds=60, now=utcnow() + timedelta(seconds=31))
+        assert retried.attempts == 2
+        row = session.get(Job, job.id)
+        assert row is not None and row.last_error == "gateway down"
+
+
+def test_finished_and_buried_jobs_are_never_claimed(db: Database) -> None:
+    add_jobs(db, 2)
+    with db.session() as session:
+        a, b = jobs.claim(session, 2, lease_seconds=1)
+        jobs.finish(session, a.id)
+        jobs.bury(session, b.id, "gave up")
+        session.commit()
+        assert jobs.claim(session, 5, lease_seconds=1, now=utcnow() + timedelta(hours=1)) == []
+        states = dict(session.execute(select(Job.id, Job.state)).all())
+    assert states == {a.id: "done", b.id: "dead"}
+
+
+def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:
+    for attempt in range(1, 12):
+        ceiling = min(900.0, 2.0 * 2 ** (attempt - 1))
+        delays = [jobs.backoff_seconds(attempt, 2.0, 900.0) for _ in range(50)]
+        assert all(ceiling / 2 <= d <= ceiling for d in delays)
+    assert jobs.backoff_seconds(30, 2.0, 900.0) <= 900.0
