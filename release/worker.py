@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
+import psycopg
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
@@ -61,28 +62,29 @@ class PostgresWaker(LocalWaker):
 
     def __init__(self, conninfo: str) -> None:
         super().__init__()
-        import psycopg
-
         self._conn = psycopg.connect(conninfo, autocommit=True)
         self._conn.execute(f"LISTEN {jobs.WAKE_CHANNEL}")
         self._lock = threading.Lock()
 
     def wait(self, timeout: float) -> None:
-        if self._event.is_set():
-            self._event.clear()
-            return
+        # Wait in short slices so a local notify() (stop, in-process commit) is seen quickly;
+        # a NOTIFY from PostgreSQL ends the wait at once.
+        deadline = time.monotonic() + timeout
         with self._lock:
-            try:
-                for _ in self._conn.notifies(timeout=timeout, stop_after=1):
-                    break
-            except Exception:  # connection lost: fall back to a plain sleep, reconnect later
-                log.warning("lost the LISTEN connection; polling until it is back")
-                self._event.wait(timeout)
-                self._reconnect()
+            while not self._event.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                try:
+                    if any(True for _ in self._conn.notifies(timeout=min(remaining, 0.25), stop_after=1)):
+                        break
+                except psycopg.Error:  # connection lost: sleep instead, reconnect afterwards
+                    log.warning("lost the LISTEN connection; polling until it is back")
+                    self._event.wait(min(remaining, 1.0))
+                    self._reconnect()
+            self._event.clear()
 
     def _reconnect(self) -> None:
-        import psycopg
-
         try:
             info = self._conn.info.dsn
             self._conn.close()

@@ -49,19 +49,24 @@ def postgres_schema() -> Iterator[str]:
         conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty database of each kind; PostgreSQL tables are dropped after each test."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'release.sqlite3'}"
-        return
-    schema = request.getfixturevalue("postgres_schema")
+@pytest.fixture
+def postgres_url(postgres_schema: str) -> Iterator[str]:
+    """An empty PostgreSQL database (a private schema); its tables are dropped afterwards."""
     url = PG_ADMIN_URL.replace("postgresql://", "postgresql+psycopg://", 1)
-    yield f"{url}?options=-csearch_path%3D{schema}"
+    yield f"{url}?options=-csearch_path%3D{postgres_schema}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        tables = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s", (schema,)).fetchall()
+        tables = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s", (postgres_schema,)).fetchall()
         for (table,) in tables:
-            conn.execute(f'DROP TABLE IF EXISTS {schema}."{table}" CASCADE')
+            conn.execute(f'DROP TABLE IF EXISTS {postgres_schema}."{table}" CASCADE')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database of each kind: every test using it runs on SQLite and PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'release.sqlite3'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
 
 
 @pytest.fixture

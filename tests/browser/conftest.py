@@ -6,6 +6,7 @@ system Chromium. Without it they skip, unless REQUIRE_BROWSER=1 demands they run
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from collections.abc import Iterator
@@ -33,21 +34,28 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One headless Chromium for the session; closed even if a test fails."""
+    """One headless Chromium per module; closed even if a test fails.
+
+    Module scope, and the loop reset below, keep the sync API's trap (it leaves its event
+    loop marked running in the main thread) away from the rest of the pytest session.
+    """
     if not CHROMIUM.exists():
         _unavailable(f"{CHROMIUM} not found (apt-get install -y chromium)")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
         _unavailable("the playwright package is not installed")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                yield browser
+            finally:
+                browser.close()
+    finally:
+        asyncio.events._set_running_loop(None)
 
 
 @pytest.fixture
