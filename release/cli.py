@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import time
@@ -56,6 +57,8 @@ def db_downgrade(revision: str) -> None:
 @with_appcontext
 def worker_command() -> None:
     """Run a worker process (any number may run against one PostgreSQL database)."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     worker = _services().build_worker(in_process=False)
 
     def stop(_signum: int, _frame: FrameType | None) -> None:

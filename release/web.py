@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from flask import Blueprint, Flask, g, render_template
+from flask import Blueprint, Flask, g, redirect, render_template, url_for
 from sqlalchemy.orm import Session
+from werkzeug.wrappers import Response as BaseResponse
 
 from .services import services
 
@@ -42,8 +43,10 @@ def register(app: Flask) -> None:
 
 
 @bp.get("/")
-def index() -> str:
-    """What this service is, for someone who lands on its front page."""
+def index() -> str | BaseResponse:
+    """What this service is, for someone who lands on its front page (the demo: its guide)."""
+    if services().settings.app.demo:
+        return redirect(url_for("demo.index"))
     return render_template("index.html")
 
 
