@@ -43,14 +43,29 @@ RELEASE_WORDS = {
 }
 
 
+TONES = {
+    "released": "success",
+    "notified": "primary",
+    "expired": "warning",
+    "not_found": "warning",
+    "failed": "danger",
+}
+
+
 def report_status(report: Report, *, still_retrying: bool = False) -> dict[str, Any]:
     """The sender's view of a report (recipient addresses masked)."""
     headline, detail = REPORT_WORDS[report.state]
     if still_retrying and report.state in ("pending", "locating"):
         detail = "The mail server is not answering right now; we keep trying, nothing is lost."
+    released = sum(r.state == "released" for r in report.recipients)
+    if report.state == "notified" and released:
+        total = len(report.recipients)
+        headline = "Released" if released == total else f"Released by {released} of {total} recipients"
+        detail = "Your message was delivered to the recipients who released it."
     return {
         "state": report.state,
         "final": report.state in FINAL_REPORT_STATES,
+        "tone": "success" if released else TONES.get(report.state, "secondary"),
         "headline": headline,
         "detail": detail,
         "recipients": [
@@ -67,6 +82,7 @@ def release_status(recipient: Recipient, *, expired_now: bool = False) -> dict[s
     return {
         "state": state,
         "final": state in FINAL_RECIPIENT_STATES,
+        "tone": TONES.get(state, "secondary"),
         "headline": headline,
         "detail": detail,
         "can_release": state == "notified",

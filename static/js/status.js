@@ -16,6 +16,8 @@
     setText("headline", status.headline);
     setText("detail", status.detail);
     setText("state", status.state.replace(/_/g, " "));
+    var badge = box.querySelector('[data-field="state"]');
+    if (badge && status.tone) { badge.className = "badge status-badge text-bg-" + status.tone; }
     var list = box.querySelector('[data-field="recipients"]');
     if (list && status.recipients) {
       list.replaceChildren();
@@ -30,7 +32,8 @@
     }
     if (status.final) {
       box.dataset.final = "true";
-      setText("refresh-hint", "");
+      var hint = box.querySelector('[data-field="refresh-hint"]');
+      if (hint) { hint.remove(); }
       var form = document.getElementById("release-form");
       if (form && !status.can_release) { form.remove(); }
     }

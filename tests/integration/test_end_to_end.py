@@ -80,6 +80,8 @@ def test_sender_to_recipient_to_release(stack: Stack, record_property: Any) -> N
         releases = [c for c in stack.sim.api_calls("G") if "move" in c["payload"]]
         assert len(releases) == 1
         assert "Released" in client.get(f"/release/{token}").text
+        # The sender sees it too.
+        assert "Released by 1 of 2 recipients" in client.get(path).text
     finally:
         stack.worker.stop()
         thread.join(timeout=10)
