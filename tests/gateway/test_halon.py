@@ -12,21 +12,9 @@ import pytest
 from release.config import NodeSettings
 from release.gateway import GatewayError, GatewayRejected, HalonGateway, gateway_for
 from release.gateway.simulator import HalonSimulator, SimulatorServer
+from tests.gateway.conftest import PASSWORD, USER
 
-USER = "release-api"
-PASSWORD = "s3cret-Pa55word-for-tests"
 JSON_TYPE = "application/json; charset=utf-8"
-
-
-@pytest.fixture
-def sim() -> HalonSimulator:
-    return HalonSimulator({USER: PASSWORD})
-
-
-@pytest.fixture
-def server(sim: HalonSimulator) -> Iterator[SimulatorServer]:
-    with SimulatorServer(sim) as running:
-        yield running
 
 
 @pytest.fixture

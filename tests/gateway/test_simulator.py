@@ -4,28 +4,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
 
 from release.gateway.simulator import HalonSimulator, SimulatorServer, seed_demo
+from tests.gateway.conftest import PASSWORD, USER
 
-USER = "release-api"
-PASSWORD = "simulator-test-password"
 AUTH = (USER, PASSWORD)
-
-
-@pytest.fixture
-def sim() -> HalonSimulator:
-    return HalonSimulator({USER: PASSWORD})
-
-
-@pytest.fixture
-def server(sim: HalonSimulator) -> Iterator[SimulatorServer]:
-    with SimulatorServer(sim) as running:
-        yield running
 
 
 def call(server: SimulatorServer, body: Any, auth: Any = AUTH, **kwargs: Any) -> requests.Response:
