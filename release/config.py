@@ -104,7 +104,9 @@ class RetentionSettings:
 @dataclass(frozen=True)
 class WorkerSettings:
     concurrency: int = 8
-    lease_seconds: int = 120
+    # Longer than the slowest job (an SMTP batch can take ~3 min before it times out), so a
+    # lease never runs out under a job that is still working.
+    lease_seconds: int = 300
     max_attempts: int = 15
     backoff_base_seconds: float = 2.0
     backoff_max_seconds: float = 900.0

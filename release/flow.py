@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from . import jobs, links
 from .config import Settings
-from .gateway import Gateway, GatewayError, QuarantinedCopy
+from .gateway import Gateway, GatewayError, GatewayRejected, QuarantinedCopy
 from .mail import Mailer, Notification, build_notification
 from .models import Event, Recipient, Report, utcnow
 from .retention import Retention, current
@@ -100,6 +100,9 @@ class Flow:
 
     def request_release(self, session: Session, recipient: Recipient) -> Recipient:
         """Record the recipient's release request and queue the gateway call (idempotent)."""
+        # Re-read under a row lock: two POSTs at once (a double click) must not both see
+        # "notified" and queue two release jobs (PostgreSQL; SQLite serialises writers anyway).
+        session.refresh(recipient, with_for_update=True)
         if recipient.state != "notified":
             return recipient
         if recipient.expires_at <= self.clock():
@@ -125,9 +128,6 @@ class Flow:
         gateway = self.gateways.get(report.node)
         if node is None or gateway is None:
             raise PermanentFailure(f"node {report.node!r} is no longer configured")
-        if report.state == "pending":
-            report.state = "locating"
-            session.commit()
         held = [
             c
             for c in self._call(gateway.find, report.message_id)
@@ -139,6 +139,11 @@ class Flow:
             self._event(session, "system", "not_found", report)
             session.commit()
             return
+        if report.state == "pending":
+            # Found: from here on the sender sees progress (while the gateway was not
+            # answering, the report stayed "pending" with retries, as DESIGN §1 says).
+            report.state = "locating"
+            session.commit()
         short = [c.queue for c in held if c.quarantine == node.short_quarantine]
         if short:
             self._call(gateway.move, report.message_id, short, node.long_quarantine)
@@ -175,7 +180,12 @@ class Flow:
     def notify(self, session: Session, recipient_id: int) -> None:
         """Mail one recipient the release link (never the sender's comment)."""
         recipient = session.get(Recipient, recipient_id)
-        if recipient is None or recipient.state != "notify_pending":
+        if recipient is None:
+            return
+        if recipient.state != "notify_pending":
+            # A replay after a crash between our commit and the settle below: settle now, or
+            # a report whose last mail went out would stay "locating" for ever.
+            settle_report(session, recipient.report_id)
             return
         report = recipient.report
         try:
@@ -230,10 +240,28 @@ class Flow:
         if not tried_before:
             recipient.release_attempted_at = self.clock()
             session.commit()
-        if self._call(gateway.release, report.message_id, recipient.queue):
+        try:
+            definite = bool(gateway.release(report.message_id, recipient.queue))
+        except GatewayRejected as exc:
+            # Refused outright, so this attempt did nothing: do not let a later "gone"
+            # be read as "our earlier attempt released it".
+            if not tried_before:
+                recipient.release_attempted_at = None
+                session.commit()
+            raise RetryLater(f"gateway: {exc}") from exc
+        except GatewayError as exc:
+            raise RetryLater(f"gateway: {exc}") from exc
+        if definite:
             outcome = "released"
         else:
             outcome = self._release_outcome(gateway, report.message_id, recipient.queue, tried_before)
+        # Another run of this release (a duplicate job, or a lease that ran out mid-call) may
+        # have decided meanwhile: re-read under a row lock and never overwrite its decision
+        # with our guess; only a definite release corrects an "expired" it guessed.
+        session.refresh(recipient, with_for_update=True)
+        if recipient.state != "release_requested" and not (definite and recipient.state == "expired"):
+            session.commit()
+            return
         recipient.state = outcome
         if outcome == "released":
             recipient.released_at = self.clock()
@@ -308,16 +336,23 @@ class Flow:
 
 
 def settle_report(session: Session, report_id: int) -> None:
-    """Mark a report notified once no recipient waits for its mail; commits.
+    """Once no recipient waits for its mail, mark the report notified (or failed if no
+    notification could be delivered at all); commits.
 
-    One conditional UPDATE, run after the caller committed its own recipient's change: of
-    two notifications finishing at once, the later commit always sees both done.
+    Conditional UPDATEs, run after the caller committed its own recipient's change: of two
+    notifications finishing at once, the later commit always sees both done.
     """
     pending = select(Recipient.id).where(Recipient.report_id == report_id, Recipient.state == "notify_pending")
+    reached = select(Recipient.id).where(Recipient.report_id == report_id, Recipient.state != "failed")
+    settle = update(Report).where(Report.id == report_id, Report.state == "locating", ~pending.exists())
     session.execute(
-        update(Report)
-        .where(Report.id == report_id, Report.state == "locating", ~pending.exists())
+        settle.where(reached.exists())
         .values(state="notified", updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        settle.where(~reached.exists())
+        .values(state="failed", error="no recipient could be notified", updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
     session.commit()

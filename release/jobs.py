@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.orm import Session
@@ -65,21 +66,34 @@ def claim(session: Session, limit: int, lease_seconds: int, *, now: datetime | N
     return [ClaimedJob(id=r.id, kind=r.kind, ref_id=r.ref_id, attempts=r.attempts) for r in rows]
 
 
-def finish(session: Session, job_id: int) -> None:
+def _owned(job_id: int, attempts: int | None) -> Any:
+    """The job, and - given the claim's ``attempts`` - only while that claim still holds it.
+
+    ``attempts`` is the fencing token: a worker whose lease ran out while it was still busy
+    must not requeue, bury or finish a job another worker has claimed since.
+    """
+    if attempts is None:
+        return Job.id == job_id
+    return (Job.id == job_id) & (Job.attempts == attempts) & (Job.state == "running")
+
+
+def finish(session: Session, job_id: int, *, attempts: int | None = None) -> None:
     """Mark a job done (in the caller's transaction)."""
     session.execute(
         update(Job)
-        .where(Job.id == job_id)
+        .where(_owned(job_id, attempts))
         .values(state="done", finished_at=utcnow(), locked_until=None)
         .execution_options(synchronize_session=False)
     )
 
 
-def retry_later(session: Session, job_id: int, delay_seconds: float, error: str) -> None:
+def retry_later(
+    session: Session, job_id: int, delay_seconds: float, error: str, *, attempts: int | None = None
+) -> None:
     """Put a job back in the queue after ``delay_seconds`` with the error recorded."""
     session.execute(
         update(Job)
-        .where(Job.id == job_id)
+        .where(_owned(job_id, attempts))
         .values(
             state="queued",
             run_after=utcnow() + timedelta(seconds=delay_seconds),
@@ -90,14 +104,15 @@ def retry_later(session: Session, job_id: int, delay_seconds: float, error: str)
     )
 
 
-def bury(session: Session, job_id: int, error: str) -> None:
-    """Give up on a job; it stays visible to admins as dead."""
-    session.execute(
+def bury(session: Session, job_id: int, error: str, *, attempts: int | None = None) -> bool:
+    """Give up on a job; it stays visible to admins as dead. False: another claim holds it."""
+    result = session.execute(
         update(Job)
-        .where(Job.id == job_id)
+        .where(_owned(job_id, attempts))
         .values(state="dead", finished_at=utcnow(), locked_until=None, last_error=error[:ERROR_LIMIT])
         .execution_options(synchronize_session=False)
     )
+    return bool(getattr(result, "rowcount", 1))
 
 
 def backoff_seconds(attempts: int, base: float, maximum: float) -> float:

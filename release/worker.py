@@ -213,7 +213,7 @@ class Worker:
                 if handler is None:
                     raise PermanentFailure(f"no handler for job kind {job.kind!r}")
                 handler(session, job.ref_id)
-                jobs.finish(session, job.id)
+                jobs.finish(session, job.id, attempts=job.attempts)
                 session.commit()
             except PermanentFailure as exc:
                 session.rollback()
@@ -231,13 +231,13 @@ class Worker:
         delay = jobs.backoff_seconds(job.attempts, settings.backoff_base_seconds, settings.backoff_max_seconds)
         log.warning("job %s %d (#%d) attempt %d failed: %s; retry in %.1fs", job.kind, job.id, job.ref_id, job.attempts,
                     error, delay)  # fmt: skip
-        jobs.retry_later(session, job.id, delay, error)
+        jobs.retry_later(session, job.id, delay, error, attempts=job.attempts)
         session.commit()
 
     def _give_up(self, session: Session, job: jobs.ClaimedJob, error: str) -> None:
         log.error("job %s %d for #%d gave up after %d attempts: %s", job.kind, job.id, job.ref_id, job.attempts, error)
-        jobs.bury(session, job.id, error)
-        self.on_dead(session, job.kind, job.ref_id, error)
+        if jobs.bury(session, job.id, error, attempts=job.attempts):  # else: another worker claimed it since
+            self.on_dead(session, job.kind, job.ref_id, error)
         session.commit()
 
 
