@@ -145,8 +145,10 @@ class Flow:
             report.state = "locating"
             session.commit()
         short = [c.queue for c in held if c.quarantine == node.short_quarantine]
-        if short:
-            self._call(gateway.move, report.message_id, short, node.long_quarantine)
+        if short and self._call(gateway.move, report.message_id, short, node.long_quarantine) < len(short):
+            # Some copy vanished between find and move (the gateway's own cleanup): keep only
+            # what is really held now, so nobody is mailed about a copy that is gone.
+            held = [c for c in self._call(gateway.find, report.message_id) if c.quarantine == node.long_quarantine]
         self._record_copies(session, report, [c for c in held if c.queue not in known], node.long_quarantine)
         session.commit()
         settle_report(session, report.id)

@@ -995,3 +995,13 @@ def test_a_refused_release_attempt_does_not_count_as_maybe_released(env: Env) ->
     env.gateway.lose(MSGID)  # then the gateway's own retention removes the copy
     run(env, "release", recipient.id)
     assert recipients(env, recipient.report_id)[0].state == "expired"
+
+
+def test_a_copy_that_vanishes_between_find_and_move_is_not_mailed(env: Env) -> None:
+    env.gateway.hold(MSGID, 1, "alice@example.org")
+    env.gateway.hold(MSGID, 2, "bob@example.org")
+    env.gateway.after["find"] = lambda: (env.gateway.lose(MSGID, 2), env.gateway.after.pop("find"))
+    report_id = submit(env)
+    settle(env)
+    assert states(env, report_id) == {"alice@example.org": "notified"}
+    assert [m["To"] for m in env.mailer.sent] == ["alice@example.org"]
