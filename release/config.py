@@ -99,6 +99,29 @@ class SmtpSettings:
 class RetentionSettings:
     short_hours: int = 24
     long_days: int = 7
+    # How long the service keeps its own records (reports, IP addresses, comments).
+    record_days: int = 90
+    # How often the worker enforces retention (deletes expired copies, purges records).
+    enforce_every_minutes: int = 15
+
+
+@dataclass(frozen=True)
+class LimitsSettings:
+    # Flask-Limiter storage: "memory://" (per process) or "redis://host:6379/0" (shared).
+    storage_url: str = "memory://"
+    reports_per_ip_per_hour: int = 20
+    reports_per_message_per_hour: int = 10
+    notifications_per_recipient_per_day: int = 20
+    logins_per_ip_per_minute: int = 10
+
+
+@dataclass(frozen=True)
+class AdminSettings:
+    # Trust an authenticated user name set by a reverse proxy (SSO); off when empty.
+    trusted_user_header: str = ""
+    # Only from these proxy addresses (exact IPs); the header is ignored from anyone else.
+    trusted_proxy_addresses: tuple[str, ...] = ()
+    session_hours: int = 12
 
 
 @dataclass(frozen=True)
@@ -138,6 +161,8 @@ class Settings:
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
+    limits: LimitsSettings = field(default_factory=LimitsSettings)
+    admin: AdminSettings = field(default_factory=AdminSettings)
     nodes: tuple[NodeSettings, ...] = ()
 
     def node(self, name: str) -> NodeSettings | None:
@@ -153,6 +178,8 @@ SECTIONS: dict[str, type] = {
     "smtp": SmtpSettings,
     "retention": RetentionSettings,
     "worker": WorkerSettings,
+    "limits": LimitsSettings,
+    "admin": AdminSettings,
 }
 
 
@@ -296,6 +323,14 @@ def validate(settings: Settings) -> None:
         raise ConfigError("retention.long_days", "must be between 1 and 365 days")
     if retention.long_days * 24 <= retention.short_hours:
         raise ConfigError("retention.long_days", "long retention must be longer than short retention")
+    if not 1 <= retention.record_days <= 3650:
+        raise ConfigError("retention.record_days", "must be between 1 and 3650 days")
+    if retention.record_days < retention.long_days:
+        raise ConfigError("retention.record_days", "must be at least retention.long_days")
+    if not 1 <= retention.enforce_every_minutes <= 24 * 60:
+        raise ConfigError("retention.enforce_every_minutes", "must be between 1 and 1440")
+    if urlsplit(settings.limits.storage_url).scheme not in ("memory", "redis", "rediss"):
+        raise ConfigError("limits.storage_url", "must be memory:// or a redis:// URL")
     if not 1 <= app.max_comment_length <= 20000:
         raise ConfigError("app.max_comment_length", "must be between 1 and 20000")
     if settings.worker.concurrency < 1:
@@ -363,6 +398,8 @@ __all__ = [
     "CaptchaSettings",
     "ConfigError",
     "DatabaseSettings",
+    "AdminSettings",
+    "LimitsSettings",
     "LinksSettings",
     "NodeSettings",
     "RetentionSettings",

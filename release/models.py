@@ -82,6 +82,7 @@ class Report(Base):
         UniqueConstraint("node", "message_id"),
         _states_check("state", REPORT_STATES),
         Index(None, "created_at"),
+        Index(None, "sender_ip", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -112,6 +113,7 @@ class Recipient(Base):
         UniqueConstraint("report_id", "queue"),
         _states_check("state", RECIPIENT_STATES),
         Index(None, "expires_at"),
+        Index(None, "address", "notified_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
