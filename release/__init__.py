@@ -64,13 +64,17 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.extensions["release"] = services or build_services(settings, app.jinja_env)
     CSRFProtect(app)
     _register(app, settings)
+    from . import limits
+
+    limits.init_app(app, settings)  # after _register: it limits the views registered there
     return app
 
 
 def _register(app: Flask, settings: Settings) -> None:
-    from . import cli, errors, recipient, security, sender, web
+    from . import admin, cli, errors, recipient, security, sender, web
 
     app.register_blueprint(web.bp)
+    app.register_blueprint(admin.bp)
     app.register_blueprint(sender.bp)
     app.register_blueprint(recipient.bp)
     if settings.app.demo:

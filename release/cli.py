@@ -13,7 +13,8 @@ from flask import Flask
 from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import text
 
-from . import links, migrate
+from . import auth, enforcement, links, migrate
+from .models import ADMIN_ROLES, utcnow
 from .services import Services
 
 
@@ -23,6 +24,8 @@ def register(app: Flask) -> None:
     app.cli.add_command(worker_command)
     app.cli.add_command(sign_link_command)
     app.cli.add_command(check_config_command)
+    app.cli.add_command(create_admin_command)
+    app.cli.add_command(purge_command)
 
 
 def _services() -> Services:
@@ -119,3 +122,38 @@ def _check_smtp(svc: Services) -> tuple[bool, str]:
         return True, "no SMTP check for this mailer"
     result: tuple[bool, str] = check()
     return result
+
+
+@click.command("create-admin")
+@with_appcontext
+@click.argument("username")
+@click.option("--role", type=click.Choice(ADMIN_ROLES), default="admin", show_default=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input")
+def create_admin_command(username: str, role: str, password_stdin: bool) -> None:
+    """Create an admin console account (the password is asked for, hidden, twice)."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        auth.check_new_password(password)
+        with _services().db.session() as session:
+            auth.create_admin(session, username, password, role, actor="cli")
+            session.commit()
+    except auth.AccountError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"created {role} account {username}")
+
+
+@click.command("purge")
+@with_appcontext
+@click.option("--dry-run", is_flag=True, help="Only show what would be deleted and purged")
+def purge_command(dry_run: bool) -> None:
+    """Enforce retention once: delete copies past retention on the gateways, purge old records."""
+    svc = _services()
+    with svc.db.session() as session:
+        result = enforcement.enforce(session, svc.gateways, svc.settings, utcnow(), dry_run=dry_run)
+    for line in result.lines():
+        click.echo(line)
+    if result.errors:
+        sys.exit(1)

@@ -7,13 +7,14 @@ rows and jobs. The worker runs :meth:`Flow.locate`, :meth:`Flow.notify` and
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -27,6 +28,7 @@ from .retention import Retention, current
 SUBJECT_LIMIT = 1000
 FINAL_REPORT_STATES = frozenset({"notified", "not_found", "failed"})
 FINAL_RECIPIENT_STATES = frozenset({"released", "expired", "failed"})
+NOTIFY_WINDOW = timedelta(hours=24)
 
 
 class RetryLater(Exception):
@@ -35,6 +37,16 @@ class RetryLater(Exception):
 
 class PermanentFailure(Exception):
     """A step can never succeed; the worker stops retrying it."""
+
+
+class Deferred(Exception):
+    """A step must wait until ``until`` (a limit, not a failure): the worker re-queues the job
+    for then without counting the attempt."""
+
+    def __init__(self, until: datetime, reason: str) -> None:
+        super().__init__(f"{reason}; waiting until {until.isoformat(timespec='seconds')}")
+        self.until = until
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -103,7 +115,7 @@ class Flow:
         # Re-read under a row lock: two POSTs at once (a double click) must not both see
         # "notified" and queue two release jobs (PostgreSQL; SQLite serialises writers anyway).
         session.refresh(recipient, with_for_update=True)
-        if recipient.state != "notified":
+        if not can_request_release(recipient):
             return recipient
         if recipient.expires_at <= self.clock():
             recipient.state = "expired"
@@ -199,6 +211,10 @@ class Flow:
             session.commit()
             settle_report(session, report.id)
             return
+        if recipient.notified_at is None:
+            # Not yet counted against the recipient's daily cap (a retry after an SMTP
+            # failure or a crash already holds its place): take a place or wait for one.
+            self._reserve_notification(session, recipient)
         (result,) = self.mailer.send([message])
         if result.ok:
             recipient.state = "notified"
@@ -208,10 +224,45 @@ class Flow:
             raise RetryLater(f"SMTP: {result.error}")
         else:
             recipient.state = "failed"
+            recipient.notified_at = None  # never reached the inbox: frees its place in the cap
             recipient.error = f"SMTP refused the notification: {result.error}"
             self._event(session, "system", "notify_failed", report, recipient, recipient.error)
         session.commit()
         settle_report(session, report.id)
+
+    def _reserve_notification(self, session: Session, recipient: Recipient) -> None:
+        """Count this notification against ``limits.notifications_per_recipient_per_day``.
+
+        Under the cap: stamp ``notified_at`` now and commit, before sending, so concurrent
+        notify jobs for the same address see each other (PostgreSQL: serialised per address
+        by an advisory lock; SQLite: every transaction holds the write lock). Over the cap:
+        raise :class:`Deferred` until the oldest counted notification leaves the 24 h window.
+        The address is compared case-insensitively: case variants are one mailbox.
+        """
+        cap = self.settings.limits.notifications_per_recipient_per_day
+        address = recipient.address.lower()
+        now = self.clock()
+        if session.get_bind().dialect.name == "postgresql":
+            key = int.from_bytes(hashlib.sha256(b"notify-cap:" + address.encode()).digest()[:8], "big", signed=True)
+            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+        query = (
+            select(Recipient.notified_at)
+            .where(
+                func.lower(Recipient.address) == address,
+                Recipient.notified_at > now - NOTIFY_WINDOW,
+                Recipient.id != recipient.id,
+            )
+            .order_by(Recipient.notified_at.desc())
+            .limit(cap)
+        )
+        recent = [at for at in session.scalars(query) if at is not None]
+        if len(recent) >= cap:
+            # The cap-th newest leaves the window first among those that keep us over it.
+            until = recent[cap - 1] + NOTIFY_WINDOW
+            session.commit()  # releases the advisory lock
+            raise Deferred(until, f"{cap} notifications to this address in 24 hours")
+        recipient.notified_at = now
+        session.commit()
 
     def _notification(self, recipient: Recipient, report: Report) -> EmailMessage:
         return build_notification(
@@ -335,6 +386,12 @@ class Flow:
                 detail=detail[:2000],
             )
         )
+
+
+def can_request_release(recipient: Recipient) -> bool:
+    """Notified, or its mail is on the way (``notified_at`` is stamped before SMTP): a quick
+    recipient may click before the worker commits "notified"."""
+    return recipient.state == "notified" or (recipient.state == "notify_pending" and recipient.notified_at is not None)
 
 
 def settle_report(session: Session, report_id: int) -> None:

@@ -88,19 +88,29 @@ def finish(session: Session, job_id: int, *, attempts: int | None = None) -> Non
 
 
 def retry_later(
-    session: Session, job_id: int, delay_seconds: float, error: str, *, attempts: int | None = None
+    session: Session,
+    job_id: int,
+    delay_seconds: float,
+    error: str,
+    *,
+    attempts: int | None = None,
+    refund_attempt: bool = False,
 ) -> None:
-    """Put a job back in the queue after ``delay_seconds`` with the error recorded."""
+    """Put a job back in the queue after ``delay_seconds`` with the error recorded.
+
+    ``refund_attempt``: the run was a deferral (a limit), not a failure; give back the attempt
+    the claim counted, so waiting never uses up ``max_attempts``.
+    """
+    values: dict[str, Any] = {
+        "state": "queued",
+        "run_after": utcnow() + timedelta(seconds=delay_seconds),
+        "locked_until": None,
+        "last_error": error[:ERROR_LIMIT],
+    }
+    if refund_attempt:
+        values["attempts"] = Job.attempts - 1
     session.execute(
-        update(Job)
-        .where(_owned(job_id, attempts))
-        .values(
-            state="queued",
-            run_after=utcnow() + timedelta(seconds=delay_seconds),
-            locked_until=None,
-            last_error=error[:ERROR_LIMIT],
-        )
-        .execution_options(synchronize_session=False)
+        update(Job).where(_owned(job_id, attempts)).values(**values).execution_options(synchronize_session=False)
     )
 
 

@@ -12,16 +12,17 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-NODE_RE = re.compile(r"^[a-z0-9-]{1,63}$")
+NODE_RE = re.compile(r"\A[a-z0-9-]{1,63}\Z")
 # Halon transaction ids are UUIDs; other gateways use similar opaque ids. Keep it strict.
-MESSAGE_ID_RE = re.compile(r"^[A-Za-z0-9._@:-]{1,128}$")
-TIME_RE = re.compile(r"^[0-9]{1,12}$")
-SIGNATURE_RE = re.compile(r"^[0-9a-f]{64}$")
-TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
+MESSAGE_ID_RE = re.compile(r"\A[A-Za-z0-9._@:-]{1,128}\Z")
+# Canonical decimal, as the gateway prints a Unix time: no sign, no leading zeros.
+TIME_RE = re.compile(r"\A(?:0|[1-9][0-9]{0,11})\Z")
+SIGNATURE_RE = re.compile(r"\A[0-9a-f]{64}\Z")
+TOKEN_RE = re.compile(r"\A[A-Za-z0-9_-]{43}\Z")
 TOKEN_DOMAIN = b"sender-fp-release/release-token/v1:"
 
 
@@ -71,17 +72,23 @@ def verify(
     *,
     keys: Iterable[str],
     nodes: Iterable[str],
-    max_age_seconds: int,
+    max_age_seconds: int | Callable[[], int],
     now: float,
     clock_skew_seconds: int = 300,
 ) -> ReportLink:
-    """Check a link's fields, signature and age; raise LinkInvalid or LinkExpired."""
+    """Check a link's fields, signature and age; raise LinkInvalid or LinkExpired.
+
+    ``max_age_seconds`` may be a callable: it is then asked only for a genuine link, so a
+    stranger's garbage never costs a database read (the retention is an admin setting).
+    Fields must match exactly (anchored with ``\\Z``: ``$`` lets a trailing newline through; no leading
+    zeros in ``t``), so one message and time have exactly one valid link per key.
+    """
     node, message_id, issued, signature = (params.get(k, "") for k in ("n", "m", "t", "s"))
     if not (
-        NODE_RE.match(node)
-        and MESSAGE_ID_RE.match(message_id)
-        and TIME_RE.match(issued)
-        and SIGNATURE_RE.match(signature)
+        NODE_RE.fullmatch(node)
+        and MESSAGE_ID_RE.fullmatch(message_id)
+        and TIME_RE.fullmatch(issued)
+        and SIGNATURE_RE.fullmatch(signature)
     ):
         raise LinkInvalid("The link is incomplete or damaged.")
     if node not in set(nodes):
@@ -93,7 +100,8 @@ def verify(
         raise LinkInvalid("The link's signature does not match; it may have been altered.")
     if issued_at > now + clock_skew_seconds:
         raise LinkInvalid("The link's time lies in the future.")
-    if now - issued_at > max_age_seconds + clock_skew_seconds:
+    max_age = max_age_seconds() if callable(max_age_seconds) else max_age_seconds
+    if now - issued_at > max_age + clock_skew_seconds:
         raise LinkExpired("The message is no longer kept: it is older than the retention time.")
     return ReportLink(node, message_id, issued_at)
 
@@ -120,4 +128,4 @@ def token_hash(token: str) -> str:
 
 def is_token_shaped(token: str) -> bool:
     """Cheap format check before touching the database."""
-    return bool(TOKEN_RE.match(token))
+    return bool(TOKEN_RE.fullmatch(token))

@@ -21,14 +21,19 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    event,
+    text,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, ORMExecuteState, Session, mapped_column, relationship
 
 REPORT_STATES = ("pending", "locating", "notified", "not_found", "failed")
 RECIPIENT_STATES = ("notify_pending", "notified", "release_requested", "released", "expired", "failed")
 JOB_STATES = ("queued", "running", "done", "dead")
-JOB_KINDS = ("locate", "notify", "release")
+JOB_KINDS = ("locate", "notify", "release", "delete", "enforce")
+ADMIN_ROLES = ("admin", "viewer")
+# The recipient states whose copy the gateway still holds for the service.
+LIVE_RECIPIENT_STATES = ("notify_pending", "notified", "release_requested")
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -146,6 +151,14 @@ class Job(Base):
         _states_check("kind", JOB_KINDS),
         Index(None, "state", "run_after"),
         Index(None, "kind", "ref_id"),
+        # At most one periodic enforcement waits in the queue, however many workers start.
+        Index(
+            "uq_jobs_one_queued_enforce",
+            "kind",
+            unique=True,
+            sqlite_where=text("kind = 'enforce' AND state = 'queued'"),
+            postgresql_where=text("kind = 'enforce' AND state = 'queued'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -184,3 +197,53 @@ class Event(Base):
     report_id: Mapped[int | None] = mapped_column(ForeignKey("reports.id", ondelete="CASCADE"))
     recipient_id: Mapped[int | None] = mapped_column(ForeignKey("recipients.id", ondelete="CASCADE"))
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class AdminUser(Base):
+    """A local console account; the password is stored only as a scrypt hash."""
+
+    __tablename__ = "admin_users"
+    __table_args__ = (_states_check("role", ADMIN_ROLES),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(128), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(8))
+    # Rotated at every sign-in and cleared at sign-out: a copied cookie dies with its login.
+    session_nonce: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[datetime | None]
+
+
+class AuditEntry(Base):
+    """Who did what to what, when: append-only (the guards below refuse changes)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index(None, "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(256), default="")
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class AuditLogIsAppendOnly(Exception):
+    """Something tried to change or delete an audit entry through the ORM."""
+
+
+@event.listens_for(Session, "before_flush")
+def _refuse_audit_changes(session: Session, _context: object, _instances: object) -> None:
+    for obj in session.deleted:
+        if isinstance(obj, AuditEntry):
+            raise AuditLogIsAppendOnly("audit entries cannot be deleted")
+    for obj in session.dirty:
+        if isinstance(obj, AuditEntry) and session.is_modified(obj):
+            raise AuditLogIsAppendOnly("audit entries cannot be changed")
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _refuse_bulk_audit_changes(state: ORMExecuteState) -> None:
+    if (state.is_update or state.is_delete) and any(m.class_ is AuditEntry for m in state.all_mappers):
+        raise AuditLogIsAppendOnly("audit entries cannot be changed or deleted")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .flow import FINAL_RECIPIENT_STATES, FINAL_REPORT_STATES, mask_address
+from .flow import FINAL_RECIPIENT_STATES, FINAL_REPORT_STATES, can_request_release, mask_address
 from .models import Recipient, Report
 
 REPORT_WORDS = {
@@ -85,5 +85,5 @@ def release_status(recipient: Recipient, *, expired_now: bool = False) -> dict[s
         "tone": TONES.get(state, "secondary"),
         "headline": headline,
         "detail": detail,
-        "can_release": state == "notified",
+        "can_release": state == recipient.state and can_request_release(recipient),
     }

@@ -1,10 +1,13 @@
-"""Security headers on every response.
+"""Security headers on every response, and release tokens kept out of access logs.
 
 The Content-Security-Policy forbids inline script everywhere; only the report page (which
 shows the CAPTCHA) allows the provider's origins.
 """
 
 from __future__ import annotations
+
+import logging
+import re
 
 from flask import Flask, Response, g, request
 
@@ -61,6 +64,39 @@ def _add_headers(response: Response) -> Response:
     return response
 
 
+# A release token is a working credential: access logs (werkzeug's server, gunicorn's
+# accesslog, which `python app.py` turns on) would otherwise keep it in the request line
+# and in the Referer of the release POST.
+# Whatever follows /release/ is redacted, not only well-formed tokens: a mistyped or
+# truncated link still carries most of a working token.
+_TOKEN_IN_PATH = re.compile(r"/release/[^/?#\s\"']+")
+ACCESS_LOGGERS = ("werkzeug", "gunicorn.access")
+
+
+class RedactTokens(logging.Filter):
+    """Replace release tokens in a log record's message with a placeholder."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a broken record is logging's problem, not ours
+            return True
+        if "/release/" in message:
+            redacted = _TOKEN_IN_PATH.sub("/release/[token]", message)
+            if redacted != message:
+                record.msg, record.args = redacted, None
+        return True
+
+
+def redact_access_logs() -> None:
+    """Attach the token filter to the access loggers (once per process)."""
+    for name in ACCESS_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactTokens) for f in logger.filters):
+            logger.addFilter(RedactTokens())
+
+
 def register(app: Flask) -> None:
-    """Install the header hook."""
+    """Install the header hook and the access-log redaction."""
     app.after_request(_add_headers)
+    redact_access_logs()

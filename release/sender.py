@@ -11,6 +11,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from . import jobs, links
 from .flow import Submission, find_report
 from .forms import ReportForm
+from .limits import challenge_limit, report_limits
 from .presenters import report_status
 from .security import allow_captcha
 from .services import services
@@ -22,12 +23,12 @@ bp = Blueprint("sender", __name__)
 def _verified_link() -> links.ReportLink:
     """Verify the link in the query string; LinkError is turned into a page by errors.py."""
     svc = services()
-    retention = svc.flow.retention(db_session())
     return links.verify(
         request.args,
         keys=svc.settings.links.keys,
         nodes=svc.gateways.keys(),
-        max_age_seconds=int(retention.short.total_seconds()),
+        # Read from the database only for a genuinely signed link.
+        max_age_seconds=lambda: int(svc.flow.retention(db_session()).short.total_seconds()),
         now=time.time(),
         clock_skew_seconds=svc.settings.links.clock_skew_seconds,
     )
@@ -43,6 +44,7 @@ def _status(link: links.ReportLink) -> dict[str, Any] | None:
 
 
 @bp.route("/report", methods=["GET", "POST"])
+@report_limits
 def report() -> str | BaseResponse | tuple[str, int]:
     """Show the form (or the status, once reported); POST stores the report."""
     link = _verified_link()
@@ -84,6 +86,7 @@ def report_status_json() -> Response:
 
 
 @bp.get("/captcha/altcha-challenge")
+@challenge_limit
 def altcha_challenge() -> Response:
     """A fresh proof-of-work challenge for the ALTCHA widget."""
     captcha = services().captcha

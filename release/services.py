@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from flask import current_app
+from sqlalchemy.orm import Session
 
 from .captcha import Captcha, make_captcha
 from .config import Settings
 from .db import Database
+from .enforcement import Enforcer, EnforcingWorker
 from .flow import Flow
 from .gateway import Gateway, gateway_for
 from .mail import Mailer, SmtpMailer
@@ -39,9 +41,14 @@ class Services:
             waker = PostgresWaker(self.db.url.set(drivername="postgresql").render_as_string(hide_password=False))
         elif not in_process:
             polling = True  # SQLite across processes: nobody can wake us, poll briefly
-        flow = self.flow
-        handlers = {"locate": flow.locate, "notify": flow.notify, "release": flow.release}
-        return Worker(self.db, handlers, flow.on_dead, self.settings.worker, waker, polling=polling)
+        flow, enforcer = self.flow, Enforcer(self.settings, self.gateways)
+        handlers = {"locate": flow.locate, "notify": flow.notify, "release": flow.release,
+                    "delete": enforcer.delete_copy, "enforce": enforcer.run_job}  # fmt: skip
+
+        def on_dead(session: Session, kind: str, ref_id: int, error: str) -> None:
+            (enforcer.on_dead if kind in ("delete", "enforce") else flow.on_dead)(session, kind, ref_id, error)
+
+        return EnforcingWorker(self.db, handlers, on_dead, self.settings.worker, waker, polling=polling)
 
 
 def default_database_url() -> str:

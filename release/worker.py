@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from . import jobs
 from .config import WorkerSettings
 from .db import Database
-from .flow import PermanentFailure
+from .flow import Deferred, PermanentFailure
 from .models import utcnow
 
 log = logging.getLogger(__name__)
@@ -168,7 +168,7 @@ class Worker:
         return len(claimed)
 
     def drain(self, timeout: float = 30.0) -> None:
-        """Run until no job is queued or running, retries included (tests, one-shot commands)."""
+        """Run until no job is running or due before the timeout, retries included (tests, CLI)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             started = self.run_available()
@@ -176,8 +176,11 @@ class Worker:
                 busy = bool(self._in_flight)
             if not started and not busy:
                 with self.db.session() as session:
-                    if jobs.next_due(session) is None:
-                        return
+                    due = jobs.next_due(session)
+                # Done when nothing more can come due before the deadline (a periodic or
+                # deferred job far in the future does not count).
+                if due is None or (due - utcnow()).total_seconds() > deadline - time.monotonic():
+                    return
             if not started:
                 self._slot_freed.wait(0.02)
                 self._slot_freed.clear()
@@ -214,6 +217,13 @@ class Worker:
                     raise PermanentFailure(f"no handler for job kind {job.kind!r}")
                 handler(session, job.ref_id)
                 jobs.finish(session, job.id, attempts=job.attempts)
+                session.commit()
+            except Deferred as exc:
+                # A limit, not a failure: wait until it frees up without using an attempt.
+                session.rollback()
+                delay = max(0.0, (exc.until - utcnow()).total_seconds())
+                log.info("job %s %d (#%d) deferred for %.0fs: %s", job.kind, job.id, job.ref_id, delay, exc.reason)
+                jobs.retry_later(session, job.id, delay, f"deferred: {exc}", attempts=job.attempts, refund_attempt=True)
                 session.commit()
             except PermanentFailure as exc:
                 session.rollback()

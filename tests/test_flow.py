@@ -1005,3 +1005,18 @@ def test_a_copy_that_vanishes_between_find_and_move_is_not_mailed(env: Env) -> N
     settle(env)
     assert states(env, report_id) == {"alice@example.org": "notified"}
     assert [m["To"] for m in env.mailer.sent] == ["alice@example.org"]
+
+
+def test_a_quick_click_while_the_mail_is_being_sent_is_honoured(env: Env) -> None:
+    env.gateway.hold(MSGID, 1, "alice@example.org")
+    report_id = submit(env)
+    settle(env, "locate")
+    # The worker stamped notified_at and handed the mail to SMTP, but has not committed
+    # "notified" yet when the recipient clicks the link.
+    with env.db.session() as session:
+        row = session.get(Recipient, recipients(env, report_id)[0].id)
+        assert row is not None
+        row.notified_at = env.clock()
+        session.commit()
+    assert request(env, row.id).state == "release_requested"
+    assert queued(env, "release") == [("release", row.id)]
