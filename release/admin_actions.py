@@ -196,6 +196,7 @@ def resend_notification(session: Session, recipient_id: int, actor: str, now: da
         raise ActionRefused("A notification for this copy is already on its way.")
     recipient.state = "notify_pending"
     recipient.error = None
+    recipient.notified_at = None  # a new sending: counted again, and a new Message-ID
     report = recipient.report
     if report.state == "failed":
         report.state, report.error = "locating", None  # settles again once the mail is out

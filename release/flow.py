@@ -202,19 +202,20 @@ class Flow:
             settle_report(session, recipient.report_id)
             return
         report = recipient.report
+        if recipient.notified_at is None:
+            # Not yet counted against the recipient's daily cap (a retry after an SMTP
+            # failure or a crash already holds its place): take a place or wait for one.
+            self._reserve_notification(session, recipient)
         try:
             message = self._notification(recipient, report)
         except ValueError as exc:  # an address or value that cannot go into a mail safely
             recipient.state = "failed"
+            recipient.notified_at = None
             recipient.error = f"cannot build the notification: {exc}"[:2000]
             self._event(session, "system", "notify_failed", report, recipient, recipient.error)
             session.commit()
             settle_report(session, report.id)
             return
-        if recipient.notified_at is None:
-            # Not yet counted against the recipient's daily cap (a retry after an SMTP
-            # failure or a crash already holds its place): take a place or wait for one.
-            self._reserve_notification(session, recipient)
         (result,) = self.mailer.send([message])
         if result.ok:
             recipient.state = "notified"
@@ -357,9 +358,11 @@ class Flow:
         return f"{self.settings.app.public_url.rstrip('/')}/release/{token}"
 
     def notification_message_id(self, recipient: Recipient) -> str:
-        """Stable per recipient, so a resend after a crash can be de-duplicated by receivers."""
+        """Stable for one sending (a retry after a crash repeats it, so receivers can drop the
+        duplicate); a deliberate resend gets a new one, so it is not dropped as a duplicate."""
         domain = self.settings.app.public_url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
-        return f"<release-{recipient.token_hash[:32]}@{domain or 'localhost'}>"
+        sending = int(recipient.notified_at.timestamp() * 1000) if recipient.notified_at else 0
+        return f"<release-{recipient.token_hash[:32]}.{sending}@{domain or 'localhost'}>"
 
     @staticmethod
     def _call(fn: Callable[..., Any], *args: Any) -> Any:

@@ -1020,3 +1020,18 @@ def test_a_quick_click_while_the_mail_is_being_sent_is_honoured(env: Env) -> Non
         session.commit()
     assert request(env, row.id).state == "release_requested"
     assert queued(env, "release") == [("release", row.id)]
+
+
+def test_a_retried_sending_keeps_its_message_id(env: Env) -> None:
+    env.gateway.hold(MSGID, 1, "alice@example.org")
+    report_id = submit(env)
+    settle(env, "locate")
+    (row,) = recipients(env, report_id)
+    env.mailer.fail_next(1)  # temporary: the worker will retry
+    with pytest.raises(RetryLater):
+        run(env, "notify", row.id)
+    first_id = env.flow.notification_message_id(recipients(env, report_id)[0])
+    env.clock.now += timedelta(minutes=5)
+    run(env, "notify", row.id)
+    (sent,) = env.mailer.sent
+    assert sent["Message-ID"] == first_id

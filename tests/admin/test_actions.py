@@ -69,6 +69,8 @@ def test_resend_mails_the_link_again(console: Console) -> None:
     mails = console.stack.smtp.messages()
     assert len(mails) == 2 and list(mails[1].rcpt_tos) == ["dan@example.com"]
     assert release_token_from(mails[0].message) == release_token_from(mails[1].message)
+    # A deliberate resend must not look like a duplicate to the receiving server.
+    assert mails[0].message["Message-ID"] != mails[1].message["Message-ID"]
     assert console.recipient(rid).state == "notified"
     assert len(_audit(console, "copy.resend_requested")) == 1
 
