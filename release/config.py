@@ -134,7 +134,7 @@ class WorkerSettings:
     backoff_base_seconds: float = 2.0
     backoff_max_seconds: float = 900.0
     # Fallback poll interval where no wake-up channel exists (SQLite across processes).
-    idle_poll_seconds: float = 1.0
+    idle_poll_seconds: float = 0.2
 
 
 @dataclass(frozen=True)

@@ -140,12 +140,13 @@ class Flow:
         gateway = self.gateways.get(report.node)
         if node is None or gateway is None:
             raise PermanentFailure(f"node {report.node!r} is no longer configured")
+        known = {r.queue for r in report.recipients}
+        _end_transaction(session)
         held = [
             c
             for c in self._call(gateway.find, report.message_id)
             if c.quarantine in (node.short_quarantine, node.long_quarantine)
         ]
-        known = {r.queue for r in report.recipients}
         if not held and not known:
             report.state = "not_found"
             self._event(session, "system", "not_found", report)
@@ -157,6 +158,7 @@ class Flow:
             report.state = "locating"
             session.commit()
         short = [c.queue for c in held if c.quarantine == node.short_quarantine]
+        _end_transaction(session)
         if short and self._call(gateway.move, report.message_id, short, node.long_quarantine) < len(short):
             # Some copy vanished between find and move (the gateway's own cleanup): keep only
             # what is really held now, so nobody is mailed about a copy that is gone.
@@ -216,6 +218,7 @@ class Flow:
             session.commit()
             settle_report(session, report.id)
             return
+        _end_transaction(session)
         (result,) = self.mailer.send([message])
         if result.ok:
             recipient.state = "notified"
@@ -293,7 +296,7 @@ class Flow:
         tried_before = recipient.release_attempted_at is not None
         if not tried_before:
             recipient.release_attempted_at = self.clock()
-            session.commit()
+        _end_transaction(session)
         try:
             definite = bool(gateway.release(report.message_id, recipient.queue))
         except GatewayRejected as exc:
@@ -389,6 +392,12 @@ class Flow:
                 detail=detail[:2000],
             )
         )
+
+
+def _end_transaction(session: Session) -> None:
+    """Commit before a network call, so no row lock, SQLite write lock or pooled
+    connection is held while the gateway or SMTP server takes its time."""
+    session.commit()
 
 
 def can_request_release(recipient: Recipient) -> bool:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, text, update
+from sqlalchemy import case, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from .models import Job, utcnow
@@ -51,8 +51,15 @@ def claim(session: Session, limit: int, lease_seconds: int, *, now: datetime | N
         (Job.state == "queued") & (Job.run_after <= now),
         (Job.state == "running") & (Job.locked_until < now),
     )
+    # Finish what is started before starting more: under a backlog, a report's mail and a
+    # recipient's release go ahead of locating further reports.
+    priority = case((Job.kind == "release", 0), (Job.kind == "notify", 1), else_=2)
     candidates = (
-        select(Job.id).where(due).order_by(Job.run_after, Job.id).limit(limit).with_for_update(skip_locked=True)
+        select(Job.id)
+        .where(due)
+        .order_by(priority, Job.run_after, Job.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
     )
     stmt = (
         update(Job)

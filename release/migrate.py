@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from alembic import command
-from alembic.config import Config
+from typing import TYPE_CHECKING
 
 from .db import Database
 from .services import ROOT
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS = ROOT / "migrations"
 
 
 def alembic_config(db: Database) -> Config:
-    """An Alembic config that runs on ``db``'s engine."""
+    """An Alembic config that runs on ``db``'s engine (Alembic is imported only here: worker
+    and web processes that never migrate do not pay its ~10 MB)."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["engine"] = db.engine
@@ -21,9 +26,13 @@ def alembic_config(db: Database) -> Config:
 
 def upgrade(db: Database, revision: str = "head") -> None:
     """Bring the schema to ``revision``."""
+    from alembic import command
+
     command.upgrade(alembic_config(db), revision)
 
 
 def downgrade(db: Database, revision: str) -> None:
     """Step the schema back to ``revision``."""
+    from alembic import command
+
     command.downgrade(alembic_config(db), revision)

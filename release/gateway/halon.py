@@ -40,9 +40,21 @@ TEXT_LIMIT = 1000
 ADDRESS_LIMIT = 320
 METADATA_LIMIT = 200
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+POOL_SIZE = 64
 USER_AGENT = "sender-fp-release"
 EPOCH = datetime.fromtimestamp(0, UTC)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def _pooled_session() -> requests.Session:
+    """A session whose connection pool covers every worker thread (no reconnect churn), and
+    which ignores proxy/netrc environment lookups on each call (the node is configured)."""
+    session = requests.Session()
+    session.trust_env = False
+    adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=POOL_SIZE)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
 
 
 class HalonGateway:
@@ -52,7 +64,7 @@ class HalonGateway:
         self.node = node
         self.name = node.name
         self._base = node.api_url.rstrip("/")
-        self._session = session or requests.Session()
+        self._session = session or _pooled_session()
         self._session.auth = (node.username, node.password)
         # Passed on every call too: requests lets REQUESTS_CA_BUNDLE override a session's verify.
         self._verify: str | bool = node.ca_file or node.verify_tls
