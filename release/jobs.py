@@ -139,8 +139,11 @@ def backoff_seconds(attempts: int, base: float, maximum: float) -> float:
 
 
 def next_due(session: Session) -> datetime | None:
-    """When the earliest queued job becomes due (for the worker's sleep)."""
-    return session.scalar(select(func.min(Job.run_after)).where(Job.state == "queued"))
+    """When the earliest job becomes claimable (for the worker's sleep): a queued job's
+    ``run_after``, or the end of a running job's lease (its worker may have died)."""
+    queued = session.scalar(select(func.min(Job.run_after)).where(Job.state == "queued"))
+    leased = session.scalar(select(func.min(Job.locked_until)).where(Job.state == "running"))
+    return min((t for t in (queued, leased) if t is not None), default=None)
 
 
 def pending_for(session: Session, kind: str, ref_id: int) -> Job | None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 
 from flask import Blueprint, Flask, g, redirect, render_template, url_for
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response as BaseResponse
 
 from .services import services
 
+log = logging.getLogger(__name__)
 bp = Blueprint("web", __name__)
 
 
@@ -23,8 +26,15 @@ def db_session() -> Session:
 
 def _close_session(_exc: BaseException | None) -> None:
     session = g.pop("db_session", None)
-    if session is not None:
+    if session is None:
+        return
+    try:
         session.close()
+    except SQLAlchemyError as exc:
+        # The connection died under us (database restart): the response is already decided
+        # (a 503 page if the request noticed); just drop the broken connection.
+        log.warning("discarding a broken database connection: %s", type(exc).__name__)
+        session.invalidate()
 
 
 def format_datetime(value: datetime | int | float | None) -> str:
