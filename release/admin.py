@@ -10,7 +10,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from wtforms import BooleanField, IntegerField, PasswordField, StringField
 from wtforms.validators import DataRequired, InputRequired, Length
 
-from . import admin_actions, auth, retention
+from . import admin_actions, auth, charts, retention, stats
 from .admin_actions import ActionRefused, ReportFilter
 from .limits import login_limit
 from .models import REPORT_STATES, AdminUser
@@ -193,6 +193,17 @@ def nodes() -> str:
     svc = services()
     checks = [(node, svc.gateways[node.name].health()) for node in svc.settings.nodes]
     return render_template("admin/nodes.html", checks=checks)
+
+
+@bp.get("/stats")
+@auth.login_required()
+def stats_page() -> str:
+    """Counts per day, median time to release and top lists over 7, 30 or 90 days."""
+    dash = stats.dashboard(db_session(), stats.window(stats.parse_days(request.args.get("days"))))
+    labels = [day.isoformat() for day in dash.window.dates]
+    drawn = [(s, charts.bar_chart(f"{s.label} per day", labels, s.counts, key=s.key)) for s in dash.series]
+    return render_template("admin/stats.html", d=dash, charts=drawn, windows=stats.WINDOWS,
+                           delay=stats.format_duration(dash.release_delay.median))  # fmt: skip
 
 
 @bp.get("/audit")
