@@ -62,6 +62,7 @@ class PostgresWaker(LocalWaker):
 
     def __init__(self, conninfo: str) -> None:
         super().__init__()
+        self._conninfo = conninfo
         self._conn = psycopg.connect(conninfo, autocommit=True)
         self._conn.execute(f"LISTEN {jobs.WAKE_CHANNEL}")
         self._lock = threading.Lock()
@@ -75,6 +76,11 @@ class PostgresWaker(LocalWaker):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return
+                if self._conn.closed or self._conn.broken:
+                    # Terminated while we were not reading from it: listen again (a NOTIFY
+                    # sent meanwhile is lost, so look at the queue once more too).
+                    self._reconnect()
+                    break
                 try:
                     if any(True for _ in self._conn.notifies(timeout=min(remaining, 0.25), stop_after=1)):
                         break
@@ -82,13 +88,14 @@ class PostgresWaker(LocalWaker):
                     log.warning("lost the LISTEN connection; polling until it is back")
                     self._event.wait(min(remaining, 1.0))
                     self._reconnect()
+                    break  # a NOTIFY sent while we were not listening is lost: look again
             self._event.clear()
 
     def _reconnect(self) -> None:
         try:
-            info = self._conn.info.dsn
             self._conn.close()
-            self._conn = psycopg.connect(info, autocommit=True)
+            # The original conninfo: info.dsn would lack the password.
+            self._conn = psycopg.connect(self._conninfo, autocommit=True)
             self._conn.execute(f"LISTEN {jobs.WAKE_CHANNEL}")
         except psycopg.Error:
             log.warning("could not re-establish LISTEN yet")
@@ -143,13 +150,11 @@ class Worker:
                 self._slot_freed.clear()
                 continue
             try:
-                started = self.run_available()
-            except Exception:
-                log.exception("could not claim jobs; retrying shortly")
+                if not self.run_available():
+                    self.waker.wait(self._idle_timeout())
+            except Exception:  # noqa: BLE001 - the database may be briefly gone: never die
+                log.exception("could not reach the job table; retrying shortly")
                 self.stopping.wait(1.0)
-                continue
-            if not started:
-                self.waker.wait(self._idle_timeout())
         self._pool.shutdown(wait=True)
         log.info("worker stopped")
 
@@ -200,6 +205,9 @@ class Worker:
         with self._lock:
             self._in_flight.discard(future)
         self._slot_freed.set()
+        # A finished job may have queued a retry or follow-up that is due before the idle
+        # wait would end: let the loop look again.
+        self.waker.notify()
 
     def _idle_timeout(self) -> float:
         with self.db.session() as session:
