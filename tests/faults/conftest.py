@@ -24,7 +24,10 @@ WORKER = {
     "backoff_base_seconds": 0.05,
     "backoff_max_seconds": 0.5,
     "max_attempts": 100,  # an outage must never use up a job's attempts in these tests
-    "lease_seconds": 3,
+    # In-process stacks never lose a worker; a lease shorter than a job can take on a loaded
+    # machine would let a second thread re-run it (a duplicate mail, not a lost one). The
+    # SIGKILL tests set their own short lease.
+    "lease_seconds": 60,
 }
 NODE_TIMEOUT = 0.5
 
