@@ -1,5 +1,5 @@
-"""Real `flask --app app worker` processes on PostgreSQL: one SIGKILLed mid-batch (twice: during
-locate/notify, then during releases), and two workers sharing one backlog."""
+"""Real `flask --app app worker` processes: one SIGKILLed mid-batch (twice: during locate/notify,
+then during releases) on SQLite and PostgreSQL, and two workers sharing one backlog on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from release import migrate
 from release.db import Database
 from release.gateway.simulator import SimulatorServer
 from release.mailcapture import CaptureServer
@@ -28,8 +29,23 @@ from .helpers import (
     write_config,
 )
 
-pytestmark = pytest.mark.postgres
 WORKER = {"concurrency": 16, "backoff_base_seconds": 0.05, "backoff_max_seconds": 0.5, "max_attempts": 100}
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def process_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated database that separate worker processes can share: a SQLite file or a
+    private PostgreSQL schema."""
+    if request.param == "postgres":
+        url: str = request.getfixturevalue("pg_database")
+        return url
+    url = f"sqlite:///{tmp_path / 'release.sqlite3'}"
+    database = Database(url)
+    try:
+        migrate.upgrade(database)
+    finally:
+        database.dispose()
+    return url
 
 
 @pytest.fixture
@@ -39,37 +55,50 @@ def db(pg_database: str) -> Iterator[Database]:
     database.dispose()
 
 
+@pytest.fixture
+def process_db(process_database: str) -> Iterator[Database]:
+    database = Database(process_database)
+    yield database
+    database.dispose()
+
+
 def test_worker_killed_mid_batch(
-    pg_database: str, db: Database, fault_simulator: SimulatorServer, mailbox: CaptureServer, logdir: Path
+    process_database: str, process_db: Database, fault_simulator: SimulatorServer, mailbox: CaptureServer, logdir: Path
 ) -> None:
     sim = fault_simulator.sim
     assert isinstance(sim, FaultSim)
     sim.set_latency(0.2)  # every gateway call takes 0.2 s: the kill lands mid-call
     lease = 3
     config = write_config(
-        logdir / "config.toml", pg_database, fault_simulator, mailbox.port, worker={**WORKER, "lease_seconds": lease}
+        logdir / "config.toml",
+        process_database,
+        fault_simulator,
+        mailbox.port,
+        worker={**WORKER, "lease_seconds": lease},
     )
     n, rcpts = 80, 2
     with worker_processes(config, logdir) as spawn:
         first = spawn()
-        backlog = insert_backlog(db, sim, n, rcpts)
+        backlog = insert_backlog(process_db, sim, n, rcpts)
         wait_for(lambda: len(mailbox.messages()) >= 20, 60, "the first mails")
         first.kill()
         killed_at = time.monotonic()
-        running_at_kill_1 = job_states(db).get("running", 0)
+        running_at_kill_1 = job_states(process_db).get("running", 0)
         second = spawn()
-        wait_for(lambda: report_states(db) == {"notified": n}, 60, "every report notified after the kill")
+        wait_for(lambda: report_states(process_db) == {"notified": n}, 60, "every report notified after the kill")
         recovery_1 = time.monotonic() - killed_at
 
         # Releases: kill the worker while a batch of release calls is in flight.
-        requested = request_all_releases(db)
+        requested = request_all_releases(process_db)
         wait_for(lambda: sum(sim.effective("release").values()) >= 20, 60, "the first releases")
         second.kill()
         killed_at = time.monotonic()
-        running_at_kill_2 = job_states(db).get("running", 0)
+        running_at_kill_2 = job_states(process_db).get("running", 0)
         spawn()
         wait_for(
-            lambda: recipient_states(db).get("release_requested", 0) == 0, 60, "every release decided after the kill"
+            lambda: recipient_states(process_db).get("release_requested", 0) == 0,
+            60,
+            "every release decided after the kill",
         )
         recovery_2 = time.monotonic() - killed_at
 
@@ -77,11 +106,11 @@ def test_worker_killed_mid_batch(
     mail = count_mail([mailbox], backlog.addresses)
     effective = sim.effective("release")
     calls = sim.calls_per_copy("release")
-    recipients = recipient_states(db)
+    recipients = recipient_states(process_db)
     delivered = {(i.transaction, i.queue) for i in sim.delivered()}
     figures(
         "worker_sigkill",
-        "postgres",
+        "postgres" if process_database.startswith("postgresql") else "sqlite",
         [
             ("reports / copies", f"{n} / {len(copies)}"),
             ("jobs running at kill 1 (locate/notify)", running_at_kill_1),
@@ -89,7 +118,7 @@ def test_worker_killed_mid_batch(
             ("lease seconds", lease),
             ("seconds from kill 1 to all notified", round(recovery_1, 1)),
             ("seconds from kill 2 to all releases decided", round(recovery_2, 1)),
-            ("reports lost", n - report_states(db).get("notified", 0)),
+            ("reports lost", n - report_states(process_db).get("notified", 0)),
             ("recipients not mailed", mail.missing),
             ("mail duplicates (same Message-ID, rcpt)", mail.duplicates),
             ("recipients with two different Message-IDs", mail.recipients_with_two_ids),
@@ -97,11 +126,11 @@ def test_worker_killed_mid_batch(
             ("copies released twice by the node (affected>0)", sum(1 for c in copies if effective[c] > 1)),
             ("copies whose release request was re-sent", sum(1 for c in copies if calls[c] > 1)),
             ("releases recorded expired/failed (wrong)", recipients.get("expired", 0) + recipients.get("failed", 0)),
-            ("dead jobs", job_states(db).get("dead", 0)),
+            ("dead jobs", job_states(process_db).get("dead", 0)),
         ],
     )
     assert running_at_kill_1 > 0 and running_at_kill_2 > 0, "the kills did not land mid-batch"
-    assert report_states(db) == {"notified": n}
+    assert report_states(process_db) == {"notified": n}
     assert requested == len(copies)
     assert mail.missing == 0
     # A kill between the SMTP 250 and the commit may repeat a mail: then with the same Message-ID.
@@ -110,7 +139,7 @@ def test_worker_killed_mid_batch(
     assert recipients == {"released": len(copies)}, recipients
     assert delivered == copies
     assert all(effective[c] == 1 for c in copies)
-    assert job_states(db).get("dead", 0) == 0
+    assert job_states(process_db).get("dead", 0) == 0
 
 
 def _drain_with(spawn_count: int, db: Database, sim: FaultSim, mailbox: CaptureServer, spawn: object, n: int) -> float:
@@ -121,6 +150,7 @@ def _drain_with(spawn_count: int, db: Database, sim: FaultSim, mailbox: CaptureS
     return time.perf_counter() - started
 
 
+@pytest.mark.postgres
 def test_two_workers_share_one_backlog(
     pg_database: str, db: Database, fault_simulator: SimulatorServer, mailbox: CaptureServer, logdir: Path
 ) -> None:
@@ -177,6 +207,7 @@ def test_two_workers_share_one_backlog(
     assert n / one_worker >= 1 and n / two_workers >= 1
 
 
+@pytest.mark.postgres
 def test_idle_worker_reclaims_expired_lease_promptly(
     pg_database: str, db: Database, fault_simulator: SimulatorServer, mailbox: CaptureServer, logdir: Path
 ) -> None:
