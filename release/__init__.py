@@ -71,12 +71,13 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
 
 
 def _register(app: Flask, settings: Settings) -> None:
-    from . import admin, cli, errors, recipient, security, sender, web
+    from . import admin, cli, errors, gateway_api, recipient, security, sender, web
 
     app.register_blueprint(web.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(sender.bp)
     app.register_blueprint(recipient.bp)
+    app.register_blueprint(gateway_api.bp)
     if settings.app.demo:
         from . import demo
 

@@ -38,6 +38,11 @@ class ConfirmForm(FlaskForm):
     confirm = BooleanField("I confirm", validators=[DataRequired(message="Tick the box to confirm this action.")])
 
 
+class DecisionForm(FlaskForm):
+    reason = StringField("Reason", validators=[DataRequired(message="Give a reason for the recipient."),
+                                               Length(max=500)])  # fmt: skip
+
+
 class RetentionForm(FlaskForm):
     short_hours = IntegerField("Short retention (hours)", validators=[InputRequired()])
     long_days = IntegerField("Long retention (days)", validators=[InputRequired()])
@@ -148,6 +153,35 @@ def _act(action: Callable[[], int], done: str) -> int | None:
         return request.form.get("report_id", type=int)
     flash(done, "success")
     return result
+
+
+@bp.get("/approvals")
+@auth.login_required()
+def approvals() -> str:
+    """Releases the policy held back, waiting for an admin's approval."""
+    rows = admin_actions.pending_approvals(db_session())
+    return render_template("admin/approvals.html", rows=rows, form=DecisionForm())
+
+
+@bp.post("/approvals/<int:recipient_id>/<decision>")
+@auth.login_required("admin")
+def decide(recipient_id: int, decision: str) -> BaseResponse:
+    """Approve or deny one held-back release, with a reason the recipient is mailed."""
+    if decision not in ("approve", "deny"):
+        abort(404)
+    form = DecisionForm()
+    if not form.validate_on_submit():
+        flash("Give a reason (at most 500 characters) to approve or deny.", "danger")
+        return redirect(url_for("admin.approvals"), code=303)
+    try:
+        admin_actions.decide_release(db_session(), recipient_id, _admin().username, approve=decision == "approve",
+                                     reason=(form.reason.data or "").strip())  # fmt: skip
+    except ActionRefused as exc:
+        db_session().rollback()
+        flash(str(exc), "warning")
+    else:
+        flash("Release approved and queued." if decision == "approve" else "Release denied.", "success")
+    return redirect(url_for("admin.approvals"), code=303)
 
 
 @bp.get("/settings")

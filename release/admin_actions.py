@@ -130,7 +130,8 @@ def report_detail(session: Session, report_id: int) -> ReportDetail | None:
     recipient_ids = [r.id for r in report.recipients]
     mine: ColumnElement[bool] = (Job.kind == "locate") & (Job.ref_id == report_id)
     if recipient_ids:
-        mine = or_(mine, Job.kind.in_(("notify", "release", "delete")) & Job.ref_id.in_(recipient_ids))
+        kinds = ("notify", "release", "delete", "discard", "outcome_mail")
+        mine = or_(mine, Job.kind.in_(kinds) & Job.ref_id.in_(recipient_ids))
     found = session.scalars(select(Job).where(mine).order_by(Job.id)).all()
     return ReportDetail(report, list(events), list(found))
 
@@ -217,6 +218,37 @@ def delete_copy(session: Session, recipient_id: int, actor: str) -> Recipient:
     jobs.enqueue(session, "delete", recipient.id)
     session.commit()
     settle_report(session, recipient.report_id)
+    return recipient
+
+
+def pending_approvals(session: Session) -> list[Recipient]:
+    """Releases the policy held back, oldest request first (the approvals queue)."""
+    query = (
+        select(Recipient)
+        .where(Recipient.state == "approval_pending")
+        .options(selectinload(Recipient.report))
+        .order_by(Recipient.release_requested_at, Recipient.id)
+        .limit(PAGE_SIZE)
+    )
+    return list(session.scalars(query))
+
+
+def decide_release(session: Session, recipient_id: int, actor: str, *, approve: bool, reason: str) -> Recipient:
+    """Approve (queue the release) or deny (final) a held-back release, audited in the same
+    transaction; the recipient is mailed the outcome by the worker; commits."""
+    recipient = _locked_recipient(session, recipient_id)
+    if recipient.state != "approval_pending":
+        raise ActionRefused(f"This copy is {recipient.state.replace('_', ' ')}; there is nothing to decide.")
+    recipient.decision_reason = reason[:2000]
+    if approve:
+        recipient.state = "release_requested"
+        recipient.release_requested_at = utcnow()
+        jobs.enqueue(session, "release", recipient.id)
+    else:
+        recipient.state = "release_denied"
+    _record(session, actor, "release_approved" if approve else "release_denied", recipient, reason[:2000])
+    jobs.enqueue(session, "outcome_mail", recipient.id)
+    session.commit()
     return recipient
 
 

@@ -125,6 +125,17 @@ class AdminSettings:
 
 
 @dataclass(frozen=True)
+class PolicySettings:
+    # A copy scoring above this needs an admin's approval to be released (None: no limit).
+    max_spam_score: float | None = None
+    # Copies found in these quarantines (any node) need an admin's approval; locate also
+    # looks for reported copies there (docs/operations.md).
+    high_risk_quarantines: tuple[str, ...] = ()
+    # Bearer keys the gateway presents to GET /gateway/v1/allowed (empty: endpoint off).
+    allowlist_keys: tuple[str, ...] = dataclasses.field(default=(), repr=False)
+
+
+@dataclass(frozen=True)
 class WorkerSettings:
     concurrency: int = 8
     # Longer than the slowest job (an SMTP batch can take ~3 min before it times out), so a
@@ -163,6 +174,7 @@ class Settings:
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     limits: LimitsSettings = field(default_factory=LimitsSettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
+    policy: PolicySettings = field(default_factory=PolicySettings)
     nodes: tuple[NodeSettings, ...] = ()
 
     def node(self, name: str) -> NodeSettings | None:
@@ -180,6 +192,7 @@ SECTIONS: dict[str, type] = {
     "worker": WorkerSettings,
     "limits": LimitsSettings,
     "admin": AdminSettings,
+    "policy": PolicySettings,
 }
 
 
@@ -263,6 +276,8 @@ def _coerce(key: str, hint: Any, value: Any) -> Any:
         if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
             raise ConfigError(key, "must be a list of strings")
         return tuple(value)
+    if hint == (float | None):
+        return None if value is None or value == "" else _coerce(key, float, value)
     if hint is bool:
         if isinstance(value, bool):
             return value
@@ -336,6 +351,16 @@ def validate(settings: Settings) -> None:
     if settings.worker.concurrency < 1:
         raise ConfigError("worker.concurrency", "must be at least 1")
     _validate_nodes(settings.nodes, demo=app.demo)
+    _validate_policy(settings.policy, demo=app.demo)
+
+
+def _validate_policy(policy: PolicySettings, *, demo: bool) -> None:
+    for i, quarantine in enumerate(policy.high_risk_quarantines):
+        if not QUARANTINE_ID.match(quarantine):
+            raise ConfigError(f"policy.high_risk_quarantines[{i}]", "must look like mailquarantine:<number>")
+    if not demo:
+        for i, key in enumerate(policy.allowlist_keys):
+            _require_secret(f"policy.allowlist_keys[{i}]", key)
 
 
 def _require_secret(key: str, value: str) -> None:
@@ -402,6 +427,7 @@ __all__ = [
     "LimitsSettings",
     "LinksSettings",
     "NodeSettings",
+    "PolicySettings",
     "RetentionSettings",
     "Settings",
     "SmtpSettings",

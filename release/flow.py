@@ -27,7 +27,7 @@ from .retention import Retention, current
 
 SUBJECT_LIMIT = 1000
 FINAL_REPORT_STATES = frozenset({"notified", "not_found", "failed"})
-FINAL_RECIPIENT_STATES = frozenset({"released", "expired", "failed"})
+FINAL_RECIPIENT_STATES = frozenset({"released", "expired", "failed", "release_denied", "deleted"})
 NOTIFY_WINDOW = timedelta(hours=24)
 
 
@@ -145,7 +145,8 @@ class Flow:
         held = [
             c
             for c in self._call(gateway.find, report.message_id)
-            if c.quarantine in (node.short_quarantine, node.long_quarantine)
+            if c.quarantine
+            in (node.short_quarantine, node.long_quarantine, *self.settings.policy.high_risk_quarantines)
         ]
         if not held and not known:
             report.state = "not_found"
@@ -157,7 +158,7 @@ class Flow:
             # answering, the report stayed "pending" with retries, as DESIGN §1 says).
             report.state = "locating"
             session.commit()
-        short = [c.queue for c in held if c.quarantine == node.short_quarantine]
+        short = [c.queue for c in held if c.quarantine != node.long_quarantine]
         _end_transaction(session)
         if short and self._call(gateway.move, report.message_id, short, node.long_quarantine) < len(short):
             # Some copy vanished between find and move (the gateway's own cleanup): keep only
@@ -186,6 +187,7 @@ class Flow:
                 token_hash=links.token_hash(links.release_token(self.settings.app.secret_key, nonce)),
                 spam_score=copy.spam_score,
                 quarantine=long_q,
+                held_in=copy.quarantine,
                 expires_at=expires_at,
             )
             session.add(recipient)

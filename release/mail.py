@@ -195,6 +195,52 @@ def build_notification(
     return msg
 
 
+# --------------------------------------------------------------------------- the outcome
+
+
+OUTCOME_TEXT_TEMPLATE = "mail/outcome.txt"
+OUTCOME_HTML_TEMPLATE = "mail/outcome.html"
+REASON_LIMIT = 500
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """An admin's decision on a release the policy held back (never the sender's comment)."""
+
+    to_address: str
+    approved: bool
+    reason: str
+    blocked_sender: str
+    blocked_subject: str
+    release_url: str
+    message_id: str
+
+
+def build_outcome(o: Outcome, *, sender: str, jinja_env: Environment, now: datetime | None = None) -> EmailMessage:
+    """The multipart/alternative mail telling a recipient what the administrators decided."""
+    if not _autoescapes(jinja_env, OUTCOME_HTML_TEMPLATE):
+        raise ValueError("the Jinja environment must autoescape .html templates")
+    context = {
+        "approved": o.approved,
+        "reason": clean_text(o.reason, REASON_LIMIT),
+        "sender": untrusted(o.blocked_sender, ADDRESS_LIMIT) or "(unknown sender)",
+        "subject": untrusted(o.blocked_subject, SUBJECT_LIMIT) or "(no subject)",
+        "release_url": o.release_url,
+    }
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = _recipient(o.to_address)
+    verdict = "approved" if o.approved else "refused"
+    msg["Subject"] = f"Release {verdict}: {context['subject']}"
+    msg["Date"] = format_datetime(now or datetime.now(UTC))
+    msg["Message-ID"] = _message_id(o.message_id)
+    msg["Auto-Submitted"] = "auto-generated"
+    msg["X-Auto-Response-Suppress"] = "All"
+    msg.set_content(jinja_env.get_template(OUTCOME_TEXT_TEMPLATE).render(context))
+    msg.add_alternative(jinja_env.get_template(OUTCOME_HTML_TEMPLATE).render(context), subtype="html")
+    return msg
+
+
 # --------------------------------------------------------------------------- sending
 
 

@@ -28,12 +28,15 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, ORMExecuteState, Session, mapped_column, relationship
 
 REPORT_STATES = ("pending", "locating", "notified", "not_found", "failed")
-RECIPIENT_STATES = ("notify_pending", "notified", "release_requested", "released", "expired", "failed")
+RECIPIENT_STATES = (
+    "notify_pending", "notified", "release_requested", "released", "expired", "failed",
+    "approval_pending", "release_denied", "deleted",
+)  # fmt: skip
 JOB_STATES = ("queued", "running", "done", "dead")
-JOB_KINDS = ("locate", "notify", "release", "delete", "enforce")
+JOB_KINDS = ("locate", "notify", "release", "delete", "enforce", "discard", "outcome_mail")
 ADMIN_ROLES = ("admin", "viewer")
 # The recipient states whose copy the gateway still holds for the service.
-LIVE_RECIPIENT_STATES = ("notify_pending", "notified", "release_requested")
+LIVE_RECIPIENT_STATES = ("notify_pending", "notified", "release_requested", "approval_pending", "release_denied")
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -130,6 +133,10 @@ class Recipient(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     spam_score: Mapped[float | None] = mapped_column(Float)
     quarantine: Mapped[str | None] = mapped_column(String(64))
+    # Where the gateway held the copy when it was found (the release policy reads it).
+    held_in: Mapped[str | None] = mapped_column(String(64))
+    # Why an admin approved or denied a release the policy held back.
+    decision_reason: Mapped[str | None] = mapped_column(Text)
     expires_at: Mapped[datetime]
     notified_at: Mapped[datetime | None]
     release_requested_at: Mapped[datetime | None]
@@ -140,6 +147,20 @@ class Recipient(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     report: Mapped[Report] = relationship(back_populates="recipients")
+
+
+class AllowedSender(Base):
+    """A recipient's "always allow this sender", which the gateway may query before rejecting."""
+
+    __tablename__ = "allowed_senders"
+    __table_args__ = (UniqueConstraint("recipient", "sender"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Both stored lower-case: the gateway's lookup is case-insensitive.
+    recipient: Mapped[str] = mapped_column(String(320))
+    sender: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    source_recipient_id: Mapped[int | None] = mapped_column(Integer)
 
 
 class Job(Base):

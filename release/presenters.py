@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .choices import can_delete
 from .flow import FINAL_RECIPIENT_STATES, FINAL_REPORT_STATES, can_request_release, mask_address
 from .models import Recipient, Report
 
@@ -32,6 +33,9 @@ RECIPIENT_WORDS = {
     "released": "released",
     "expired": "expired (no longer held)",
     "failed": "could not be notified",
+    "approval_pending": "release waiting for an administrator's approval",
+    "release_denied": "release refused by an administrator",
+    "deleted": "deleted by the recipient",
 }
 RELEASE_WORDS = {
     "notified": ("Held as suspected spam", "You can release this message to your mailbox."),
@@ -40,7 +44,21 @@ RELEASE_WORDS = {
     "expired": ("Expired", "The mail server no longer holds this message, so it cannot be released."),
     "failed": ("Release failed", "The message could not be released. Please contact your mail administrator."),
     "notify_pending": ("Held as suspected spam", "You can release this message to your mailbox."),
+    "approval_pending": (
+        "Waiting for approval",
+        "This message looks risky, so your mail administrators check it before it is released. "
+        "We will email you their decision.",
+    ),
+    "release_denied": (
+        "Release refused",
+        "Your mail administrators decided not to release this message. It stays held and is deleted.",
+    ),
+    "deleted": ("Deleted", "You deleted this message. It will not be delivered."),
 }
+NEEDS_APPROVAL_DETAIL = (
+    "This message looks risky (for example a high spam score), so your mail administrators must "
+    "approve its release. You can ask them to, or delete it."
+)
 
 
 TONES = {
@@ -49,6 +67,8 @@ TONES = {
     "expired": "warning",
     "not_found": "warning",
     "failed": "danger",
+    "release_denied": "danger",
+    "approval_pending": "info",
 }
 
 
@@ -75,15 +95,21 @@ def report_status(report: Report, *, still_retrying: bool = False) -> dict[str, 
     }
 
 
-def release_status(recipient: Recipient, *, expired_now: bool = False) -> dict[str, Any]:
+def release_status(recipient: Recipient, *, expired_now: bool = False, needs_approval: bool = False) -> dict[str, Any]:
     """The recipient's view of their copy; a copy past its time shows as expired."""
-    state = "expired" if expired_now and recipient.state in ("notified", "notify_pending") else recipient.state
+    live = ("notified", "notify_pending", "approval_pending")
+    state = "expired" if expired_now and recipient.state in live else recipient.state
     headline, detail = RELEASE_WORDS[state]
+    can_release = state == recipient.state and can_request_release(recipient)
+    if can_release and needs_approval:
+        detail = NEEDS_APPROVAL_DETAIL
     return {
         "state": state,
         "final": state in FINAL_RECIPIENT_STATES,
         "tone": TONES.get(state, "secondary"),
         "headline": headline,
         "detail": detail,
-        "can_release": state == recipient.state and can_request_release(recipient),
+        "can_release": can_release,
+        "needs_approval": can_release and needs_approval,
+        "can_delete": state == recipient.state and can_delete(recipient),
     }

@@ -1,10 +1,12 @@
-"""The recipient's release page: GET and HEAD only show; POST (with CSRF) releases."""
+"""The recipient's release page: GET and HEAD only show; POST (with CSRF) releases, asks the
+admins to, deletes, or releases and always allows the sender (the ``choice`` button)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, jsonify, redirect, render_template, url_for
+from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
+from .choices import Choices, needs_approval
 from .flow import find_recipient_by_token
 from .forms import ActionForm
 from .models import Recipient, utcnow
@@ -13,6 +15,7 @@ from .services import services
 from .web import db_session
 
 bp = Blueprint("recipient", __name__)
+CHOICES = ("release", "allow", "delete")
 
 
 def _recipient(token: str) -> Recipient:
@@ -23,7 +26,8 @@ def _recipient(token: str) -> Recipient:
 
 
 def _status(recipient: Recipient) -> dict[str, object]:
-    return release_status(recipient, expired_now=recipient.expires_at <= utcnow())
+    held = needs_approval(services().settings.policy, recipient) is not None
+    return release_status(recipient, expired_now=recipient.expires_at <= utcnow(), needs_approval=held)
 
 
 @bp.get("/release/<token>")
@@ -37,12 +41,19 @@ def show(token: str) -> str:
 
 @bp.post("/release/<token>")
 def release(token: str) -> BaseResponse:
-    """Queue the release; the page then shows releasing → released."""
+    """Queue the release (or the approval request, or the deletion); the page then shows it."""
     recipient = _recipient(token)
     form = ActionForm()
     if not form.validate_on_submit():
         abort(400, description="The form expired. Please reload the page and try again.")
-    services().flow.request_release(db_session(), recipient)
+    choice = request.form.get("choice", "release")
+    if choice not in CHOICES:
+        abort(400, description="Unknown choice. Please use the buttons on the page.")
+    choices = Choices(services().flow)
+    if choice == "delete":
+        choices.delete(db_session(), recipient)
+    else:
+        choices.release(db_session(), recipient, always_allow=choice == "allow")
     return redirect(url_for("recipient.show", token=token), code=303)
 
 

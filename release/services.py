@@ -10,6 +10,7 @@ from flask import current_app
 from sqlalchemy.orm import Session
 
 from .captcha import Captcha, make_captcha
+from .choices import Choices
 from .config import Settings
 from .db import Database
 from .enforcement import Enforcer, EnforcingWorker
@@ -41,11 +42,15 @@ class Services:
             waker = PostgresWaker(self.db.url.set(drivername="postgresql").render_as_string(hide_password=False))
         elif not in_process:
             polling = True  # SQLite across processes: nobody can wake us, poll briefly
-        flow, enforcer = self.flow, Enforcer(self.settings, self.gateways)
+        flow, enforcer, choices = self.flow, Enforcer(self.settings, self.gateways), Choices(self.flow)
         handlers = {"locate": flow.locate, "notify": flow.notify, "release": flow.release,
-                    "delete": enforcer.delete_copy, "enforce": enforcer.run_job}  # fmt: skip
+                    "delete": enforcer.delete_copy, "enforce": enforcer.run_job,
+                    "discard": choices.discard, "outcome_mail": choices.outcome_mail}  # fmt: skip
 
         def on_dead(session: Session, kind: str, ref_id: int, error: str) -> None:
+            if kind in ("discard", "outcome_mail"):
+                choices.on_dead(session, kind, ref_id, error)
+                return
             (enforcer.on_dead if kind in ("delete", "enforce") else flow.on_dead)(session, kind, ref_id, error)
 
         return EnforcingWorker(self.db, handlers, on_dead, self.settings.worker, waker, polling=polling)

@@ -35,7 +35,7 @@
       var hint = box.querySelector('[data-field="refresh-hint"]');
       if (hint) { hint.remove(); }
       var form = document.getElementById("release-form");
-      if (form && !status.can_release) { form.remove(); }
+      if (form && !status.can_release && !status.can_delete) { form.remove(); }
     }
   }
 
