@@ -93,6 +93,7 @@ def test_high_score_needs_approval_and_approve_releases(console: Console) -> Non
     admin = console.login()
     assert "rita@example.com" in admin.get("/admin/approvals").text
     rid = _report(console, tx).recipients[0].id
+    assert "decide</a>" in admin.get(f"/admin/reports/{_report(console, tx).id}").text
     path = f"/admin/approvals/{rid}/approve"
     assert admin.post(path, data={"reason": "known partner"}).status_code == 400  # CSRF required
     assert _state(console, tx) == "approval_pending"
