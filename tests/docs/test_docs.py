@@ -1,0 +1,162 @@
+"""The operator docs cannot drift from the code: every command, option, config key and
+environment variable they name must exist, and the sample config must load."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import secrets
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+from flask import Flask
+
+from release import create_app
+from release.config import SECTIONS, NodeSettings, load_settings, settings_from_mapping
+from release.gateway.simulator import SimulatorServer
+from tests.conftest import make_config
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+DEPLOYMENT = DOCS / "deployment.md"
+ENV_SAMPLE = DOCS / "deploy" / "release.env"
+# `flask --app app <command> [<subcommand>]`, and the release-cli wrapper that runs it.
+COMMAND = re.compile(r"(?:flask --app app|release-cli) ([a-z][a-z-]*)(?: ([a-z][a-z-]*))?")
+OPTION = re.compile(r"(?<![\w-])--[a-z][a-z-]*")
+TOML_BLOCK = re.compile(r"^```toml\n(.*?)^```", re.DOTALL | re.MULTILINE)
+SECTION_KEY = re.compile(r"`\[(\w+)\] (\w+)")
+DOTTED_KEY = re.compile(rf"`({'|'.join([*SECTIONS, 'nodes'])})\.(\w+)")
+ENV_NAME = re.compile(r"\bRELEASE_([A-Z0-9_]+?)__([A-Z0-9_]+?)(?:__([A-Z0-9_]+))?\b")
+
+
+def doc_files() -> list[Path]:
+    files = [p for p in DOCS.rglob("*") if p.is_file() and p.suffix in {".md", ".service", ".conf", ".env", ""}]
+    return sorted(files)
+
+
+def fields(section: str) -> set[str]:
+    cls = NodeSettings if section == "nodes" else SECTIONS[section]
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+@pytest.fixture
+def app(tmp_path: Path, simulator: SimulatorServer) -> Flask:
+    return create_app(settings_from_mapping(make_config(f"sqlite:///{tmp_path / 'docs.sqlite3'}", simulator, 2525)))
+
+
+def mentioned_commands() -> list[tuple[Path, int, str, str | None, list[str]]]:
+    found = []
+    for path in doc_files():
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            for match in COMMAND.finditer(line):
+                # Options belong to the command up to the end of its code span or comment.
+                tail = re.split(r"`|\s#|\|", line[match.end() :], maxsplit=1)[0]
+                found.append((path, number, match[1], match[2], OPTION.findall(tail)))
+    return found
+
+
+def test_every_documented_command_and_option_exists(app: Flask) -> None:
+    ctx = click.Context(app.cli)
+    seen = set()
+    for path, number, name, sub, options in mentioned_commands():
+        where = f"{path.relative_to(DOCS)}:{number}"
+        command = app.cli.get_command(ctx, name)
+        assert command is not None, f"{where}: `flask --app app {name}` is not a command of the app"
+        if isinstance(command, click.Group):
+            assert sub is not None, f"{where}: `{name}` needs a subcommand"
+            command = command.get_command(ctx, sub)
+            assert command is not None, f"{where}: `flask --app app {name} {sub}` does not exist"
+            name = f"{name} {sub}"
+        known = {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)} | {"--help"}
+        for option in options:
+            assert option in known, f"{where}: `{name}` has no option {option}"
+        seen.add(name)
+    # The regex found the commands an operator needs; an empty match would prove nothing.
+    assert {"db upgrade", "worker", "check-config", "create-admin", "sign-link", "purge"} <= seen
+
+
+def env_sample() -> dict[str, str]:
+    """The secrets file's variables, with a random value wherever the sample leaves it empty."""
+    env = {}
+    for line in ENV_SAMPLE.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, value = line.partition("=")
+            env[name.strip()] = value.strip() or secrets.token_urlsafe(24)
+    return env
+
+
+def test_deployment_toml_samples_load_with_the_env_file(tmp_path: Path) -> None:
+    raw = TOML_BLOCK.findall(DEPLOYMENT.read_text())
+    assert raw, "docs/deployment.md has no ```toml sample"
+    full = tomllib.loads(raw[0])
+    assert set(full) == {*SECTIONS, "nodes"}, "the first sample is the whole file: every section"
+    # The first sample as written; each later snippet on top of it (it shows one section).
+    texts = [raw[0], *(_dump({**full, **tomllib.loads(snippet)}) for snippet in raw[1:])]
+    for i, text in enumerate(texts):
+        path = tmp_path / f"sample{i}.toml"
+        path.write_text(text)
+        data = tomllib.loads(text)
+        settings = load_settings(path, environ=env_sample())  # raises ConfigError naming a bad key
+        assert [n.name for n in settings.nodes] == [n["name"] for n in data["nodes"]]
+        assert all(n.password for n in settings.nodes), "every node gets its password from release.env"
+    assert settings.app.trusted_proxies == 1  # the nginx sample is one proxy in front
+
+
+def _dump(data: dict[str, Any]) -> str:
+    """Minimal TOML writer for the merged samples (strings, numbers, booleans, lists)."""
+
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return repr(v)
+
+    out = []
+    for section, table in data.items():
+        if section == "nodes":
+            continue
+        out.append(f"[{section}]")
+        out += [f"{k} = {value(v)}" for k, v in table.items()]
+    for node in data.get("nodes", []):
+        out.append("[[nodes]]")
+        out += [f"{k} = {value(v)}" for k, v in node.items()]
+    return "\n".join(out) + "\n"
+
+
+def test_every_config_key_named_in_prose_exists() -> None:
+    for path in doc_files():
+        text = path.read_text()
+        for section, key in SECTION_KEY.findall(text) + DOTTED_KEY.findall(text):
+            assert section in SECTIONS or section == "nodes", f"{path.name}: no section [{section}]"
+            assert key in fields(section), f"{path.name}: [{section}] has no key {key}"
+
+
+def test_every_environment_variable_named_maps_to_a_key() -> None:
+    names = 0
+    for path in doc_files():
+        for section, middle, last in ENV_NAME.findall(path.read_text()):
+            section, key = section.lower(), (last or middle).lower()
+            if section == "nodes" and not last:
+                continue  # the pattern RELEASE_NODES__<NAME>__<KEY> written out in prose
+            assert section in SECTIONS or section == "nodes", f"{path.name}: no section {section}"
+            assert key in fields(section), f"{path.name}: RELEASE_{section.upper()}__... names no key {key}"
+            names += 1
+    assert names >= 8
+
+
+def test_nginx_body_limit_matches_the_app(app: Flask) -> None:
+    size = re.search(r"client_max_body_size (\d+)k;", (DOCS / "deploy" / "nginx.conf").read_text())
+    assert size is not None and int(size[1]) * 1024 == app.config["MAX_CONTENT_LENGTH"]
+
+
+def test_units_and_wrapper_agree_on_paths() -> None:
+    for name in ("release-web.service", "release-worker.service", "release-cli"):
+        text = (DOCS / "deploy" / name).read_text()
+        assert "RELEASE_CONFIG=/etc/sender-fp-release/config.toml" in text, name
+        assert "EnvironmentFile=/etc/sender-fp-release/release.env" in text, name
+        assert "/opt/sender-fp-release/.venv/bin/" in text, name
