@@ -161,3 +161,26 @@ def test_units_and_wrapper_agree_on_paths() -> None:
         assert "RELEASE_CONFIG=/etc/sender-fp-release/config.toml" in text, name
         assert "EnvironmentFile=/etc/sender-fp-release/release.env" in text, name
         assert "/opt/sender-fp-release/.venv/bin/" in text, name
+
+
+LINK = re.compile(r"\]\(([^)\s#]*)(?:#([^)\s]+))?\)")
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_relative_links_and_anchors_resolve() -> None:
+    checked = 0
+    for path in [p for p in doc_files() if p.suffix == ".md"]:
+        for target, anchor in LINK.findall(path.read_text()):
+            if target.startswith(("http://", "https://", "mailto:")):
+                continue
+            dest = (path.parent / target).resolve() if target else path
+            assert dest.exists(), f"{path.name}: link to missing {target}"
+            if anchor and dest.suffix == ".md":
+                headings = re.findall(r"^#+ (.+)$", dest.read_text(), re.MULTILINE)
+                assert anchor in {slug(h) for h in headings}, f"{path.name}: no heading #{anchor} in {dest.name}"
+            checked += 1
+    assert checked >= 20
