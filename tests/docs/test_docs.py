@@ -17,6 +17,7 @@ from flask import Flask
 from release import create_app
 from release.config import SECTIONS, NodeSettings, load_settings, settings_from_mapping
 from release.gateway.simulator import SimulatorServer
+from release.mailcapture import CaptureServer
 from tests.conftest import make_config
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -184,3 +185,40 @@ def test_relative_links_and_anchors_resolve() -> None:
                 assert anchor in {slug(h) for h in headings}, f"{path.name}: no heading #{anchor} in {dest.name}"
             checked += 1
     assert checked >= 20
+
+
+def test_documented_procedure_runs_on_the_sample_config(
+    database_url: str, simulator: SimulatorServer, smtp_server: CaptureServer, tmp_path: Path
+) -> None:
+    """deployment.md's first steps (db upgrade, check-config, create-admin) on its sample
+    config and env file; only where things live is overridden, the documented way (RELEASE_*)."""
+    path = tmp_path / "config.toml"
+    path.write_text(TOML_BLOCK.findall(DEPLOYMENT.read_text())[0])
+    here = {
+        "RELEASE_DATABASE__URL": database_url,
+        "RELEASE_SMTP__HOST": "127.0.0.1",
+        "RELEASE_SMTP__PORT": str(smtp_server.port),
+        "RELEASE_SMTP__SECURITY": "none",
+        "RELEASE_SMTP__USERNAME": "",
+        "RELEASE_LIMITS__STORAGE_URL": "memory://",
+    }
+    for node in ("MX1", "MX2"):
+        here |= {
+            f"RELEASE_NODES__{node}__API_URL": simulator.url,
+            f"RELEASE_NODES__{node}__USERNAME": "release",
+            f"RELEASE_NODES__{node}__PASSWORD": "sim-password-0123",
+        }
+    app = create_app(load_settings(path, environ={**env_sample(), **here}))
+    runner = app.test_cli_runner()
+    try:
+        assert "database at head" in runner.invoke(args=["db", "upgrade"]).output
+        checked = runner.invoke(args=["check-config"])
+        assert checked.exit_code == 0, checked.output
+        assert "node mx1     ok" in checked.output and "node mx2     ok" in checked.output
+        created = runner.invoke(args=["create-admin", "alice", "--password-stdin"], input="correct horse battery\n")
+        assert created.exit_code == 0 and "created admin account alice" in created.output
+    finally:
+        close = getattr(app.extensions["release"].mailer, "close", None)
+        if close:
+            close()
+        app.extensions["release"].db.dispose()
