@@ -318,6 +318,9 @@ def validate(settings: Settings) -> None:
     url = urlsplit(app.public_url)
     if url.scheme not in ("http", "https") or not url.netloc:
         raise ConfigError("app.public_url", "must be an absolute http(s) URL")
+    if not app.secret_key:
+        # The demo relaxes placeholder checks, not this: sessions, CSRF and tokens need a key.
+        raise ConfigError("app.secret_key", "is required, in demo mode too (it signs sessions, CSRF and release links)")
     if not app.demo:
         _require_secret("app.secret_key", app.secret_key)
         if not settings.links.keys:

@@ -117,7 +117,13 @@ def test_production_config_without_nodes_or_keys_refuses() -> None:
 
 
 def test_demo_relaxes_secrets_only() -> None:
-    settings = settings_from_mapping({"app": {"demo": True}, "captcha": {"provider": "altcha"}})
+    settings = settings_from_mapping({"app": {"demo": True, "secret_key": "demo"}, "captcha": {"provider": "altcha"}})
     assert settings.app.demo
     with pytest.raises(ConfigError):
-        settings_from_mapping({"app": {"demo": True}, "smtp": {"security": "ssl"}})
+        settings_from_mapping({"app": {"demo": True, "secret_key": "demo"}, "smtp": {"security": "ssl"}})
+
+
+def test_demo_still_needs_a_secret_key() -> None:
+    with pytest.raises(ConfigError) as caught:
+        settings_from_mapping({"app": {"demo": True}, "captcha": {"provider": "altcha"}})
+    assert caught.value.key == "app.secret_key"
