@@ -14,9 +14,9 @@ from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import case, func, select, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from . import jobs, links
 from .config import Settings
@@ -176,6 +176,7 @@ class Flow:
         report.subject = first.subject[:SUBJECT_LIMIT]
         report.received_at = first.received_at
         expires_at = self.clock() + self.retention(session).long
+        added = []
         for copy in copies:
             nonce = links.new_token_nonce()
             recipient = Recipient(
@@ -190,14 +191,16 @@ class Flow:
                 held_in=copy.quarantine,
                 expires_at=expires_at,
             )
-            session.add(recipient)
-            session.flush()
+            added.append(recipient)
+        session.add_all(added)
+        session.flush()  # one flush for all copies: the events and jobs need their ids
+        for recipient in added:
             self._event(session, "system", "retention_extended", report, recipient)
             jobs.enqueue(session, "notify", recipient.id)
 
     def notify(self, session: Session, recipient_id: int) -> None:
         """Mail one recipient the release link (never the sender's comment)."""
-        recipient = session.get(Recipient, recipient_id)
+        recipient = session.get(Recipient, recipient_id, options=[joinedload(Recipient.report)])
         if recipient is None:
             return
         if recipient.state != "notify_pending":
@@ -417,15 +420,16 @@ def settle_report(session: Session, report_id: int) -> None:
     """
     pending = select(Recipient.id).where(Recipient.report_id == report_id, Recipient.state == "notify_pending")
     reached = select(Recipient.id).where(Recipient.report_id == report_id, Recipient.state != "failed")
-    settle = update(Report).where(Report.id == report_id, Report.state == "locating", ~pending.exists())
+    # One statement (it runs after every notification): notified if any recipient was reached.
+    reached_any = reached.exists()
     session.execute(
-        settle.where(reached.exists())
-        .values(state="notified", updated_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
-    session.execute(
-        settle.where(~reached.exists())
-        .values(state="failed", error="no recipient could be notified", updated_at=utcnow())
+        update(Report)
+        .where(Report.id == report_id, Report.state == "locating", ~pending.exists())
+        .values(
+            state=case((reached_any, "notified"), else_="failed"),
+            error=case((reached_any, Report.error), else_="no recipient could be notified"),
+            updated_at=utcnow(),
+        )
         .execution_options(synchronize_session=False)
     )
     session.commit()

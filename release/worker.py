@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Session, int], None]
 DeadHandler = Callable[[Session, str, int, str], None]
 MAX_IDLE_WAIT = 30.0
+CLAIM_BATCH_DIVISOR = 4  # under a backlog, claim once a quarter of the slots is free...
+CLAIM_GATHER_SECONDS = 0.05  # ...or after this long, whichever comes first
 
 
 class Waker(Protocol):
@@ -140,6 +142,8 @@ class Worker:
         self._pool = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="release-job")
         self._in_flight: set[Future[Any]] = set()
         self._lock = threading.Lock()
+        self._claim_batch = max(1, settings.concurrency // CLAIM_BATCH_DIVISOR)
+        self._backlog = False  # the last claim took as many jobs as it asked for
 
     def run(self) -> None:
         """Process jobs until :meth:`stop` is called."""
@@ -149,6 +153,7 @@ class Worker:
                 self._slot_freed.wait(1.0)
                 self._slot_freed.clear()
                 continue
+            self._gather_slots()
             try:
                 if not self.run_available():
                     self.waker.wait(self._idle_timeout())
@@ -158,6 +163,19 @@ class Worker:
         self._pool.shutdown(wait=True)
         log.info("worker stopped")
 
+    def _gather_slots(self) -> None:
+        """Under a backlog (the last claim got all it asked for), wait briefly for a few free
+        slots, so one claim query takes several jobs instead of one per finished job."""
+        if not self._backlog:
+            return
+        deadline = time.monotonic() + CLAIM_GATHER_SECONDS
+        while self._free_slots() < self._claim_batch and not self.stopping.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._slot_freed.wait(remaining)
+            self._slot_freed.clear()
+
     def run_available(self) -> int:
         """Claim as many due jobs as there are free slots and start them; returns how many."""
         free = self._free_slots()
@@ -165,6 +183,7 @@ class Worker:
             return 0
         with self.db.session() as session:
             claimed = jobs.claim(session, free, self.settings.lease_seconds)
+        self._backlog = len(claimed) == free
         for job in claimed:
             future = self._pool.submit(self._execute, job)
             with self._lock:

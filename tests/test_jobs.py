@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from release import jobs, migrate
+from release import worker as worker_module
+from release.config import WorkerSettings
 from release.db import Database
 from release.models import Job, utcnow
+from release.worker import LocalWaker, Worker, start_in_thread
 
 
 @pytest.fixture
@@ -96,3 +101,37 @@ def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:
         delays = [jobs.backoff_seconds(attempt, 2.0, 900.0) for _ in range(50)]
         assert all(ceiling / 2 <= d <= ceiling for d in delays)
     assert jobs.backoff_seconds(30, 2.0, 900.0) <= 900.0
+
+
+def test_a_busy_worker_claims_several_jobs_per_query(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    add_jobs(db, 96)
+    ran: list[int] = []
+    claims: list[int] = []
+    real_claim = jobs.claim
+
+    def counting_claim(session: Session, limit: int, lease_seconds: int) -> list[jobs.ClaimedJob]:
+        claimed = real_claim(session, limit, lease_seconds)
+        if claimed:
+            claims.append(len(claimed))
+        return claimed
+
+    def handler(_session: Session, ref_id: int) -> None:
+        time.sleep(0.005 + ref_id % 7 * 0.005)  # gateway round trips of different lengths
+        ran.append(ref_id)
+
+    monkeypatch.setattr(jobs, "claim", counting_claim)
+    monkeypatch.setattr(worker_module, "CLAIM_GATHER_SECONDS", 5.0)  # no early claim on a slow machine
+    settings = WorkerSettings(concurrency=16, idle_poll_seconds=0.05)
+    worker = Worker(db, {"notify": handler}, lambda *_: None, settings, LocalWaker(), polling=True)
+    thread = start_in_thread(worker)
+    deadline = time.monotonic() + 30
+    while len(ran) < 96 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    worker.stop()
+    thread.join(timeout=10)
+    assert sorted(ran) == list(range(96))
+    # Each claim under the backlog waited for a quarter of the slots (4) to be free; only the
+    # last one, which emptied the queue, may take fewer.
+    assert all(n >= 4 for n in claims[:-1]), claims
+    with db.session() as session:
+        assert set(session.scalars(select(Job.state))) == {"done"}
