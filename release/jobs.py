@@ -10,6 +10,7 @@ claimable again after a crashed worker.
 from __future__ import annotations
 
 import random
+import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -38,10 +39,19 @@ def enqueue(session: Session, kind: str, ref_id: int, *, run_after: datetime | N
     job = Job(kind=kind, ref_id=ref_id, state="queued", run_after=run_after or utcnow())
     session.add(job)
     session.info["wake_workers"] = True
-    if session.get_bind().dialect.name == "postgresql":
-        # Delivered by PostgreSQL only if and when the transaction commits.
+    if session.get_bind().dialect.name == "postgresql" and not _notified_in_transaction(session):
+        # Delivered by PostgreSQL only if and when the transaction commits; once per
+        # transaction is enough (PostgreSQL folds identical NOTIFYs into one anyway).
         session.execute(text(f"NOTIFY {WAKE_CHANNEL}"))
+        session.info["notified_in"] = weakref.ref(session.get_transaction())
     return job
+
+
+def _notified_in_transaction(session: Session) -> bool:
+    """Whether this transaction already sent the wake-up NOTIFY (a locate queues several jobs)."""
+    sent = session.info.get("notified_in")
+    transaction = session.get_transaction()
+    return sent is not None and transaction is not None and sent() is transaction
 
 
 def claim(session: Session, limit: int, lease_seconds: int, *, now: datetime | None = None) -> list[ClaimedJob]:

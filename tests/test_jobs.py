@@ -8,7 +8,7 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from release import jobs, migrate
@@ -135,3 +135,27 @@ def test_a_busy_worker_claims_several_jobs_per_query(db: Database, monkeypatch: 
     assert all(n >= 4 for n in claims[:-1]), claims
     with db.session() as session:
         assert set(session.scalars(select(Job.state))) == {"done"}
+
+
+def test_one_wake_up_notify_per_transaction_and_again_after_a_rollback(db: Database) -> None:
+    if not db.is_postgres:
+        pytest.skip("NOTIFY is PostgreSQL's wake-up channel")
+    sent: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if statement.startswith("NOTIFY"):
+            sent.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    with db.session() as session:
+        jobs.enqueue(session, "notify", 1)
+        jobs.enqueue(session, "notify", 2)  # a locate queues one job per copy
+        session.commit()
+        assert len(sent) == 1
+        jobs.enqueue(session, "notify", 3)
+        session.rollback()
+        jobs.enqueue(session, "notify", 4)  # the rolled-back NOTIFY was never delivered
+        session.commit()
+    assert len(sent) == 3
+    with db.session() as session:
+        assert sorted(session.scalars(select(Job.ref_id))) == [1, 2, 4]
