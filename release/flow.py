@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import case, func, select, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session
 
 from . import jobs, links
 from .config import Settings
@@ -200,7 +200,7 @@ class Flow:
 
     def notify(self, session: Session, recipient_id: int) -> None:
         """Mail one recipient the release link (never the sender's comment)."""
-        recipient = session.get(Recipient, recipient_id, options=[joinedload(Recipient.report)])
+        recipient = session.get(Recipient, recipient_id)
         if recipient is None:
             return
         if recipient.state != "notify_pending":
