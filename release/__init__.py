@@ -61,7 +61,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     if settings.app.trusted_proxies:
         n = settings.app.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
-    app.extensions["release"] = services or build_services(settings, app.jinja_env)
+    app.extensions["release"] = services or build_services(settings)
     CSRFProtect(app)
     _register(app, settings)
     from . import limits
@@ -71,7 +71,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
 
 
 def _register(app: Flask, settings: Settings) -> None:
-    from . import admin, cli, errors, gateway_api, recipient, security, sender, web
+    from . import admin, branding, cli, errors, gateway_api, i18n, recipient, security, sender, web
 
     app.register_blueprint(web.bp)
     app.register_blueprint(admin.bp)
@@ -83,6 +83,8 @@ def _register(app: Flask, settings: Settings) -> None:
 
         app.register_blueprint(demo.bp)
     errors.register(app)
+    i18n.register(app, settings)
+    branding.register(app, settings)
     security.register(app)
     web.register(app)
     cli.register(app)

@@ -25,6 +25,10 @@ CAPTCHA_PROVIDERS = ("recaptcha", "hcaptcha", "turnstile", "altcha")
 SMTP_SECURITY = ("none", "starttls", "tls")
 DELETE_SHAPES = ("action", "task")
 MIN_SECRET_LENGTH = 16
+LOCALES = ("en", "sv", "de")
+HEX_COLOR = re.compile(r"#(?:[0-9a-fA-F]{3}){1,2}")
+DOMAIN = re.compile(r"(?=.{1,253}\Z)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
+EMAIL = re.compile(r"[^@\s<>\"']{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}")
 # Values that only ever appear in examples and docs; a production config must not use them.
 PLACEHOLDER_SECRETS = frozenset(
     {
@@ -149,6 +153,27 @@ class WorkerSettings:
 
 
 @dataclass(frozen=True)
+class I18nSettings:
+    # Language of pages when the browser asks for none we have, and of mails by default.
+    default_locale: str = "en"
+    # Mail language per recipient domain ("example.se" = "sv"); subdomains inherit.
+    domain_locales: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BrandingSettings:
+    organisation_name: str = ""
+    # An https URL, or a path on this service (e.g. /static/logo.svg).
+    logo_url: str = ""
+    primary_color: str = "#0d6efd"
+    # Where people get help: an email address or an http(s) URL.
+    support_contact: str = ""
+    footer_text: str = ""
+    # Folder whose templates/mail/* override the built-in mails (default: the instance folder).
+    template_dir: str = ""
+
+
+@dataclass(frozen=True)
 class NodeSettings:
     name: str
     api_url: str
@@ -175,6 +200,8 @@ class Settings:
     limits: LimitsSettings = field(default_factory=LimitsSettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
+    i18n: I18nSettings = field(default_factory=I18nSettings)
+    branding: BrandingSettings = field(default_factory=BrandingSettings)
     nodes: tuple[NodeSettings, ...] = ()
 
     def node(self, name: str) -> NodeSettings | None:
@@ -193,6 +220,8 @@ SECTIONS: dict[str, type] = {
     "limits": LimitsSettings,
     "admin": AdminSettings,
     "policy": PolicySettings,
+    "i18n": I18nSettings,
+    "branding": BrandingSettings,
 }
 
 
@@ -270,6 +299,8 @@ def _build(cls: type, prefix: str, raw: Any) -> Any:
 
 def _coerce(key: str, hint: Any, value: Any) -> Any:
     """Convert a TOML or environment value to the field's type, or raise ConfigError."""
+    if typing.get_origin(hint) is dict:
+        return _coerce_table(key, value)
     if typing.get_origin(hint) is tuple:
         if isinstance(value, str):
             value = _parse_list(key, value)
@@ -296,6 +327,18 @@ def _coerce(key: str, hint: Any, value: Any) -> Any:
             raise ConfigError(key, "must be a string")
         return value
     raise ConfigError(key, f"unsupported type {hint}")  # pragma: no cover - programming error
+
+
+def _coerce_table(key: str, value: Any) -> dict[str, str]:
+    """A string-to-string table (TOML inline table, or JSON object from the environment)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise ConfigError(key, "must be a JSON object") from None
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise ConfigError(key, "must be a table of strings")
+    return dict(value)
 
 
 def _parse_list(key: str, value: str) -> list[str]:
@@ -355,6 +398,8 @@ def validate(settings: Settings) -> None:
         raise ConfigError("worker.concurrency", "must be at least 1")
     _validate_nodes(settings.nodes, demo=app.demo)
     _validate_policy(settings.policy, demo=app.demo)
+    _validate_i18n(settings.i18n)
+    _validate_branding(settings.branding)
 
 
 def _validate_policy(policy: PolicySettings, *, demo: bool) -> None:
@@ -416,6 +461,38 @@ def _validate_nodes(nodes: tuple[NodeSettings, ...], *, demo: bool) -> None:
             raise ConfigError(f"{key}.timeout_seconds", "must be positive")
 
 
+def _validate_i18n(i18n: I18nSettings) -> None:
+    if i18n.default_locale not in LOCALES:
+        raise ConfigError("i18n.default_locale", f"must be one of {', '.join(LOCALES)}")
+    for domain, locale in i18n.domain_locales.items():
+        if not DOMAIN.fullmatch(domain):
+            raise ConfigError(f"i18n.domain_locales.{domain}", "must be a domain name like example.se")
+        if locale not in LOCALES:
+            raise ConfigError(f"i18n.domain_locales.{domain}", f"must be one of {', '.join(LOCALES)}")
+
+
+def _validate_branding(branding: BrandingSettings) -> None:
+    if not HEX_COLOR.fullmatch(branding.primary_color):
+        raise ConfigError("branding.primary_color", "must be a hex colour like #0d6efd")
+    for name, limit in (("organisation_name", 100), ("footer_text", 500), ("support_contact", 254)):
+        value = getattr(branding, name)
+        if len(value) > limit or any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+            raise ConfigError(f"branding.{name}", f"must be one line of at most {limit} characters")
+    logo = branding.logo_url
+    if logo and not (_is_http_url(logo) or (logo.startswith("/") and not logo.startswith("//"))):
+        raise ConfigError("branding.logo_url", "must be an http(s) URL or a path starting with /")
+    contact = branding.support_contact
+    if contact and not (_is_http_url(contact) or EMAIL.fullmatch(contact)):
+        raise ConfigError("branding.support_contact", "must be an email address or an http(s) URL")
+    if branding.template_dir and not Path(branding.template_dir).is_dir():
+        raise ConfigError("branding.template_dir", f"folder {branding.template_dir} does not exist")
+
+
+def _is_http_url(value: str) -> bool:
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.netloc) and not any(c in value for c in " \"'<>")
+
+
 def replace(settings: Settings, **sections: Any) -> Settings:
     """Return a copy of ``settings`` with whole sections replaced (handy in tests)."""
     return dataclasses.replace(settings, **sections)
@@ -427,6 +504,8 @@ __all__ = [
     "ConfigError",
     "DatabaseSettings",
     "AdminSettings",
+    "BrandingSettings",
+    "I18nSettings",
     "LimitsSettings",
     "LinksSettings",
     "NodeSettings",

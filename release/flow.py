@@ -22,6 +22,7 @@ from . import jobs, links
 from .config import Settings
 from .gateway import Gateway, GatewayError, GatewayRejected, QuarantinedCopy
 from .mail import Mailer, Notification, build_notification
+from .mailtemplates import MailTemplates
 from .models import Event, Recipient, Report, utcnow
 from .retention import Retention, current
 
@@ -66,13 +67,13 @@ class Flow:
         settings: Settings,
         gateways: Mapping[str, Gateway],
         mailer: Mailer,
-        jinja_env: Any,
+        mail_templates: MailTemplates,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.settings = settings
         self.gateways = gateways
         self.mailer = mailer
-        self.jinja_env = jinja_env
+        self.mail_templates = mail_templates
         self.clock = clock
 
     # -- web side --------------------------------------------------------------------------
@@ -284,9 +285,10 @@ class Flow:
                 expires_at=recipient.expires_at,
                 node=report.node,
                 message_id=self.notification_message_id(recipient),
+                organisation=self.settings.branding.organisation_name,
             ),
             sender=self.settings.smtp.sender,
-            jinja_env=self.jinja_env,
+            jinja_env=self.mail_templates.for_address(recipient.address),
         )
 
     def release(self, session: Session, recipient_id: int) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from flask_babel import gettext
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import TextAreaField
 from wtforms.validators import DataRequired, Length
@@ -11,15 +13,15 @@ class ReportForm(FlaskForm):
     """The sender's comment; the CAPTCHA answer is read by the view under its provider name."""
 
     comment = TextAreaField(
-        "Why is this message not spam?",
-        validators=[DataRequired(message="Please tell the recipient why your message is genuine.")],
+        _l("Why is this message not spam?"),
+        validators=[DataRequired(message=_l("Please tell the recipient why your message is genuine."))],
     )
 
     def limit_comment(self, max_length: int) -> None:
         """Apply the configured maximum length (known only at run time)."""
         self.comment.validators = [
             *self.comment.validators,
-            Length(max=max_length, message=f"Please keep the comment under {max_length} characters."),
+            Length(max=max_length, message=gettext("Please keep the comment under %(n)d characters.", n=max_length)),
         ]
 
 

@@ -39,6 +39,7 @@ ERROR_LIMIT = 500
 ELLIPSIS = "…"
 TEXT_TEMPLATE = "mail/notification.txt"
 HTML_TEMPLATE = "mail/notification.html"
+SUBJECT_TEMPLATE = "mail/subject.txt"
 
 # Hostname-like runs (a.b, with a final label of letters) and URL schemes: what mail clients
 # auto-link. "3.5" or "no. 7" stay as they are.
@@ -147,9 +148,12 @@ class Notification:
 
 
 def notification_context(n: Notification) -> dict[str, str]:
-    """Template variables, all already cleaned (the HTML template still autoescapes them)."""
-    subject = untrusted(n.blocked_subject, SUBJECT_LIMIT) or "(no subject)"
-    sender = untrusted(n.blocked_sender, ADDRESS_LIMIT) or "(unknown sender)"
+    """Template variables, all already cleaned (the HTML template still autoescapes them).
+
+    An empty subject or sender stays empty: the templates say "(no subject)" in the mail's language.
+    """
+    subject = untrusted(n.blocked_subject, SUBJECT_LIMIT)
+    sender = untrusted(n.blocked_sender, ADDRESS_LIMIT)
     return {
         "recipient": n.to_address,
         "sender": sender,
@@ -172,6 +176,8 @@ def build_notification(
 ) -> EmailMessage:
     """The multipart/alternative notification mail for one recipient.
 
+    ``jinja_env`` decides the language and branding (see :mod:`release.mailtemplates`); the
+    subject is a template too, so it is translated and can be overridden like the body.
     Raises ValueError for a recipient or Message-ID that cannot be sent safely (a permanent
     problem: retrying will not fix it) or a Jinja environment that would not escape the HTML.
     """
@@ -184,7 +190,7 @@ def build_notification(
     msg = EmailMessage()
     msg["From"] = sender
     msg["To"] = _recipient(n.to_address)
-    msg["Subject"] = f"A message to you was held as spam: {context['subject']}"
+    msg["Subject"] = clean_text(jinja_env.get_template(SUBJECT_TEMPLATE).render(context), 2 * SUBJECT_LIMIT)
     msg["Date"] = format_datetime(now or datetime.now(UTC))
     msg["Message-ID"] = _message_id(n.message_id)
     # RFC 3834: tells auto-responders (vacation replies) not to answer us.
@@ -596,6 +602,7 @@ def _scrubbed(result: SendResult, settings: SmtpSettings) -> SendResult:
 
 __all__ = [
     "HTML_TEMPLATE",
+    "SUBJECT_TEMPLATE",
     "TEXT_TEMPLATE",
     "Mailer",
     "Notification",

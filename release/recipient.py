@@ -4,6 +4,7 @@ admins to, deletes, or releases and always allows the sender (the ``choice`` but
 from __future__ import annotations
 
 from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request, url_for
+from flask_babel import gettext
 from werkzeug.wrappers import Response as BaseResponse
 
 from .choices import Choices, needs_approval
@@ -21,7 +22,8 @@ CHOICES = ("release", "allow", "delete")
 def _recipient(token: str) -> Recipient:
     recipient = find_recipient_by_token(db_session(), token)
     if recipient is None:
-        abort(404, description="This release link is not valid. Please use the link from the notification mail.")
+        message = gettext("This release link is not valid. Please use the link from the notification mail.")
+        abort(404, description=message)
     return recipient
 
 
@@ -45,10 +47,10 @@ def release(token: str) -> BaseResponse:
     recipient = _recipient(token)
     form = ActionForm()
     if not form.validate_on_submit():
-        abort(400, description="The form expired. Please reload the page and try again.")
+        abort(400, description=gettext("The form expired. Please reload the page and try again."))
     choice = request.form.get("choice", "release")
     if choice not in CHOICES:
-        abort(400, description="Unknown choice. Please use the buttons on the page.")
+        abort(400, description=gettext("Unknown choice. Please use the buttons on the page."))
     choices = Choices(services().flow)
     if choice == "delete":
         choices.delete(db_session(), recipient)

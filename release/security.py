@@ -11,6 +11,7 @@ import re
 
 from flask import Flask, Response, g, request
 
+from .branding import logo_origin
 from .services import services
 
 BASE_CSP = {
@@ -35,6 +36,9 @@ def allow_captcha() -> None:
 
 def _csp() -> str:
     policy = dict(BASE_CSP)
+    logo = logo_origin(services().settings)
+    if logo:
+        policy["img-src"] += " " + logo
     if g.get("csp_captcha"):
         captcha = services().captcha
         origins = " ".join(captcha.csp_sources)

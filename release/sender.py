@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request, url_for
+from flask_babel import gettext
 from werkzeug.wrappers import Response as BaseResponse
 
 from . import jobs, links
@@ -63,7 +64,7 @@ def report() -> str | BaseResponse | tuple[str, int]:
             )
             svc.flow.submit_report(db_session(), submission)
             return redirect(request.full_path, code=303)
-        captcha_error = "The anti-robot check did not pass. Please try it again."
+        captcha_error = gettext("The anti-robot check did not pass. Please try it again.")
     status_code = 400 if request.method == "POST" else 200
     allow_captcha()
     page = render_template(

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from flask import current_app
 from sqlalchemy.orm import Session
 
+from .brand import brand_from
 from .captcha import Captcha, make_captcha
 from .choices import Choices
 from .config import Settings
@@ -17,6 +17,7 @@ from .enforcement import Enforcer, EnforcingWorker
 from .flow import Flow
 from .gateway import Gateway, gateway_for
 from .mail import Mailer, SmtpMailer
+from .mailtemplates import MailTemplates
 from .worker import LocalWaker, PostgresWaker, Waker, Worker, wake_on_commit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,7 +64,7 @@ def default_database_url() -> str:
     return f"sqlite:///{path}"
 
 
-def build_services(settings: Settings, jinja_env: Any, *, mailer: Mailer | None = None) -> Services:
+def build_services(settings: Settings, *, mailer: Mailer | None = None) -> Services:
     """Wire the real collaborators for ``settings``."""
     db = Database(settings.database.url or default_database_url())
     gateways: dict[str, Gateway] = {node.name: gateway_for(node) for node in settings.nodes}
@@ -71,8 +72,15 @@ def build_services(settings: Settings, jinja_env: Any, *, mailer: Mailer | None 
     captcha = make_captcha(settings.captcha, fallback_secret=settings.app.secret_key)
     waker = LocalWaker()
     wake_on_commit(db, waker)
-    flow = Flow(settings, gateways, mailer, jinja_env)
+    flow = Flow(settings, gateways, mailer, mail_templates(settings))
     return Services(settings, db, flow, captcha, mailer, gateways, waker)
+
+
+def mail_templates(settings: Settings) -> MailTemplates:
+    """The mail environments: branded, in every language, instance templates first."""
+    override = settings.branding.template_dir or ROOT / "instance" / "templates"
+    brand = brand_from(settings.branding, settings.app.public_url)
+    return MailTemplates(settings.i18n, override_dir=override, brand=brand)
 
 
 def services() -> Services:

@@ -6,6 +6,7 @@ import logging
 from datetime import UTC, datetime
 
 from flask import Blueprint, Flask, g, redirect, render_template, url_for
+from flask_babel import gettext
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response as BaseResponse
@@ -40,7 +41,7 @@ def _close_session(_exc: BaseException | None) -> None:
 def format_datetime(value: datetime | int | float | None) -> str:
     """Dates as people read them, always in UTC and saying so."""
     if value is None:
-        return "unknown"
+        return gettext("unknown")
     if not isinstance(value, datetime):
         value = datetime.fromtimestamp(value, tz=UTC)
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")

@@ -360,7 +360,8 @@ def test_vendored_altcha_files_exist() -> None:
 
 
 def render(captcha: object, challenge_url: str = "/captcha/challenge") -> str:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, extensions=["jinja2.ext.i18n"])
+    env.install_null_translations(newstyle=True)  # type: ignore[attr-defined]  # the partial's text is translatable
     return env.get_template("_captcha.html").render(captcha=captcha, challenge_url=challenge_url)
 
 

@@ -16,19 +16,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import jinja2
 import pytest
 from sqlalchemy import select
 
 from release import flow as flow_module
 from release import jobs, links, migrate
-from release.config import Settings, settings_from_mapping
+from release.config import I18nSettings, Settings, settings_from_mapping
 from release.db import Database
 from release.flow import Flow, PermanentFailure, RetryLater, Submission, find_recipient_by_token, find_report
 from release.gateway import GatewayError, GatewayRejected, NodeHealth, QuarantinedCopy
 from release.mail import RecordingMailer
+from release.mailtemplates import MailTemplates
 from release.models import Event, Job, Recipient, Report, utcnow
-from release.services import ROOT
 from release.worker import LocalWaker, Worker
 
 NODE = "mx1"
@@ -201,14 +200,12 @@ def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def jinja_env() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(ROOT / "templates")), autoescape=jinja2.select_autoescape(["html"])
-    )
+def mail_templates() -> MailTemplates:
+    return MailTemplates(I18nSettings())
 
 
 @pytest.fixture
-def env(tmp_path: Path, migrated: Path, jinja_env: jinja2.Environment) -> Iterator[Env]:
+def env(tmp_path: Path, migrated: Path, mail_templates: MailTemplates) -> Iterator[Env]:
     path = tmp_path / "flow.sqlite3"
     shutil.copyfile(migrated, path)
     url = f"sqlite:///{path}"
@@ -220,7 +217,7 @@ def env(tmp_path: Path, migrated: Path, jinja_env: jinja2.Environment) -> Iterat
     gateway = FakeGateway()
     mailer = RecordingMailer()
     clock = Clock()
-    flow = Flow(make_settings(url), {NODE: gateway}, mailer, jinja_env, clock=clock)
+    flow = Flow(make_settings(url), {NODE: gateway}, mailer, mail_templates, clock=clock)
     yield Env(db, flow, gateway, mailer, clock)
     keeper.close()
     db.dispose()

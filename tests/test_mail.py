@@ -31,6 +31,7 @@ from release.mail import (
     defang,
 )
 from release.mailcapture import CaptureServer, free_port, text_and_html
+from release.mailtemplates import mail_environment
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 SENDER = "Quarantine release <release@example.org>"
@@ -41,7 +42,7 @@ EXPIRES = datetime(2026, 3, 8, 14, 5, tzinfo=UTC)
 
 @pytest.fixture
 def jinja_env() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=jinja2.select_autoescape(["html"]))
+    return mail_environment("en")
 
 
 def make_notification(**overrides: Any) -> Notification:

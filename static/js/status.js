@@ -15,7 +15,7 @@
   function render(status) {
     setText("headline", status.headline);
     setText("detail", status.detail);
-    setText("state", status.state.replace(/_/g, " "));
+    setText("state", status.state_label || status.state.replace(/_/g, " "));
     var badge = box.querySelector('[data-field="state"]');
     if (badge && status.tone) { badge.className = "badge status-badge text-bg-" + status.tone; }
     var list = box.querySelector('[data-field="recipients"]');

@@ -16,7 +16,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
-from release import errors, limits
+from release import branding, errors, i18n, limits
 from release.config import settings_from_mapping
 from release.models import Report
 from tests.conftest import Stack
@@ -116,6 +116,8 @@ def _login_app(settings_sections: dict[str, Any]) -> Flask:
         return "ok"
 
     errors.register(app)
+    i18n.register(app, settings)  # the error page is translated and branded like every page
+    branding.register(app, settings)
     limits.init_app(app, settings)
     return app
 

@@ -1,0 +1,69 @@
+"""Languages: the page's locale (query, cookie, Accept-Language) and a switcher without JavaScript.
+
+Choosing a language is a display preference: ``?lang=sv`` on any page shows it in Swedish and
+remembers the choice in a cookie. No server state changes, so a GET may do it.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from flask import Flask, Response, current_app, request
+from flask_babel import Babel, get_locale
+
+from .config import LOCALES, Settings
+from .mailtemplates import TRANSLATIONS
+
+COOKIE = "lang"
+COOKIE_MAX_AGE = 365 * 24 * 3600
+# Endonyms: a visitor who cannot read the current language still finds their own.
+NAMES = {"en": "English", "sv": "Svenska", "de": "Deutsch"}
+
+
+def select_locale() -> str:
+    """An explicit ``lang`` query wins, then the cookie, then the browser's Accept-Language."""
+    asked = request.args.get(COOKIE, "")
+    if asked in LOCALES:
+        return asked
+    remembered = request.cookies.get(COOKIE, "")
+    if remembered in LOCALES:
+        return remembered
+    default: str = current_app.config["BABEL_DEFAULT_LOCALE"]
+    return request.accept_languages.best_match(LOCALES, default=default) or default
+
+
+def current_locale() -> str:
+    """The language of this response (the default outside a request)."""
+    locale = get_locale()
+    return str(locale) if locale is not None else "en"
+
+
+def language_links() -> list[dict[str, object]]:
+    """The switcher: this page in each language (the query kept, ``lang`` replaced)."""
+    current = current_locale()
+    args = [(k, v) for k, v in request.args.items(multi=True) if k != COOKIE]
+    links = []
+    for code in LOCALES:
+        query = urlencode([*args, (COOKIE, code)])
+        links.append({"code": code, "name": NAMES[code], "url": f"{request.path}?{query}", "current": code == current})
+    return links
+
+
+def _remember_choice(response: Response) -> Response:
+    asked = request.args.get(COOKIE, "")
+    if asked in LOCALES and request.cookies.get(COOKIE) != asked:
+        response.set_cookie(
+            COOKIE, asked, max_age=COOKIE_MAX_AGE, secure=request.is_secure, httponly=True, samesite="Lax"
+        )
+    response.vary.update(("Accept-Language", "Cookie"))
+    return response
+
+
+def register(app: Flask, settings: Settings) -> None:
+    """Flask-Babel with our selector, the switcher helpers and the preference cookie."""
+    app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(TRANSLATIONS)
+    app.config["BABEL_DEFAULT_LOCALE"] = settings.i18n.default_locale
+    Babel(app, locale_selector=select_locale)
+    app.add_template_global(language_links, "language_links")
+    app.add_template_global(current_locale, "current_locale")
+    app.after_request(_remember_choice)
