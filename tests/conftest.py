@@ -140,9 +140,20 @@ class Stack:
 
 
 @pytest.fixture
-def stack(database_url: str, simulator: SimulatorServer, smtp_server: CaptureServer) -> Iterator[Stack]:
+def stack_sections() -> dict[str, dict[str, Any]]:
+    """Extra config sections for ``stack``; a test module overrides this fixture to set its own."""
+    return {}
+
+
+@pytest.fixture
+def stack(
+    database_url: str,
+    simulator: SimulatorServer,
+    smtp_server: CaptureServer,
+    stack_sections: dict[str, dict[str, Any]],
+) -> Iterator[Stack]:
     """The whole service (web app + a worker driven by the test) on real parts."""
-    settings = settings_from_mapping(make_config(database_url, simulator, smtp_server.port))
+    settings = settings_from_mapping(make_config(database_url, simulator, smtp_server.port, **stack_sections))
     app = create_app(settings)
     app.config["TESTING"] = True
     services: Services = app.extensions["release"]
