@@ -91,7 +91,7 @@ def test_branding_in_mail_is_escaped() -> None:
     assert 'src="https://release.acme.example/static/logo.png"' in html  # absolute: mail has no base URL
     assert "background:#123abc" in html
     assert 'href="mailto:help@acme.example"' in html
-    assert "Skräppostfiltret hos Acme <b>&</b> \"Co\" har stoppat" in text  # plain text: not HTML-escaped
+    assert 'Skräppostfiltret hos Acme <b>&</b> "Co" har stoppat' in text  # plain text: not HTML-escaped
     assert "Frågor? Kontakta help@acme.example." in text and "Acme AB · <script>" in text
 
 
@@ -105,7 +105,9 @@ def test_instance_template_overrides_the_builtin(tmp_path: Path) -> None:
     to = "anna@example.se"
     n = notification(to, blocked_subject="<i>x</i>")
     text, html = text_and_html(build_notification(n, sender=SENDER, jinja_env=templates.for_address(to)))
-    assert html is not None and html.strip() == "<p>Hej! Custom &lt;Acme&gt; &lt;i&gt;x&lt;/i&gt;</p>"  # still autoescaped
+    assert (
+        html is not None and html.strip() == "<p>Hej! Custom &lt;Acme&gt; &lt;i&gt;x&lt;/i&gt;</p>"
+    )  # still autoescaped
     assert text.startswith("Hej!\n")  # the text part is not overridden: the built-in one is used
 
 
