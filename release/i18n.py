@@ -16,12 +16,16 @@ from .mailtemplates import TRANSLATIONS
 
 COOKIE = "lang"
 COOKIE_MAX_AGE = 365 * 24 * 3600
+# Not translated yet: a half-translated console would be worse than an English one.
+ENGLISH_ONLY = frozenset({"admin"})
 # Endonyms: a visitor who cannot read the current language still finds their own.
 NAMES = {"en": "English", "sv": "Svenska", "de": "Deutsch"}
 
 
 def select_locale() -> str:
     """An explicit ``lang`` query wins, then the cookie, then the browser's Accept-Language."""
+    if request.blueprint in ENGLISH_ONLY:
+        return "en"
     asked = request.args.get(COOKIE, "")
     if asked in LOCALES:
         return asked

@@ -110,3 +110,10 @@ def test_branding_on_pages_is_escaped(stack: Stack) -> None:
     assert css.status_code == 200 and css.mimetype == "text/css"
     assert "--bs-primary: #123abc" in css.text and "--bs-btn-hover-bg: #0f31a0" in css.text
     assert '<link rel="stylesheet" href="/branding.css">' in html
+
+
+def test_admin_console_stays_english(stack: Stack) -> None:
+    page = stack.client.get("/admin/login?lang=sv", headers={"Accept-Language": "sv"})
+    assert page.status_code == 200
+    assert '<html lang="en">' in page.text and "Skip to content" in page.text
+    assert "language-switcher" not in page.text
