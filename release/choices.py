@@ -144,7 +144,9 @@ class Choices:
                     message_id=f"<outcome-{recipient.token_hash[:32]}@{domain}>",
                 ),
                 sender=settings.smtp.sender,
-                jinja_env=self.flow.jinja_env,
+                # Outcome mails are not translated yet (English in every locale) but get the branding
+                # and instance overrides of the recipient's mail environment.
+                jinja_env=self.flow.mail_templates.for_address(recipient.address),
             )
         except ValueError as exc:
             raise PermanentFailure(f"cannot build the outcome mail: {exc}") from exc

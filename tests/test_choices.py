@@ -7,7 +7,6 @@ import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-import jinja2
 import pytest
 from sqlalchemy import select
 
@@ -18,8 +17,8 @@ from release.db import Database
 from release.flow import Flow, Submission
 from release.mail import RecordingMailer
 from release.mailcapture import text_and_html
+from release.mailtemplates import MailTemplates
 from release.models import AllowedSender, AuditEntry, Job, Recipient
-from release.services import ROOT
 from tests.test_flow import COMMENT, LONG, NODE, SHORT, Clock, FakeGateway, make_settings
 
 HIGH_RISK = "mailquarantine:5"
@@ -39,13 +38,10 @@ class Env:
 def env(database_url: str) -> Iterator[Env]:
     db = Database(database_url)
     migrate.upgrade(db)
-    jinja_env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(ROOT / "templates")), autoescape=jinja2.select_autoescape(["html"])
-    )
     policy = PolicySettings(max_spam_score=5.0, high_risk_quarantines=(HIGH_RISK,))
     settings = dataclasses.replace(make_settings(database_url), policy=policy)
     gateway, mailer = FakeGateway(), RecordingMailer()
-    flow = Flow(settings, {NODE: gateway}, mailer, jinja_env, clock=Clock())
+    flow = Flow(settings, {NODE: gateway}, mailer, MailTemplates(settings.i18n), clock=Clock())
     yield Env(db, flow, Choices(flow), gateway, mailer)
     db.dispose()
 

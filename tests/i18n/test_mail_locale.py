@@ -112,7 +112,7 @@ def test_instance_template_overrides_the_builtin(tmp_path: Path) -> None:
 
 
 def test_config_validates_i18n_and_branding() -> None:
-    base = {"app": {"demo": True}}
+    base = {"app": {"demo": True, "secret_key": "s" * 32}}
     cases = [
         ({"i18n": {"default_locale": "fr"}}, "i18n.default_locale"),
         ({"i18n": {"domain_locales": {"example.se": "fi"}}}, "i18n.domain_locales.example.se"),
@@ -137,5 +137,7 @@ def test_config_validates_i18n_and_branding() -> None:
 def test_domain_locales_from_the_environment() -> None:
     from release.config import apply_env_overrides
 
-    data = apply_env_overrides({"app": {"demo": True}}, {"RELEASE_I18N__DOMAIN_LOCALES": '{"example.se": "sv"}'})
+    data = apply_env_overrides(
+        {"app": {"demo": True, "secret_key": "s" * 32}}, {"RELEASE_I18N__DOMAIN_LOCALES": '{"example.se": "sv"}'}
+    )
     assert settings_from_mapping(data).i18n.domain_locales == {"example.se": "sv"}
