@@ -144,8 +144,7 @@ class Choices:
                     message_id=f"<outcome-{recipient.token_hash[:32]}@{domain}>",
                 ),
                 sender=settings.smtp.sender,
-                # Outcome mails are not translated yet (English in every locale) but get the branding
-                # and instance overrides of the recipient's mail environment.
+                # In the recipient's language, branded, instance overrides first (like the notification).
                 jinja_env=self.flow.mail_templates.for_address(recipient.address),
             )
         except ValueError as exc:

@@ -206,6 +206,7 @@ def build_notification(
 
 OUTCOME_TEXT_TEMPLATE = "mail/outcome.txt"
 OUTCOME_HTML_TEMPLATE = "mail/outcome.html"
+OUTCOME_SUBJECT_TEMPLATE = "mail/outcome_subject.txt"
 REASON_LIMIT = 500
 
 
@@ -229,15 +230,16 @@ def build_outcome(o: Outcome, *, sender: str, jinja_env: Environment, now: datet
     context = {
         "approved": o.approved,
         "reason": clean_text(o.reason, REASON_LIMIT),
-        "sender": untrusted(o.blocked_sender, ADDRESS_LIMIT) or "(unknown sender)",
-        "subject": untrusted(o.blocked_subject, SUBJECT_LIMIT) or "(no subject)",
+        # Empty stays empty: the templates say "(no subject)" in the mail's language.
+        "sender": untrusted(o.blocked_sender, ADDRESS_LIMIT),
+        "subject": untrusted(o.blocked_subject, SUBJECT_LIMIT),
         "release_url": o.release_url,
     }
     msg = EmailMessage()
     msg["From"] = sender
     msg["To"] = _recipient(o.to_address)
-    verdict = "approved" if o.approved else "refused"
-    msg["Subject"] = f"Release {verdict}: {context['subject']}"
+    subject = jinja_env.get_template(OUTCOME_SUBJECT_TEMPLATE).render(context)
+    msg["Subject"] = clean_text(subject, 2 * SUBJECT_LIMIT)
     msg["Date"] = format_datetime(now or datetime.now(UTC))
     msg["Message-ID"] = _message_id(o.message_id)
     msg["Auto-Submitted"] = "auto-generated"

@@ -13,6 +13,8 @@ from release.config import LOCALES
 TRANSLATED = [code for code in LOCALES if code != SOURCE_LOCALE]
 PLACEHOLDER = re.compile(r"%\((\w+)\)[sd]")
 MARKUP = re.compile(r"</?[a-z]+[^>]*>")
+# Words that really are spelt the same (a copied English msgid anywhere else is a mistake).
+SAME_IN = {"de": {"Details:", "Details: %(release_url)s"}}
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +46,8 @@ def test_translations_keep_placeholders_and_markup(locale: str, msgids: set[str]
         source, target = str(message.id), str(message.string)
         assert sorted(PLACEHOLDER.findall(source)) == sorted(PLACEHOLDER.findall(target)), (locale, source)
         assert sorted(MARKUP.findall(source)) == sorted(MARKUP.findall(target)), (locale, source)
-        assert target != source or len(source) < 4, f"{locale}: {source!r} is not translated"
+        same = SAME_IN.get(locale, set())
+        assert target != source or source in same, f"{locale}: {source!r} is not translated"
 
 
 @pytest.mark.parametrize("locale", TRANSLATED)

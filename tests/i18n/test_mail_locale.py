@@ -9,7 +9,7 @@ import pytest
 
 from release.brand import brand_from
 from release.config import BrandingSettings, ConfigError, I18nSettings, settings_from_mapping
-from release.mail import Notification, build_notification
+from release.mail import Notification, Outcome, build_notification, build_outcome
 from release.mailcapture import text_and_html
 from release.mailtemplates import MailTemplates, locale_for, mail_environment
 
@@ -141,3 +141,28 @@ def test_domain_locales_from_the_environment() -> None:
         {"app": {"demo": True, "secret_key": "s" * 32}}, {"RELEASE_I18N__DOMAIN_LOCALES": '{"example.se": "sv"}'}
     )
     assert settings_from_mapping(data).i18n.domain_locales == {"example.se": "sv"}
+
+
+@pytest.mark.parametrize(
+    ("locale", "approved", "subject", "verdict"),
+    [
+        ("en", True, "Release approved: Offert", "The administrators approved the release"),
+        ("sv", False, "Frisläpp nekat: Offert", "Administratörerna har nekat frisläppet"),
+        ("de", True, "Freigabe genehmigt: Offert", "Die Administration hat die Freigabe genehmigt"),
+    ],
+)
+def test_outcome_mail_is_translated(locale: str, approved: bool, subject: str, verdict: str) -> None:
+    outcome = Outcome(
+        to_address="anna@example.se",
+        approved=approved,
+        reason="<Looks fine>",
+        blocked_sender="",
+        blocked_subject="Offert",
+        release_url="https://release.example.com/release/tok",
+        message_id="<outcome-1@release.example.com>",
+    )
+    msg = build_outcome(outcome, sender=SENDER, jinja_env=mail_environment(locale))
+    assert msg["Subject"] == subject
+    text, html = text_and_html(msg)
+    assert verdict in text and html is not None and verdict in html and f'<html lang="{locale}">' in html
+    assert "&lt;Looks fine&gt;" in html  # the admin's reason is escaped
