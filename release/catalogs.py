@@ -58,7 +58,9 @@ def update_and_compile() -> None:
         if locale == SOURCE_LOCALE:
             continue
         catalog = read_catalog(locale)
+        created = catalog.creation_date
         catalog.update(template, no_fuzzy_matching=True)
+        catalog.creation_date = created  # an unchanged catalog stays byte-for-byte the same
         with open(catalog_path(locale), "wb") as fh:
             write_po(fh, catalog, sort_output=True, width=100, no_location=True, include_previous=False)
         with open(catalog_path(locale).with_suffix(".mo"), "wb") as fh:
