@@ -63,3 +63,13 @@ def test_no_stale_strings_linger(msgids: set[str]) -> None:
     for locale in TRANSLATED:
         stale = sorted({m.id for m in read_catalog(locale) if m.id} - msgids)
         assert not stale, f"{locale} has strings no longer in the code: {stale[:5]}"
+
+
+def test_every_state_has_translatable_words() -> None:
+    """A state added to the schema must get its words (else the status page would raise KeyError)."""
+    from release.models import RECIPIENT_STATES, REPORT_STATES
+    from release.presenters import RECIPIENT_WORDS, RELEASE_WORDS, REPORT_WORDS, STATE_LABELS
+
+    assert set(REPORT_STATES) <= set(STATE_LABELS) and set(REPORT_STATES) <= set(REPORT_WORDS)
+    for words in (STATE_LABELS, RECIPIENT_WORDS, RELEASE_WORDS):
+        assert set(RECIPIENT_STATES) <= set(words)
