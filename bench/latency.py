@@ -8,7 +8,7 @@ notification has been accepted by the SMTP server. Reports are sequential, each 
 its mail, with a random pause before each submit so submits land at random moments of the
 worker's idle wait (as real senders do).
 
-Scenarios: SQLite as configured (the worker polls, idle_poll_seconds = 1.0 default),
+Scenarios: SQLite as configured (the worker polls, idle_poll_seconds = 0.1 default),
 SQLite with idle_poll_seconds = 0.05, PostgreSQL (LISTEN/NOTIFY wakes the worker).
 
     .venv/bin/python bench/latency.py [--reports 200] [--only sqlite,sqlite-poll50ms,postgres]
@@ -66,7 +66,7 @@ BAR_P95_MS = 1000
 GOAL_P95_MS = 300
 SCENARIOS: dict[str, dict[str, Any]] = {
     # name: database kind, [worker] settings, the longest random pause before a submit
-    "sqlite": {"db": "sqlite", "worker": {}, "pause": 1.0},
+    "sqlite": {"db": "sqlite", "worker": {}, "pause": 0.1},
     "sqlite-poll50ms": {"db": "sqlite", "worker": {"idle_poll_seconds": 0.05}, "pause": 0.1},
     "postgres": {"db": "postgres", "worker": {}, "pause": 0.1},
 }

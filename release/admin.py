@@ -188,7 +188,7 @@ def decide(recipient_id: int, decision: str) -> BaseResponse:
 @auth.login_required()
 def settings() -> str:
     """Retention now in force (viewers see, admins change)."""
-    current = services().flow.retention(db_session())
+    current = retention.current(db_session(), services().settings.retention)  # fresh, not cached
     form = RetentionForm(data={"short_hours": current.short_hours, "long_days": current.long_days,
                                "record_days": current.record_days})  # fmt: skip
     return _settings_page(form)

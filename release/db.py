@@ -25,6 +25,14 @@ class Database:
         self.is_postgres = self.url.get_backend_name() == "postgresql"
         self.engine = self._create_engine(url, echo)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # For requests that only read (GET/HEAD): on PostgreSQL each statement runs on its own
+        # (autocommit), which saves the BEGIN and ROLLBACK round trips per request; READ
+        # COMMITTED gives each statement its own snapshot anyway. SQLite keeps its sessions
+        # (its BEGIN is the event below, which autocommit would not skip).
+        self.read_sessions = self.sessions
+        if self.is_postgres:
+            autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+            self.read_sessions = sessionmaker(autocommit, expire_on_commit=False)
 
     def _create_engine(self, url: str, echo: bool) -> Engine:
         kwargs: dict[str, Any] = {"echo": echo}

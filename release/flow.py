@@ -14,9 +14,9 @@ from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
-from sqlalchemy import case, func, select, text, update
+from sqlalchemy import bindparam, case, func, select, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from . import jobs, links
 from .config import Settings
@@ -24,7 +24,7 @@ from .gateway import Gateway, GatewayError, GatewayRejected, QuarantinedCopy
 from .mail import Mailer, Notification, build_notification
 from .mailtemplates import MailTemplates
 from .models import Event, Recipient, Report, utcnow
-from .retention import Retention, current
+from .retention import Retention, RetentionCache
 
 SUBJECT_LIMIT = 1000
 FINAL_REPORT_STATES = frozenset({"notified", "not_found", "failed"})
@@ -75,12 +75,14 @@ class Flow:
         self.mailer = mailer
         self.mail_templates = mail_templates
         self.clock = clock
+        self._retention = RetentionCache(settings.retention)
 
     # -- web side --------------------------------------------------------------------------
 
     def retention(self, session: Session) -> Retention:
-        """The retention in force now."""
-        return current(session, self.settings.retention)
+        """The retention in force (admin changes made in this process at once, others within
+        ``retention.CACHE_SECONDS``)."""
+        return self._retention.get(session)
 
     def submit_report(self, session: Session, submission: Submission) -> Report:
         """Store the report and its locate job in one transaction; a repeat returns the first."""
@@ -437,9 +439,18 @@ def settle_report(session: Session, report_id: int) -> None:
     session.commit()
 
 
-def find_report(session: Session, node: str, message_id: str) -> Report | None:
-    """The report for a (node, message id), if one was made."""
-    return session.scalar(select(Report).where(Report.node == node, Report.message_id == message_id))
+# Built once (the status page runs it on every poll); the (node, message_id) unique index serves it.
+_REPORT_BY_LINK = select(Report).where(Report.node == bindparam("node"), Report.message_id == bindparam("message_id"))
+_REPORT_WITH_RECIPIENTS = _REPORT_BY_LINK.options(joinedload(Report.recipients))
+
+
+def find_report(session: Session, node: str, message_id: str, *, with_recipients: bool = False) -> Report | None:
+    """The report for a (node, message id), if one was made; ``with_recipients`` loads its
+    recipients in the same statement (the sender's status shows them)."""
+    params = {"node": node, "message_id": message_id}
+    if with_recipients:
+        return session.scalars(_REPORT_WITH_RECIPIENTS, params).unique().first()
+    return session.scalar(_REPORT_BY_LINK, params)
 
 
 def find_recipient_by_token(session: Session, token: str) -> Recipient | None:

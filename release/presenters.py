@@ -97,10 +97,14 @@ TONES = {
 }
 
 
+# The report states whose status tells the sender that a failing gateway call is being retried.
+RETRY_SHOWN_STATES = frozenset({"pending", "locating"})
+
+
 def report_status(report: Report, *, still_retrying: bool = False) -> dict[str, Any]:
     """The sender's view of a report (recipient addresses masked)."""
     headline, detail = (str(words) for words in REPORT_WORDS[report.state])
-    if still_retrying and report.state in ("pending", "locating"):
+    if still_retrying and report.state in RETRY_SHOWN_STATES:
         detail = gettext("The mail server is not answering right now; we keep trying, nothing is lost.")
     released = sum(r.state == "released" for r in report.recipients)
     if report.state == "notified" and released:

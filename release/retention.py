@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from .config import RetentionSettings
@@ -20,6 +22,13 @@ KEYS = {"short_hours": SHORT_KEY, "long_days": LONG_KEY, "record_days": RECORD_K
 BOUNDS = {"short_hours": (1, 24 * 30), "long_days": (1, 365), "record_days": (1, 3650)}
 LABELS = {"short_hours": "Short retention", "long_days": "Long retention", "record_days": "Record retention"}
 UNITS = {"short_hours": "hours", "long_days": "days", "record_days": "days"}
+# How long a process may keep using the retention it read (RetentionCache). A change made in
+# this process applies at once; one made by another process (another gunicorn worker, the
+# CLI) applies within this many seconds.
+CACHE_SECONDS = 5.0
+# Bumped whenever this process writes retention settings: every cache re-reads.
+_generation = 0
+_generation_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -51,14 +60,47 @@ class RetentionInvalid(ValueError):
         self.errors = dict(errors)
 
 
+_SETTINGS_QUERY = select(Setting.key, Setting.value).where(Setting.key.in_(KEYS.values()))
+
+
 def current(session: Session, defaults: RetentionSettings) -> Retention:
     """The retention in force now: admin values where set, else the config defaults."""
-    rows = dict(session.execute(select(Setting.key, Setting.value).where(Setting.key.in_(KEYS.values()))).all())
+    rows = dict(session.execute(_SETTINGS_QUERY).all())
     return Retention(
         short_hours=int(rows.get(SHORT_KEY, defaults.short_hours)),
         long_days=int(rows.get(LONG_KEY, defaults.long_days)),
         record_days=int(rows.get(RECORD_KEY, defaults.record_days)),
     )
+
+
+def invalidate() -> None:
+    """Make every RetentionCache in this process re-read on its next use."""
+    global _generation
+    with _generation_lock:
+        _generation += 1
+
+
+class RetentionCache:
+    """The retention in force, re-read at most every ``ttl`` seconds: the report page needs
+    it on every request and admins change it rarely (staleness bound: CACHE_SECONDS)."""
+
+    def __init__(
+        self, defaults: RetentionSettings, ttl: float = CACHE_SECONDS, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.defaults = defaults
+        self.ttl = ttl
+        self.clock = clock
+        self._entry: tuple[Retention, float, int] | None = None  # value, read at, generation
+
+    def get(self, session: Session) -> Retention:
+        """The cached retention, or a fresh read when it is older than ``ttl`` or invalidated."""
+        entry, now = self._entry, self.clock()
+        if entry is not None and entry[2] == _generation and now - entry[1] < self.ttl:
+            return entry[0]
+        generation = _generation  # taken before the read: a write meanwhile re-reads
+        value = current(session, self.defaults)
+        self._entry = (value, now, generation)  # one assignment: safe across threads
+        return value
 
 
 def validate(values: Mapping[str, int]) -> dict[str, str]:
@@ -96,4 +138,9 @@ def set_retention(
             row.value, row.updated_by, row.updated_at = str(new), actor, utcnow()
         session.add(AuditEntry(actor=actor, action="retention.changed", target=key, detail=f"{old} → {new}"))
     session.flush()
+    if changes:
+        # Now, so this process's caches do not keep the old values, and again after the
+        # commit, so a read between flush and commit (old values) is not cached either.
+        invalidate()
+        event.listen(session, "after_commit", lambda _s: invalidate(), once=True)
     return changes

@@ -13,7 +13,7 @@ from . import jobs, links
 from .flow import Submission, find_report
 from .forms import ReportForm
 from .limits import challenge_limit, report_limits
-from .presenters import report_status
+from .presenters import RETRY_SHOWN_STATES, report_status
 from .security import allow_captcha
 from .services import services
 from .web import db_session
@@ -37,10 +37,12 @@ def _verified_link() -> links.ReportLink:
 
 def _status(link: links.ReportLink) -> dict[str, Any] | None:
     session = db_session()
-    report = find_report(session, link.node, link.message_id)
+    report = find_report(session, link.node, link.message_id, with_recipients=True)
     if report is None:
         return None
-    retrying = jobs.pending_for(session, "locate", report.id)
+    retrying = None
+    if report.state in RETRY_SHOWN_STATES:  # only these states say "we keep trying"
+        retrying = jobs.pending_for(session, "locate", report.id)
     return report_status(report, still_retrying=bool(retrying and retrying.attempts > 1))
 
 

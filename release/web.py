@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from flask import Blueprint, Flask, g, redirect, render_template, url_for
+from flask import Blueprint, Flask, g, redirect, render_template, request, url_for
 from flask_babel import gettext
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -15,12 +15,15 @@ from .services import services
 
 log = logging.getLogger(__name__)
 bp = Blueprint("web", __name__)
+SAFE_METHODS = frozenset({"GET", "HEAD"})
 
 
 def db_session() -> Session:
-    """The request's session, opened on first use and closed at teardown."""
+    """The request's session, opened on first use and closed at teardown; GET and HEAD never
+    change state, so theirs is the cheaper read-only kind."""
     if "db_session" not in g:
-        g.db_session = services().db.sessions()
+        db = services().db
+        g.db_session = (db.read_sessions if request.method in SAFE_METHODS else db.sessions)()
     session: Session = g.db_session
     return session
 

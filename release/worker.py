@@ -30,6 +30,8 @@ DeadHandler = Callable[[Session, str, int, str], None]
 MAX_IDLE_WAIT = 30.0
 CLAIM_BATCH_DIVISOR = 4  # under a backlog, claim once a quarter of the slots is free...
 CLAIM_GATHER_SECONDS = 0.05  # ...or after this long, whichever comes first
+# Polls at most this long apart skip the next-due query between polls (see _idle_timeout).
+SHORT_POLL_SECONDS = 1.0
 
 
 class Waker(Protocol):
@@ -229,6 +231,10 @@ class Worker:
         self.waker.notify()
 
     def _idle_timeout(self) -> float:
+        if self.max_idle <= SHORT_POLL_SECONDS:
+            # Polling often anyway: a due time would shorten the wait by less than one poll,
+            # and skipping its query halves what an idle poll costs.
+            return self.max_idle
         with self.db.session() as session:
             due = jobs.next_due(session)
         timeout = self.max_idle
