@@ -137,9 +137,11 @@ def test_a_busy_worker_claims_several_jobs_per_query(db: Database, monkeypatch: 
         assert set(session.scalars(select(Job.state))) == {"done"}
 
 
-def test_one_wake_up_notify_per_transaction_and_again_after_a_rollback(db: Database) -> None:
-    if not db.is_postgres:
-        pytest.skip("NOTIFY is PostgreSQL's wake-up channel")
+@pytest.mark.postgres
+def test_one_wake_up_notify_per_transaction_and_again_after_a_rollback(postgres_url: str) -> None:
+    """NOTIFY is PostgreSQL's wake-up channel: one per transaction, not one per job."""
+    db = Database(postgres_url)
+    migrate.upgrade(db)
     sent: list[str] = []
 
     def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
@@ -159,3 +161,4 @@ def test_one_wake_up_notify_per_transaction_and_again_after_a_rollback(db: Datab
     assert len(sent) == 3
     with db.session() as session:
         assert sorted(session.scalars(select(Job.ref_id))) == [1, 2, 4]
+    db.dispose()
