@@ -7,6 +7,7 @@ naming the offending key, so an operator sees at start-up what to fix.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import os
 import re
@@ -176,6 +177,13 @@ class BrandingSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    # /metrics is off (404) unless a bearer token or allowed addresses are set; both: both needed.
+    token: str = dataclasses.field(default="", repr=False)
+    allowed_ips: tuple[str, ...] = ()  # client addresses or networks ("10.0.0.0/8")
+
+
+@dataclass(frozen=True)
 class NodeSettings:
     name: str
     api_url: str
@@ -204,6 +212,7 @@ class Settings:
     policy: PolicySettings = field(default_factory=PolicySettings)
     i18n: I18nSettings = field(default_factory=I18nSettings)
     branding: BrandingSettings = field(default_factory=BrandingSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     nodes: tuple[NodeSettings, ...] = ()
 
     def node(self, name: str) -> NodeSettings | None:
@@ -224,6 +233,7 @@ SECTIONS: dict[str, type] = {
     "policy": PolicySettings,
     "i18n": I18nSettings,
     "branding": BrandingSettings,
+    "metrics": MetricsSettings,
 }
 
 
@@ -402,6 +412,7 @@ def validate(settings: Settings) -> None:
     _validate_policy(settings.policy, demo=app.demo)
     _validate_i18n(settings.i18n)
     _validate_branding(settings.branding)
+    _validate_metrics(settings.metrics, demo=app.demo)
 
 
 def _validate_policy(policy: PolicySettings, *, demo: bool) -> None:
@@ -421,6 +432,16 @@ def _require_secret(key: str, value: str) -> None:
             key,
             f"looks like a placeholder or demo value; use a random value of at least {MIN_SECRET_LENGTH} characters",
         )
+
+
+def _validate_metrics(metrics: MetricsSettings, *, demo: bool) -> None:
+    if metrics.token and not demo:
+        _require_secret("metrics.token", metrics.token)
+    for i, entry in enumerate(metrics.allowed_ips):
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ConfigError(f"metrics.allowed_ips[{i}]", f"{entry!r} is not an IP address or network") from None
 
 
 def _validate_captcha(captcha: CaptchaSettings, *, demo: bool) -> None:
@@ -510,6 +531,7 @@ __all__ = [
     "I18nSettings",
     "LimitsSettings",
     "LinksSettings",
+    "MetricsSettings",
     "NodeSettings",
     "PolicySettings",
     "RetentionSettings",

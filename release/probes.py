@@ -1,4 +1,6 @@
-"""The readiness probe: the database answers and at least one gateway node is usable.
+"""Operator endpoints: the readiness probe and the access-controlled Prometheus metrics.
+
+/readyz: the database answers and at least one gateway node is usable.
 
 Node checks are cached for a few seconds and run in parallel under one deadline, so a probe
 storm (every load balancer and kubelet asking at once) costs the gateway one call per node
@@ -7,6 +9,8 @@ per cache period and a probe never hangs on a slow node.
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import json
 import logging
 import threading
@@ -16,10 +20,11 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass
 
-from flask import Blueprint, current_app
+from flask import Blueprint, Response, abort, current_app, request
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from . import metrics
 from .gateway import Gateway
 from .services import services
 from .web import db_session
@@ -123,3 +128,38 @@ def readyz() -> tuple[str, int, dict[str, str]]:
     }
     headers = {"Content-Type": "application/json", "Cache-Control": "no-store"}
     return json.dumps(body) + "\n", 503 if problems else 200, headers
+
+
+def _metrics_refusal() -> tuple[int, dict[str, str]] | None:
+    """Why this request may not scrape (status, headers), or None when it may."""
+    config = services().settings.metrics
+    if not config.token and not config.allowed_ips:
+        abort(404)  # off unless configured
+    if config.allowed_ips:
+        try:
+            client = ipaddress.ip_address(request.remote_addr or "")
+        except ValueError:
+            return 403, {}
+        if not any(client in ipaddress.ip_network(net, strict=False) for net in config.allowed_ips):
+            return 403, {}
+    if config.token:
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), config.token.encode()):
+            return 401, {"WWW-Authenticate": 'Bearer realm="metrics"'}
+    return None
+
+
+@bp.get("/metrics")
+def metrics_view() -> Response:
+    """Prometheus text exposition for an authorised scraper."""
+    refusal = _metrics_refusal()
+    if refusal is not None:
+        status, headers = refusal
+        return Response("not allowed\n", status, headers, content_type="text/plain")
+    registry = current_app.extensions.get("release.metrics_registry")
+    if registry is None:
+        registry = current_app.extensions.setdefault(
+            "release.metrics_registry", metrics.database_registry(services().db)
+        )
+    body = metrics.exposition(registry)
+    return Response(body, 200, {"Cache-Control": "no-store"}, content_type=metrics.CONTENT_TYPE)

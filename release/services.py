@@ -18,6 +18,7 @@ from .flow import Flow
 from .gateway import Gateway, gateway_for
 from .mail import Mailer, SmtpMailer
 from .mailtemplates import MailTemplates
+from .metrics import InstrumentedGateway, InstrumentedMailer
 from .worker import LocalWaker, PostgresWaker, Waker, Worker, wake_on_commit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,8 +68,9 @@ def default_database_url() -> str:
 def build_services(settings: Settings, *, mailer: Mailer | None = None) -> Services:
     """Wire the real collaborators for ``settings``."""
     db = Database(settings.database.url or default_database_url())
-    gateways: dict[str, Gateway] = {node.name: gateway_for(node) for node in settings.nodes}
-    mailer = mailer or SmtpMailer(settings.smtp)
+    # Timing and error counts are taken here, once, around every gateway and SMTP call.
+    gateways: dict[str, Gateway] = {node.name: InstrumentedGateway(gateway_for(node)) for node in settings.nodes}
+    mailer = InstrumentedMailer(mailer or SmtpMailer(settings.smtp))
     captcha = make_captcha(settings.captcha, fallback_secret=settings.app.secret_key)
     waker = LocalWaker()
     wake_on_commit(db, waker)
