@@ -71,10 +71,11 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
 
 
 def _register(app: Flask, settings: Settings) -> None:
-    from . import admin, branding, cli, errors, gateway_api, i18n, probes, recipient, security, sender, web
+    from . import admin, api, branding, cli, errors, gateway_api, i18n, probes, recipient, security, sender, web
 
     app.register_blueprint(web.bp)
     app.register_blueprint(probes.bp)
+    api.register(app)
     app.register_blueprint(admin.bp)
     app.register_blueprint(sender.bp)
     app.register_blueprint(recipient.bp)

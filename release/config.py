@@ -184,6 +184,13 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True)
+class ApiSettings:
+    # Bearer keys for /api/v1's admin endpoints: a random key, or "sha256:<hex>" of one (so the
+    # file need not hold it). No keys: the admin endpoints answer 401 to everyone.
+    keys: tuple[str, ...] = dataclasses.field(default=(), repr=False)
+
+
+@dataclass(frozen=True)
 class NodeSettings:
     name: str
     api_url: str
@@ -213,6 +220,7 @@ class Settings:
     i18n: I18nSettings = field(default_factory=I18nSettings)
     branding: BrandingSettings = field(default_factory=BrandingSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
     nodes: tuple[NodeSettings, ...] = ()
 
     def node(self, name: str) -> NodeSettings | None:
@@ -234,6 +242,7 @@ SECTIONS: dict[str, type] = {
     "i18n": I18nSettings,
     "branding": BrandingSettings,
     "metrics": MetricsSettings,
+    "api": ApiSettings,
 }
 
 
@@ -413,6 +422,7 @@ def validate(settings: Settings) -> None:
     _validate_i18n(settings.i18n)
     _validate_branding(settings.branding)
     _validate_metrics(settings.metrics, demo=app.demo)
+    _validate_api_keys(settings.api, demo=app.demo)
 
 
 def _validate_policy(policy: PolicySettings, *, demo: bool) -> None:
@@ -442,6 +452,15 @@ def _validate_metrics(metrics: MetricsSettings, *, demo: bool) -> None:
             ipaddress.ip_network(entry, strict=False)
         except ValueError:
             raise ConfigError(f"metrics.allowed_ips[{i}]", f"{entry!r} is not an IP address or network") from None
+
+
+def _validate_api_keys(api: ApiSettings, *, demo: bool) -> None:
+    for i, key in enumerate(api.keys):
+        if key.startswith("sha256:"):
+            if not re.fullmatch(r"[0-9a-f]{64}", key[len("sha256:") :]):
+                raise ConfigError(f"api.keys[{i}]", "sha256: must be followed by 64 lower-case hex digits")
+        elif not demo:
+            _require_secret(f"api.keys[{i}]", key)
 
 
 def _validate_captcha(captcha: CaptchaSettings, *, demo: bool) -> None:
@@ -522,6 +541,7 @@ def replace(settings: Settings, **sections: Any) -> Settings:
 
 
 __all__ = [
+    "ApiSettings",
     "AppSettings",
     "CaptchaSettings",
     "ConfigError",

@@ -73,7 +73,7 @@ def _add_headers(response: Response) -> Response:
 # and in the Referer of the release POST.
 # Whatever follows /release/ is redacted, not only well-formed tokens: a mistyped or
 # truncated link still carries most of a working token.
-_TOKEN_IN_PATH = re.compile(r"/release/[^/?#\s\"']+")
+_TOKEN_IN_PATH = re.compile(r"/(release|api/v1/releases)/[^/?#\s\"']+")
 ACCESS_LOGGERS = ("werkzeug", "gunicorn.access")
 
 
@@ -85,8 +85,8 @@ class RedactTokens(logging.Filter):
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a broken record is logging's problem, not ours
             return True
-        if "/release/" in message:
-            redacted = _TOKEN_IN_PATH.sub("/release/[token]", message)
+        if "/release" in message:
+            redacted = _TOKEN_IN_PATH.sub(r"/\1/[token]", message)
             if redacted != message:
                 record.msg, record.args = redacted, None
         return True

@@ -1,0 +1,168 @@
+"""JSON API under /api/v1: a release's public status by its token, and admin endpoints for
+scripts, authenticated with API keys (bearer). Admin actions go through admin_actions, as in
+the console, and are audited under the key's id.
+
+The blueprint is exempt from CSRF because its state-changing endpoints accept only a bearer
+key, never the session cookie: a cross-site form cannot send the Authorization header.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+from flask import Blueprint, Flask, Response, g, jsonify, request
+
+from . import admin_actions, retention
+from .admin_actions import ActionRefused, ReportFilter
+from .api_spec import openapi_document
+from .flow import find_recipient_by_token
+from .models import REPORT_STATES, Recipient, Report, utcnow
+from .presenters import release_status
+from .services import services
+from .web import db_session
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+F = TypeVar("F", bound=Callable[..., Any])
+KEY_PREFIX = "sha256:"
+MAX_ID = 2**31 - 1  # ids are 32-bit integers in the schema
+
+
+def api_error(status: int, error: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    """The API's one error shape: a machine-readable code and a sentence."""
+    response = jsonify(error=error, message=message)
+    response.status_code = status
+    response.headers.update(headers or {})
+    return response
+
+
+def _stored_digests() -> list[str]:
+    return [
+        key[len(KEY_PREFIX) :] if key.startswith(KEY_PREFIX) else hashlib.sha256(key.encode()).hexdigest()
+        for key in services().settings.api.keys
+    ]
+
+
+def key_id_for(presented: str) -> str | None:
+    """The id (a digest prefix) of the configured key ``presented`` matches, else None.
+
+    Digests are compared, in constant time and against every key, so neither the key's
+    length nor which key matched leaks through timing.
+    """
+    digest = hashlib.sha256(presented.encode()).hexdigest()
+    found = None
+    for stored in _stored_digests():
+        if hmac.compare_digest(digest, stored):
+            found = stored[:12]
+    return found
+
+
+def key_required(view: F) -> F:
+    """Admin endpoints: a valid ``Authorization: Bearer <key>``; a session cookie never counts."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+        key_id = key_id_for(presented.strip()) if scheme.lower() == "bearer" and presented.strip() else None
+        if key_id is None:
+            return api_error(401, "unauthorized", "A valid API key is required (Authorization: Bearer <key>).",
+                             {"WWW-Authenticate": 'Bearer realm="api"'})  # fmt: skip
+        g.api_actor = f"api-key:{key_id}"
+        return view(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _no_store(response: Response) -> Response:
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _recipient_json(recipient: Recipient) -> dict[str, Any]:
+    return {"id": recipient.id, "address": recipient.address, "state": recipient.state,
+            "expires_at": _iso(recipient.expires_at), "released_at": _iso(recipient.released_at)}  # fmt: skip
+
+
+def _report_json(report: Report) -> dict[str, Any]:
+    return {
+        "id": report.id,
+        "node": report.node,
+        "message_id": report.message_id,
+        "state": report.state,
+        "sender": report.envelope_sender,
+        "subject": report.subject,
+        "created_at": _iso(report.created_at),
+        "recipients": [_recipient_json(r) for r in report.recipients],
+    }
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    """The OpenAPI 3 description of this API."""
+    return jsonify(openapi_document(services().settings.app.public_url))
+
+
+@bp.get("/releases/<token>")
+def release(token: str) -> Response:
+    """Public: the state of the copy a release token stands for (the token is the credential)."""
+    recipient = find_recipient_by_token(db_session(), token)
+    if recipient is None:
+        return _no_store(api_error(404, "not_found", "No release matches this token."))
+    status = release_status(recipient, expired_now=recipient.expires_at <= utcnow())
+    return _no_store(jsonify(status))
+
+
+@bp.get("/reports")
+@key_required
+def reports() -> Response:
+    """Reports, newest first, 50 a page, optionally of one state."""
+    state = request.args.get("state", "")
+    if state and state not in REPORT_STATES:
+        return api_error(400, "bad_request", f"state must be one of {', '.join(REPORT_STATES)}.")
+    raw_page = request.args.get("page", "1")
+    if not raw_page.isdigit() or not 1 <= int(raw_page) <= 1_000_000:
+        return api_error(400, "bad_request", "page must be a whole number from 1.")
+    flt = ReportFilter(values={"status": state} if state else {})
+    page = admin_actions.search_reports(db_session(), flt, int(raw_page))
+    body = {"page": page.number, "pages": page.pages, "total": page.total, "per_page": admin_actions.PAGE_SIZE,
+            "reports": [_report_json(r) for r in page.reports]}  # fmt: skip
+    return _no_store(jsonify(body))
+
+
+@bp.post("/recipients/<int:recipient_id>/release")
+@key_required
+def release_copy(recipient_id: int) -> Response:
+    """Queue the release of one copy, as the console's Release action does (audited)."""
+    session = db_session()
+    if recipient_id > MAX_ID or session.get(Recipient, recipient_id) is None:
+        return api_error(404, "not_found", "No copy has this id.")
+    try:
+        recipient = admin_actions.release_copy(session, recipient_id, g.api_actor)
+    except ActionRefused as exc:
+        session.rollback()
+        return api_error(409, "refused", str(exc))
+    response = jsonify(id=recipient.id, state=recipient.state)
+    response.status_code = 202
+    return response
+
+
+@bp.get("/retention")
+@key_required
+def retention_settings() -> Response:
+    """The retention in force (admin values where set, else the config defaults)."""
+    current = retention.current(db_session(), services().settings.retention)
+    return _no_store(jsonify(short_hours=current.short_hours, long_days=current.long_days,
+                             record_days=current.record_days))  # fmt: skip
+
+
+def register(app: Flask) -> None:
+    """Mount the API and exempt it from CSRF (bearer keys, not cookies; see the module doc)."""
+    app.register_blueprint(bp)
+    app.extensions["csrf"].exempt(bp)
