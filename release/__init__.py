@@ -62,6 +62,9 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         n = settings.app.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
     app.extensions["release"] = services or build_services(settings)
+    from . import logs
+
+    logs.init_app(app, settings.logging)  # first: its hooks see every request, even refused ones
     CSRFProtect(app)
     _register(app, settings)
     from . import limits

@@ -25,6 +25,7 @@ QUARANTINE_ID = re.compile(r"^mailquarantine:\d+$")
 CAPTCHA_PROVIDERS = ("recaptcha", "hcaptcha", "turnstile", "altcha")
 SMTP_SECURITY = ("none", "starttls", "tls")
 DELETE_SHAPES = ("action", "task")
+LOG_FORMATS = ("text", "json")
 MIN_SECRET_LENGTH = 16
 LOCALES = ("en", "sv", "de")
 HEX_COLOR = re.compile(r"#(?:[0-9a-fA-F]{3}){1,2}")
@@ -191,6 +192,12 @@ class ApiSettings:
 
 
 @dataclass(frozen=True)
+class LoggingSettings:
+    # "text" (human lines) or "json" (one object a line, for log shippers).
+    format: str = "text"
+
+
+@dataclass(frozen=True)
 class NodeSettings:
     name: str
     api_url: str
@@ -221,6 +228,7 @@ class Settings:
     branding: BrandingSettings = field(default_factory=BrandingSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
     nodes: tuple[NodeSettings, ...] = ()
 
     def node(self, name: str) -> NodeSettings | None:
@@ -243,6 +251,7 @@ SECTIONS: dict[str, type] = {
     "branding": BrandingSettings,
     "metrics": MetricsSettings,
     "api": ApiSettings,
+    "logging": LoggingSettings,
 }
 
 
@@ -423,6 +432,8 @@ def validate(settings: Settings) -> None:
     _validate_branding(settings.branding)
     _validate_metrics(settings.metrics, demo=app.demo)
     _validate_api_keys(settings.api, demo=app.demo)
+    if settings.logging.format not in LOG_FORMATS:
+        raise ConfigError("logging.format", f"must be one of {', '.join(LOG_FORMATS)}")
 
 
 def _validate_policy(policy: PolicySettings, *, demo: bool) -> None:
@@ -551,6 +562,7 @@ __all__ = [
     "I18nSettings",
     "LimitsSettings",
     "LinksSettings",
+    "LoggingSettings",
     "MetricsSettings",
     "NodeSettings",
     "PolicySettings",

@@ -77,6 +77,11 @@ _TOKEN_IN_PATH = re.compile(r"/(release|api/v1/releases)/[^/?#\s\"']+")
 ACCESS_LOGGERS = ("werkzeug", "gunicorn.access")
 
 
+def redact_path(path: str) -> str:
+    """``path`` with release tokens replaced by a placeholder (for request logs)."""
+    return _TOKEN_IN_PATH.sub(r"/\1/[token]", path) if "/release" in path else path
+
+
 class RedactTokens(logging.Filter):
     """Replace release tokens in a log record's message with a placeholder."""
 

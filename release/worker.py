@@ -243,6 +243,17 @@ class Worker:
         return max(timeout, 0.01)
 
     def _execute(self, job: jobs.ClaimedJob) -> None:
+        started, outcome = time.perf_counter(), "crashed"
+        try:
+            outcome = self._run_job(job)
+        finally:
+            duration_ms = round((time.perf_counter() - started) * 1000, 1)
+            log.info("job %s %d (#%d) %s in %.1fms", job.kind, job.id, job.ref_id, outcome, duration_ms,
+                     extra={"job_kind": job.kind, "job_id": job.id, "ref_id": job.ref_id, "attempt": job.attempts,
+                            "outcome": outcome, "duration_ms": duration_ms})  # fmt: skip
+
+    def _run_job(self, job: jobs.ClaimedJob) -> str:
+        """Run one claimed job; returns its outcome (done, deferred, retry, dead)."""
         handler = self.handlers.get(job.kind)
         with self.db.session() as session:
             try:
@@ -251,6 +262,7 @@ class Worker:
                 handler(session, job.ref_id)
                 jobs.finish(session, job.id, attempts=job.attempts)
                 session.commit()
+                return "done"
             except Deferred as exc:
                 # A limit, not a failure: wait until it frees up without using an attempt.
                 session.rollback()
@@ -258,24 +270,27 @@ class Worker:
                 log.info("job %s %d (#%d) deferred for %.0fs: %s", job.kind, job.id, job.ref_id, delay, exc.reason)
                 jobs.retry_later(session, job.id, delay, f"deferred: {exc}", attempts=job.attempts, refund_attempt=True)
                 session.commit()
+                return "deferred"
             except PermanentFailure as exc:
                 session.rollback()
                 self._give_up(session, job, str(exc))
+                return "dead"
             except Exception as exc:  # noqa: BLE001 - every failure is retried, then buried
                 session.rollback()
-                self._retry_or_give_up(session, job, exc)
+                return self._retry_or_give_up(session, job, exc)
 
-    def _retry_or_give_up(self, session: Session, job: jobs.ClaimedJob, exc: Exception) -> None:
+    def _retry_or_give_up(self, session: Session, job: jobs.ClaimedJob, exc: Exception) -> str:
         error = f"{type(exc).__name__}: {exc}"
         if job.attempts >= self.settings.max_attempts:
             self._give_up(session, job, error)
-            return
+            return "dead"
         settings = self.settings
         delay = jobs.backoff_seconds(job.attempts, settings.backoff_base_seconds, settings.backoff_max_seconds)
         log.warning("job %s %d (#%d) attempt %d failed: %s; retry in %.1fs", job.kind, job.id, job.ref_id, job.attempts,
                     error, delay)  # fmt: skip
         jobs.retry_later(session, job.id, delay, error, attempts=job.attempts)
         session.commit()
+        return "retry"
 
     def _give_up(self, session: Session, job: jobs.ClaimedJob, error: str) -> None:
         log.error("job %s %d for #%d gave up after %d attempts: %s", job.kind, job.id, job.ref_id, job.attempts, error)

@@ -7,6 +7,7 @@ every release token."""
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import threading
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from werkzeug.serving import make_server
 
 from release.captcha import solve_altcha
+from release.logs import JsonFormatter
 from release.mailcapture import free_port
 from tests.integration.helpers import CSRF_RE, release_token_from, report_path
 from tests.security.conftest import StackFactory, drain_due
@@ -82,12 +84,14 @@ def secret_forms(secret: str, user: str = "") -> set[str]:
     return forms
 
 
+@pytest.mark.parametrize("log_format", ["text", "json"])
 def test_no_secret_in_any_log_record(
-    make_stack: StackFactory, auth_smtp: AuthSmtp, caplog: pytest.LogCaptureFixture
+    make_stack: StackFactory, auth_smtp: AuthSmtp, caplog: pytest.LogCaptureFixture, log_format: str
 ) -> None:
     for name in LOGGERS:
         caplog.set_level(logging.DEBUG, logger=name)
     stack = make_stack(
+        logging={"format": log_format},
         app={"public_url": "http://release.example.test"},  # plain HTTP to the local test server
         links={"keys": ["current-link-key-0123456789abcdef", "previous-link-key-0123456789abcdef"]},
         smtp={"port": auth_smtp.port, "username": SMTP_USER, "password": SMTP_PASSWORD, "security": "none"},
@@ -145,6 +149,18 @@ def test_no_secret_in_any_log_record(
         if not r.name.startswith(TEST_SERVER_LOGGERS) and not (r.name.startswith("urllib3") and ours in r.getMessage())
     ]
     text = "\n".join(logging.Formatter("%(name)s %(levelname)s %(message)s").format(r) for r in records)
+    # What the configured handler writes (JSON escapes differ): searched for secrets as well.
+    emitted = "\n".join(JsonFormatter().format(r) for r in records) if log_format == "json" else text
+    # One line per request with the path redacted and no query string, and one per job run.
+    assert "GET /release/[token] 200" in text and "GET /report 200" in text
+    assert not [r for r in records if r.name == "release.request" and "?" in r.getMessage()]
+    assert "job locate" in text and " done in " in text and " retry in " in text
+    if log_format == "json":
+        lines = [json.loads(line) for line in emitted.splitlines()]
+        requests_logged = [e for e in lines if e["logger"] == "release.request"]
+        assert {"method", "path", "status", "duration_ms", "request_id"} <= set(requests_logged[0])
+        assert {"/release/[token]", "/report", "/release/[token]/status"} <= {e["path"] for e in requests_logged}
+        assert {e["outcome"] for e in lines if "job_kind" in e} >= {"done", "retry"}
     # The test saw what it looks through: request lines, worker retries, SMTP refusals.
     assert '"GET /release/[token] HTTP/1.1" 200' in text, "request lines of release pages were not logged"
     assert "POST /release/[token]" in text and "Referer" not in text
@@ -158,7 +174,7 @@ def test_no_secret_in_any_log_record(
         **{f"links.keys[{i}]": secret_forms(key) for i, key in enumerate(settings.links.keys)},
         **{f"release token {i}": {token} for i, token in enumerate(tokens)},
     }
-    leaks = {name: form for name, forms in secrets_to_find.items() for form in forms if form in text}
+    leaks = {name: form for name, forms in secrets_to_find.items() for form in forms if form in text + emitted}
     print(f"searched {len(records)} log records ({len(text)} characters) for "
           f"{sum(len(f) for f in secrets_to_find.values())} secret forms: {len(leaks)} found")  # fmt: skip
     assert not leaks, leaks
