@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from release import create_app, migrate
-from release.config import settings_from_mapping
-from release.gateway.simulator import SimulatorServer
-from release.mailcapture import CaptureServer, text_and_html
+from release.mailcapture import text_and_html
 from release.models import AuditEntry, Job, Report
-from release.services import Services
 from tests.admin.conftest import VIEWER, Console
-from tests.conftest import Stack, make_config
 from tests.integration.helpers import csrf_token, release_token_from, report_path, submit_report
 
 GATEWAY_KEY = "gateway-allowlist-key-0123456789"
@@ -22,22 +17,9 @@ HIGH_RISK = "mailquarantine:5"
 
 
 @pytest.fixture
-def stack(database_url: str, simulator: SimulatorServer, smtp_server: CaptureServer) -> Iterator[Stack]:
+def stack_sections() -> dict[str, dict[str, Any]]:
     """The conftest stack, with a release policy and an allow-list key configured."""
-    policy = {"max_spam_score": 5.0, "high_risk_quarantines": [HIGH_RISK], "allowlist_keys": [GATEWAY_KEY]}
-    settings = settings_from_mapping(make_config(database_url, simulator, smtp_server.port, policy=policy))
-    app = create_app(settings)
-    app.config["TESTING"] = True
-    services: Services = app.extensions["release"]
-    migrate.upgrade(services.db)
-    worker = services.build_worker(in_process=True)
-    built = Stack(app, services, worker, simulator, smtp_server, client=None)  # type: ignore[arg-type]
-    built.client = built.new_client()
-    yield built
-    worker.stop()
-    worker.waker.close()
-    services.mailer.close()  # type: ignore[attr-defined]
-    services.db.dispose()
+    return {"policy": {"max_spam_score": 5.0, "high_risk_quarantines": [HIGH_RISK], "allowlist_keys": [GATEWAY_KEY]}}
 
 
 def _reported(console: Console, *, score: float | None, quarantine: str = "mailquarantine:1") -> tuple[str, str]:
