@@ -121,7 +121,8 @@ class Recipient(Base):
         UniqueConstraint("report_id", "queue"),
         _states_check("state", RECIPIENT_STATES),
         Index(None, "expires_at"),
-        Index(None, "address", "notified_at"),
+        # The per-recipient notification cap compares addresses case-insensitively.
+        Index("ix_recipients_lower_address_notified_at", text("lower(address)"), "notified_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
