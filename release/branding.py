@@ -28,7 +28,9 @@ def logo_origin(settings: Settings) -> str:
     return f"{parts.scheme}://{parts.netloc}" if parts.scheme in ("http", "https") else ""
 
 
-CSS = """:root {{ --brand-primary: {c}; --bs-primary: {c}; --bs-link-color: {c}; --bs-link-hover-color: {d}; }}
+#: Links take the darker shade: the default colour on the light page background misses WCAG AA.
+CSS = """:root {{ --brand-primary: {c}; --bs-primary: {c}; --bs-link-color: {d}; --bs-link-color-rgb: {rgb};
+  --bs-link-hover-color: {d}; --bs-link-hover-color-rgb: {rgb}; }}
 .brand-mark {{ background: {c}; }}
 .btn-primary {{ --bs-btn-bg: {c}; --bs-btn-border-color: {c};
   --bs-btn-hover-bg: {d}; --bs-btn-hover-border-color: {d}; --bs-btn-active-bg: {d}; --bs-btn-active-border-color: {d};
@@ -41,7 +43,9 @@ CSS = """:root {{ --brand-primary: {c}; --bs-primary: {c}; --bs-link-color: {c};
 def stylesheet() -> Response:
     """The primary colour as CSS (the value is validated as a hex colour at start-up)."""
     current = brand()
-    response = Response(CSS.format(c=current.color, d=current.color_dark), mimetype="text/css")
+    dark = current.color_dark
+    rgb = ", ".join(str(int(dark[i : i + 2], 16)) for i in (1, 3, 5))
+    response = Response(CSS.format(c=current.color, d=dark, rgb=rgb), mimetype="text/css")
     response.headers["Cache-Control"] = "public, max-age=300"
     return response
 
