@@ -102,9 +102,9 @@ def test_every_page_has_no_wcag_violations(browser: Any, demo: DemoRuntime, tmp_
         page.locator("form#release-form").get_by_role("button", name="Release to my mailbox").click()
         audit("06-release-after", lambda: expect(status).to_have_text("released"))
 
-        page.goto(f"{demo.url}/report?n=x&m=y&t=1&s=bad")
+        assert page.goto(f"{demo.url}/report?n=x&m=y&t=1&s=bad").status == 400
         audit("07-error-400")
-        page.goto(f"{demo.url}/release/no-such-token")
+        assert page.goto(f"{demo.url}/release/no-such-token").status == 404
         audit("08-error-404")
 
         page.goto(f"{demo.url}/admin/reports")
