@@ -153,13 +153,41 @@ def release_copy(recipient_id: int) -> Response:
     return response
 
 
+def _whole(value: object) -> bool:
+    """A JSON whole number (JSON Schema counts 400.0 as an integer; true is not one)."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+
+
+def _retention_json(current: retention.Retention) -> Response:
+    return _no_store(jsonify(short_hours=current.short_hours, long_days=current.long_days,
+                             record_days=current.record_days))  # fmt: skip
+
+
 @bp.get("/retention")
 @key_required
 def retention_settings() -> Response:
     """The retention in force (admin values where set, else the config defaults)."""
-    current = retention.current(db_session(), services().settings.retention)
-    return _no_store(jsonify(short_hours=current.short_hours, long_days=current.long_days,
-                             record_days=current.record_days))  # fmt: skip
+    return _retention_json(retention.current(db_session(), services().settings.retention))
+
+
+@bp.put("/retention")
+@key_required
+def change_retention() -> Response:
+    """Set all three retention times, validated and audited as in the console; they apply at once."""
+    body = request.get_json(silent=True)
+    names = tuple(retention.KEYS)
+    if not isinstance(body, dict) or set(body) != set(names) or not all(map(_whole, body.values())):
+        return api_error(400, "bad_request", f"A JSON object with exactly the whole numbers {', '.join(names)}.")
+    session = db_session()
+    defaults = services().settings.retention
+    try:
+        admin_actions.change_retention(session, {name: int(body[name]) for name in names}, g.api_actor, defaults)
+    except retention.RetentionInvalid as exc:
+        session.rollback()
+        return api_error(422, "invalid", str(exc))
+    return _retention_json(retention.current(session, defaults))
 
 
 def register(app: Flask) -> None:

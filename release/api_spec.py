@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .models import RECIPIENT_STATES, REPORT_STATES
+from .retention import BOUNDS
 
 JSON = "application/json"
 
@@ -86,6 +87,15 @@ SCHEMAS: dict[str, Any] = {
             "record_days": {"type": "integer", "minimum": 1},
         },
     },
+    "RetentionChange": {
+        "type": "object",
+        "required": list(BOUNDS),
+        "additionalProperties": False,
+        "properties": {
+            name: {"type": "integer", "minimum": low, "maximum": high} for name, (low, high) in BOUNDS.items()
+        },
+        "description": "Also: long_days * 24 > short_hours and record_days >= long_days (else 422).",
+    },
 }
 ADMIN: list[dict[str, list[str]]] = [{"apiKey": []}]
 
@@ -155,7 +165,22 @@ def openapi_document(public_url: str) -> dict[str, Any]:
                     "operationId": "getRetention",
                     "security": ADMIN,
                     "responses": {"200": _ok("Retention times.", "Retention"), "401": UNAUTHORIZED},
-                }
+                },
+                "put": {
+                    "summary": "Set the retention times (validated and audited, as in the console)",
+                    "operationId": "setRetention",
+                    "security": ADMIN,
+                    "requestBody": {
+                        "required": True,
+                        "content": {JSON: {"schema": {"$ref": "#/components/schemas/RetentionChange"}}},
+                    },
+                    "responses": {
+                        "200": _ok("The retention now in force.", "Retention"),
+                        "400": _error("Not a JSON object with the three whole numbers."),
+                        "401": UNAUTHORIZED,
+                        "422": _error("The values break a rule (bounds, long > short, records >= long)."),
+                    },
+                },
             },
         },
     }

@@ -180,3 +180,23 @@ def test_api_tokens_are_redacted_from_access_logs() -> None:
     plain = logging.LogRecord("werkzeug", logging.INFO, __file__, 1, '"GET /release/%s HTTP/1.1" 200', (token,), None)
     RedactTokens().filter(plain)
     assert plain.getMessage() == '"GET /release/[token] HTTP/1.1" 200'
+
+
+def test_set_retention_validates_audits_and_applies_at_once(api_stack: Stack) -> None:
+    put = api_stack.client.put
+    wanted = {"short_hours": 12, "long_days": 10, "record_days": 30}
+    assert put("/api/v1/retention", json=wanted).status_code == 401
+    changed = put("/api/v1/retention", json=wanted, headers=bearer())
+    assert changed.status_code == 200 and changed.json == wanted
+    assert api_stack.client.get("/api/v1/retention", headers=bearer()).json == wanted
+    with api_stack.services.db.session() as session:
+        audited = session.scalars(select(AuditEntry).where(AuditEntry.action == "retention.changed")).all()
+    new_values = {a.target: a.detail.split(" ")[-1] for a in audited}
+    assert new_values == {retention.KEYS[name]: str(value) for name, value in wanted.items()}
+    assert all(a.actor.startswith("api-key:") for a in audited)
+
+    too_short = put("/api/v1/retention", json={**wanted, "long_days": 0}, headers=bearer())
+    assert too_short.status_code == 422 and "Long retention" in too_short.json["message"]
+    for bad in ([1, 2, 3], {"short_hours": "12", "long_days": 10, "record_days": 30}, {"short_hours": 12}):
+        assert put("/api/v1/retention", json=bad, headers=bearer()).status_code == 400
+    assert api_stack.client.get("/api/v1/retention", headers=bearer()).json == wanted  # nothing half-applied

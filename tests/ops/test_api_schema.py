@@ -15,6 +15,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from tests.admin.conftest import seed_report
 from tests.conftest import Stack
@@ -35,7 +36,7 @@ def api_schema(make_stack: StackFactory) -> Any:
 
 def operations(schema: Any) -> list[Any]:
     found = [result.ok() for result in schema.get_all_operations()]
-    assert len(found) == 4  # the document lists every route (test_api checks the other way round)
+    assert len(found) == 5  # the document lists every route (test_api checks the other way round)
     return found
 
 
@@ -49,7 +50,11 @@ def test_api_conforms(api_schema: Any, with_key: bool) -> None:
     def run(data: Any) -> None:
         operation = data.draw(st.sampled_from(operations(api_schema)))
         case = data.draw(operation.as_strategy())
-        response = case.call_and_validate(headers=headers)
+        # The retention rules across fields (long > short, records >= long) cannot be said in
+        # JSON Schema: a schema-valid PUT may rightly get its documented 422.
+        cross_field = operation.method.upper() == "PUT" and operation.path == "/retention"
+        excluded = [positive_data_acceptance] if cross_field else []
+        response = case.call_and_validate(headers=headers, excluded_checks=excluded)
         calls.append(response.status_code)
 
     run()
