@@ -8,15 +8,15 @@ rows and jobs. The worker runs :meth:`Flow.locate`, :meth:`Flow.notify` and
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
-from sqlalchemy import bindparam, case, func, select, text, update
+from sqlalchemy import String, bindparam, case, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from . import jobs, links
 from .config import Settings
@@ -135,50 +135,89 @@ class Flow:
     # -- worker side -----------------------------------------------------------------------
 
     def locate(self, session: Session, report_id: int) -> None:
-        """Find the held copies, move them to the long quarantine, create recipients, queue mail."""
-        report = session.get(Report, report_id)
-        if report is None or report.state in FINAL_REPORT_STATES:
-            return
-        node = self.settings.node(report.node)
-        gateway = self.gateways.get(report.node)
-        if node is None or gateway is None:
-            raise PermanentFailure(f"node {report.node!r} is no longer configured")
-        known = {r.queue for r in report.recipients}
+        """:meth:`locate_many` for one report; raises what kept it from finishing."""
+        _raise_failure(self.locate_many(session, [report_id]), report_id)
+
+    def locate_many(self, session: Session, report_ids: Sequence[int]) -> dict[int, Exception]:
+        """Find the held copies, move them to the long quarantine, create recipients, queue mail.
+
+        One find and one move request per node for the whole batch (the API takes several
+        ids); returns, per report id, why that report did not finish (absent: done).
+        """
+        reports = session.scalars(
+            select(Report).where(Report.id.in_(report_ids)).options(selectinload(Report.recipients))
+        ).all()
+        failures: dict[int, Exception] = {}
+        by_node: dict[str, list[Report]] = {}
+        for report in reports:
+            if report.state in FINAL_REPORT_STATES:
+                continue
+            if self.settings.node(report.node) is None or report.node not in self.gateways:
+                failures[report.id] = PermanentFailure(f"node {report.node!r} is no longer configured")
+                continue
+            by_node.setdefault(report.node, []).append(report)
         _end_transaction(session)
-        held = [
-            c
-            for c in self._call(gateway.find, report.message_id)
-            if c.quarantine
-            in (node.short_quarantine, node.long_quarantine, *self.settings.policy.high_risk_quarantines)
-        ]
-        if not held and not known:
-            report.state = "not_found"
-            self._event(session, "system", "not_found", report)
-            session.commit()
-            return
-        if report.state == "pending":
-            # Found: from here on the sender sees progress (while the gateway was not
-            # answering, the report stayed "pending" with retries, as DESIGN §1 says).
-            report.state = "locating"
-            session.commit()
-        short = [c.queue for c in held if c.quarantine != node.long_quarantine]
+        for name, group in by_node.items():
+            try:
+                self._locate_on_node(session, name, group)
+            except RetryLater as exc:  # this node is not answering; other nodes go on
+                session.rollback()
+                failures.update((report.id, exc) for report in group)
+        return failures
+
+    def _locate_on_node(self, session: Session, name: str, reports: list[Report]) -> None:
+        node, gateway = self.settings.node(name), self.gateways[name]
+        assert node is not None  # checked by locate_many
+        holding = (node.short_quarantine, node.long_quarantine, *self.settings.policy.high_risk_quarantines)
+        found = self._call(gateway.find_many, [r.message_id for r in reports])
+        held = {r.id: [c for c in found.get(r.message_id, []) if c.quarantine in holding] for r in reports}
+        known = {r.id: {x.queue for x in r.recipients} for r in reports}
+        live, events = [], []
+        for report in reports:
+            if not held[report.id] and not known[report.id]:
+                report.state = "not_found"
+                events.append(_event_row("system", "not_found", report))
+            else:
+                if report.state == "pending":
+                    # Found: from here on the sender sees progress (while the gateway was not
+                    # answering, the report stayed "pending" with retries, as DESIGN §1 says).
+                    report.state = "locating"
+                live.append(report)
+        _insert_events(session, events)
         _end_transaction(session)
-        if short and self._call(gateway.move, report.message_id, short, node.long_quarantine) < len(short):
+        short = [(r.message_id, c.queue) for r in live for c in held[r.id] if c.quarantine != node.long_quarantine]
+        if short and self._call(gateway.move_many, short, node.long_quarantine) < len(short):
             # Some copy vanished between find and move (the gateway's own cleanup): keep only
             # what is really held now, so nobody is mailed about a copy that is gone.
-            held = [c for c in self._call(gateway.find, report.message_id) if c.quarantine == node.long_quarantine]
-        self._record_copies(session, report, [c for c in held if c.queue not in known], node.long_quarantine)
+            again = self._call(gateway.find_many, [r.message_id for r in live])
+            held = {
+                r.id: [c for c in again.get(r.message_id, []) if c.quarantine == node.long_quarantine] for r in live
+            }
+        expires_at = self.clock() + self.retention(session).long
+        added = [
+            recipient
+            for r in live
+            for recipient in self._new_recipients(
+                r, [c for c in held[r.id] if c.queue not in known[r.id]], node.long_quarantine, expires_at
+            )
+        ]
+        if added:
+            session.add_all(added)
+            session.flush()  # one flush for the batch: the events and jobs need the ids
+            _insert_events(session, [_event_row("system", "retention_extended", r.report, r) for r in added])
+            jobs.enqueue_many(session, "notify", [r.id for r in added])
         session.commit()
-        settle_report(session, report.id)
+        settle_reports(session, [r.id for r in live])
 
-    def _record_copies(self, session: Session, report: Report, copies: list[QuarantinedCopy], long_q: str) -> None:
+    def _new_recipients(
+        self, report: Report, copies: list[QuarantinedCopy], long_q: str, expires_at: datetime
+    ) -> list[Recipient]:
         if not copies:
-            return
+            return []
         first = copies[0]
         report.envelope_sender = first.sender[:320]
         report.subject = first.subject[:SUBJECT_LIMIT]
         report.received_at = first.received_at
-        expires_at = self.clock() + self.retention(session).long
         added = []
         for copy in copies:
             nonce = links.new_token_nonce()
@@ -195,86 +234,105 @@ class Flow:
                 expires_at=expires_at,
             )
             added.append(recipient)
-        session.add_all(added)
-        session.flush()  # one flush for all copies: the events and jobs need their ids
-        for recipient in added:
-            self._event(session, "system", "retention_extended", report, recipient)
-            jobs.enqueue(session, "notify", recipient.id)
+        return added
 
     def notify(self, session: Session, recipient_id: int) -> None:
-        """Mail one recipient the release link (never the sender's comment)."""
-        recipient = session.get(Recipient, recipient_id)
-        if recipient is None:
-            return
-        if recipient.state != "notify_pending":
-            # A replay after a crash between our commit and the settle below: settle now, or
-            # a report whose last mail went out would stay "locating" for ever.
-            settle_report(session, recipient.report_id)
-            return
-        report = recipient.report
-        if recipient.notified_at is None:
-            # Not yet counted against the recipient's daily cap (a retry after an SMTP
-            # failure or a crash already holds its place): take a place or wait for one.
-            self._reserve_notification(session, recipient)
-        try:
-            message = self._notification(recipient, report)
-        except ValueError as exc:  # an address or value that cannot go into a mail safely
-            recipient.state = "failed"
-            recipient.notified_at = None
-            recipient.error = f"cannot build the notification: {exc}"[:2000]
-            self._event(session, "system", "notify_failed", report, recipient, recipient.error)
-            session.commit()
-            settle_report(session, report.id)
-            return
-        _end_transaction(session)
-        (result,) = self.mailer.send([message])
-        if result.ok:
-            recipient.state = "notified"
-            recipient.notified_at = self.clock()
-            self._event(session, "system", "notified", report, recipient)
-        elif result.temporary:
-            raise RetryLater(f"SMTP: {result.error}")
-        else:
-            recipient.state = "failed"
-            recipient.notified_at = None  # never reached the inbox: frees its place in the cap
-            recipient.error = f"SMTP refused the notification: {result.error}"
-            self._event(session, "system", "notify_failed", report, recipient, recipient.error)
-        session.commit()
-        settle_report(session, report.id)
+        """:meth:`notify_many` for one recipient; raises what kept it from finishing."""
+        _raise_failure(self.notify_many(session, [recipient_id]), recipient_id)
 
-    def _reserve_notification(self, session: Session, recipient: Recipient) -> None:
-        """Count this notification against ``limits.notifications_per_recipient_per_day``.
+    def notify_many(self, session: Session, recipient_ids: Sequence[int]) -> dict[int, Exception]:
+        """Mail recipients their release links (never the sender's comment), all over one SMTP
+        session; returns, per recipient id, why that one did not finish (absent: done)."""
+        recipients = session.scalars(
+            select(Recipient)
+            .where(Recipient.id.in_(recipient_ids))
+            .options(joinedload(Recipient.report))
+            .order_by(Recipient.id)
+        ).all()
+        # A recipient no longer waiting is a replay after a crash between our commit and the
+        # settle below: settle now, or a report whose last mail went out stays "locating".
+        to_settle = {r.report_id for r in recipients if r.state != "notify_pending"}
+        waiting = [r for r in recipients if r.state == "notify_pending"]
+        # Not yet counted against the recipient's daily cap (a retry after an SMTP failure or
+        # a crash already holds its place): take a place or wait for one.
+        failures: dict[int, Exception] = self._reserve_notifications(
+            session, [r for r in waiting if r.notified_at is None]
+        )
+        events: list[dict[str, Any]] = []
+        sending: list[tuple[Recipient, EmailMessage]] = []
+        for recipient in waiting:
+            if recipient.id in failures:
+                continue
+            try:
+                sending.append((recipient, self._notification(recipient, recipient.report)))
+            except ValueError as exc:  # an address or value that cannot go into a mail safely
+                events.append(self._notify_failed(recipient, f"cannot build the notification: {exc}"))
+                to_settle.add(recipient.report_id)
+        _insert_events(session, events)
+        _end_transaction(session)
+        results = self.mailer.send([message for _, message in sending]) if sending else []
+        events = []
+        for (recipient, _), result in zip(sending, results, strict=True):
+            if result.temporary:
+                failures[recipient.id] = RetryLater(f"SMTP: {result.error}")
+                continue
+            if result.ok:
+                recipient.state = "notified"
+                recipient.notified_at = self.clock()
+                events.append(_event_row("system", "notified", recipient.report, recipient))
+            else:
+                events.append(self._notify_failed(recipient, f"SMTP refused the notification: {result.error}"))
+            to_settle.add(recipient.report_id)
+        _insert_events(session, events)
+        session.commit()
+        settle_reports(session, sorted(to_settle))
+        return failures
+
+    @staticmethod
+    def _notify_failed(recipient: Recipient, error: str) -> dict[str, Any]:
+        recipient.state = "failed"
+        recipient.notified_at = None  # never reached the inbox: frees its place in the cap
+        recipient.error = error[:2000]
+        return _event_row("system", "notify_failed", recipient.report, recipient, recipient.error)
+
+    def _reserve_notifications(self, session: Session, recipients: list[Recipient]) -> dict[int, Exception]:
+        """Count notifications against ``limits.notifications_per_recipient_per_day``.
 
         Under the cap: stamp ``notified_at`` now and commit, before sending, so concurrent
         notify jobs for the same address see each other (PostgreSQL: serialised per address
-        by an advisory lock; SQLite: every transaction holds the write lock). Over the cap:
-        raise :class:`Deferred` until the oldest counted notification leaves the 24 h window.
-        The address is compared case-insensitively: case variants are one mailbox.
+        by advisory locks, taken in key order so two batches cannot deadlock; SQLite: every
+        transaction holds the write lock). Over the cap: :class:`Deferred` until the oldest
+        counted notification leaves the 24 h window. Addresses compare case-insensitively:
+        case variants are one mailbox. Returns the deferrals by recipient id.
         """
+        if not recipients:
+            return {}
         cap = self.settings.limits.notifications_per_recipient_per_day
-        address = recipient.address.lower()
         now = self.clock()
+        addresses = sorted({r.address.lower() for r in recipients})
         if session.get_bind().dialect.name == "postgresql":
-            key = int.from_bytes(hashlib.sha256(b"notify-cap:" + address.encode()).digest()[:8], "big", signed=True)
-            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
-        query = (
-            select(Recipient.notified_at)
-            .where(
-                func.lower(Recipient.address) == address,
-                Recipient.notified_at > now - NOTIFY_WINDOW,
-                Recipient.id != recipient.id,
-            )
-            .order_by(Recipient.notified_at.desc())
-            .limit(cap)
-        )
-        recent = [at for at in session.scalars(query) if at is not None]
-        if len(recent) >= cap:
-            # The cap-th newest leaves the window first among those that keep us over it.
-            until = recent[cap - 1] + NOTIFY_WINDOW
-            session.commit()  # releases the advisory lock
-            raise Deferred(until, f"{cap} notifications to this address in 24 hours")
-        recipient.notified_at = now
-        session.commit()
+            keys = sorted(_cap_lock_key(address) for address in addresses)
+            session.execute(text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k"),
+                            {"keys": keys})  # fmt: skip
+        counted: dict[str, list[tuple[int, datetime]]] = {address: [] for address in addresses}
+        for rid, address, at in session.execute(
+            COUNTED_NOTIFICATIONS, {"addresses": addresses, "since": now - NOTIFY_WINDOW}
+        ):
+            if at is not None:
+                counted[address].append((rid, at))
+        deferred: dict[int, Exception] = {}
+        for recipient in recipients:
+            address = recipient.address.lower()
+            recent = sorted((at for rid, at in counted[address] if rid != recipient.id), reverse=True)
+            if len(recent) >= cap:
+                # The cap-th newest leaves the window first among those that keep us over it.
+                until = recent[cap - 1] + NOTIFY_WINDOW
+                deferred[recipient.id] = Deferred(until, f"{cap} notifications to this address in 24 hours")
+                continue
+            recipient.notified_at = now
+            counted[address].append((recipient.id, now))
+        session.commit()  # releases the advisory locks
+        return deferred
 
     def _notification(self, recipient: Recipient, report: Report) -> EmailMessage:
         return build_notification(
@@ -416,19 +474,25 @@ def can_request_release(recipient: Recipient) -> bool:
 
 
 def settle_report(session: Session, report_id: int) -> None:
-    """Once no recipient waits for its mail, mark the report notified (or failed if no
+    """:func:`settle_reports` for one report."""
+    settle_reports(session, [report_id])
+
+
+def settle_reports(session: Session, report_ids: Sequence[int]) -> None:
+    """Once no recipient waits for its mail, mark a report notified (or failed if no
     notification could be delivered at all); commits.
 
-    Conditional UPDATEs, run after the caller committed its own recipient's change: of two
-    notifications finishing at once, the later commit always sees both done.
+    One conditional UPDATE, run after the caller committed its own recipients' changes: of
+    two notifications finishing at once, the later commit always sees both done.
     """
-    pending = select(Recipient.id).where(Recipient.report_id == report_id, Recipient.state == "notify_pending")
-    reached = select(Recipient.id).where(Recipient.report_id == report_id, Recipient.state != "failed")
-    # One statement (it runs after every notification): notified if any recipient was reached.
-    reached_any = reached.exists()
+    if not report_ids:
+        return
+    mine = Recipient.report_id == Report.id
+    pending = select(Recipient.id).where(mine, Recipient.state == "notify_pending")
+    reached_any = select(Recipient.id).where(mine, Recipient.state != "failed").exists()
     session.execute(
         update(Report)
-        .where(Report.id == report_id, Report.state == "locating", ~pending.exists())
+        .where(Report.id.in_(report_ids), Report.state == "locating", ~pending.exists())
         .values(
             state=case((reached_any, "notified"), else_="failed"),
             error=case((reached_any, Report.error), else_="no recipient could be notified"),
@@ -437,6 +501,42 @@ def settle_report(session: Session, report_id: int) -> None:
         .execution_options(synchronize_session=False)
     )
     session.commit()
+
+
+def _raise_failure(failures: Mapping[int, Exception], ref_id: int) -> None:
+    if ref_id in failures:
+        raise failures[ref_id]
+
+
+def _cap_lock_key(address: str) -> int:
+    """The advisory lock that serialises one address's notification count (PostgreSQL)."""
+    return int.from_bytes(hashlib.sha256(b"notify-cap:" + address.encode()).digest()[:8], "big", signed=True)
+
+
+def _event_row(
+    actor: str, action: str, report: Report | None, recipient: Recipient | None = None, detail: str = ""
+) -> dict[str, Any]:
+    return {
+        "actor": actor,
+        "action": action,
+        "report_id": report.id if report else None,
+        "recipient_id": recipient.id if recipient else None,
+        "detail": detail[:2000],
+    }
+
+
+def _insert_events(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Events of a batch in one INSERT (Core: the worker never reads them back)."""
+    if rows:
+        session.execute(insert(Event), rows)
+
+
+# The notifications counted against the daily cap, for a batch's addresses; served by the
+# index on (lower(address), notified_at).
+COUNTED_NOTIFICATIONS = select(Recipient.id, func.lower(Recipient.address), Recipient.notified_at).where(
+    func.lower(Recipient.address).in_(bindparam("addresses", expanding=True, type_=String())),
+    Recipient.notified_at > bindparam("since"),
+)
 
 
 # Built once (the status page runs it on every poll); the (node, message_id) unique index serves it.

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, or_, select, text, update
+from sqlalchemy import case, func, insert, or_, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
 from .models import Job, utcnow
@@ -38,13 +38,26 @@ def enqueue(session: Session, kind: str, ref_id: int, *, run_after: datetime | N
     """Add a job to the session's transaction and arrange for workers to wake on commit."""
     job = Job(kind=kind, ref_id=ref_id, state="queued", run_after=run_after or utcnow())
     session.add(job)
+    _wake_on_commit(session)
+    return job
+
+
+def enqueue_many(session: Session, kind: str, ref_ids: list[int]) -> None:
+    """:func:`enqueue` for several rows in one INSERT (a located batch queues a mail per copy)."""
+    if not ref_ids:
+        return
+    now = utcnow()
+    session.execute(insert(Job), [{"kind": kind, "ref_id": r, "state": "queued", "run_after": now} for r in ref_ids])
+    _wake_on_commit(session)
+
+
+def _wake_on_commit(session: Session) -> None:
     session.info["wake_workers"] = True
     if session.get_bind().dialect.name == "postgresql" and not _notified_in_transaction(session):
         # Delivered by PostgreSQL only if and when the transaction commits; once per
         # transaction is enough (PostgreSQL folds identical NOTIFYs into one anyway).
         session.execute(text(f"NOTIFY {WAKE_CHANNEL}"))
         session.info["notified_in"] = weakref.ref(session.get_transaction())
-    return job
 
 
 def _notified_in_transaction(session: Session) -> bool:
@@ -99,6 +112,18 @@ def finish(session: Session, job_id: int, *, attempts: int | None = None) -> Non
     session.execute(
         update(Job)
         .where(_owned(job_id, attempts))
+        .values(state="done", finished_at=utcnow(), locked_until=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def finish_many(session: Session, claims: list[tuple[int, int]]) -> None:
+    """Mark jobs done, each only while its claim (id, attempts) still holds it; one statement."""
+    if not claims:
+        return
+    session.execute(
+        update(Job)
+        .where(tuple_(Job.id, Job.attempts).in_(claims), Job.state == "running")
         .values(state="done", finished_at=utcnow(), locked_until=None)
         .execution_options(synchronize_session=False)
     )

@@ -347,7 +347,7 @@ class SmtpMailer:
     ``send()`` call borrows one connection for its whole batch.
     """
 
-    def __init__(self, settings: SmtpSettings, *, pool_size: int = 2, local_hostname: str | None = None) -> None:
+    def __init__(self, settings: SmtpSettings, *, pool_size: int = 4, local_hostname: str | None = None) -> None:
         if pool_size < 1:
             raise ValueError("pool_size must be at least 1")
         self.settings = settings

@@ -44,20 +44,8 @@ class _Handler:
         self.store = store
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        raw = envelope.original_content or envelope.content
-        if isinstance(raw, str):
-            raw = raw.encode("utf-8", "surrogateescape")
-        message = BytesParser(policy=default_policy).parsebytes(raw)
         peer = session.peer[0] if isinstance(session.peer, tuple) else str(session.peer or "")
-        self.store._add(
-            CapturedMessage(
-                message=message,
-                mail_from=str(envelope.mail_from or ""),
-                rcpt_tos=tuple(envelope.rcpt_tos),
-                received_at=datetime.now(UTC),
-                peer=peer,
-            )
-        )
+        self.store.accept(envelope, peer)
         return "250 Message accepted for delivery"
 
 
@@ -128,6 +116,21 @@ class CaptureServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def accept(self, envelope: Any, peer: str) -> None:
+        """Parse one accepted message and keep it (called on the server's thread)."""
+        raw = envelope.original_content or envelope.content
+        if isinstance(raw, str):
+            raw = raw.encode("utf-8", "surrogateescape")
+        self._add(
+            CapturedMessage(
+                message=BytesParser(policy=default_policy).parsebytes(raw),
+                mail_from=str(envelope.mail_from or ""),
+                rcpt_tos=tuple(envelope.rcpt_tos),
+                received_at=datetime.now(UTC),
+                peer=peer,
+            )
+        )
 
     def _add(self, captured: CapturedMessage) -> None:
         with self._lock:

@@ -78,9 +78,17 @@ class InstrumentedGateway:
         """Timed :meth:`Gateway.find`."""
         return _timed(self.name, "find", lambda: self.inner.find(transaction, queue))
 
+    def find_many(self, transactions: Sequence[str]) -> dict[str, list[QuarantinedCopy]]:
+        """Timed :meth:`Gateway.find_many` (counted as one find request)."""
+        return _timed(self.name, "find", lambda: self.inner.find_many(transactions))
+
     def move(self, transaction: str, queues: Sequence[int], quarantine: str) -> int:
         """Timed :meth:`Gateway.move`."""
         return _timed(self.name, "move", lambda: self.inner.move(transaction, queues, quarantine))
+
+    def move_many(self, copies: Sequence[tuple[str, int]], quarantine: str) -> int:
+        """Timed :meth:`Gateway.move_many` (counted as one move request)."""
+        return _timed(self.name, "move", lambda: self.inner.move_many(copies, quarantine))
 
     def release(self, transaction: str, queue: int) -> int:
         """Timed :meth:`Gateway.release`."""

@@ -55,7 +55,10 @@ class Services:
                 return
             (enforcer.on_dead if kind in ("delete", "enforce") else flow.on_dead)(session, kind, ref_id, error)
 
-        return EnforcingWorker(self.db, handlers, on_dead, self.settings.worker, waker, polling=polling)
+        batch_handlers = {"locate": flow.locate_many, "notify": flow.notify_many}
+        return EnforcingWorker(
+            self.db, handlers, on_dead, self.settings.worker, waker, polling=polling, batch_handlers=batch_handlers
+        )
 
 
 def default_database_url() -> str:

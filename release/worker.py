@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -26,7 +26,11 @@ from .models import utcnow
 
 log = logging.getLogger(__name__)
 Handler = Callable[[Session, int], None]
+# Runs many jobs of one kind together and commits its own work; returns, per ref id, why that
+# one did not finish (absent: done). One failure never holds back the others.
+BatchHandler = Callable[[Session, Sequence[int]], Mapping[int, Exception]]
 DeadHandler = Callable[[Session, str, int, str], None]
+BATCH_LIMIT = 16  # jobs per batch handler call: one gateway request, one SMTP session
 MAX_IDLE_WAIT = 30.0
 CLAIM_BATCH_DIVISOR = 4  # under a backlog, claim once a quarter of the slots is free...
 CLAIM_GATHER_SECONDS = 0.05  # ...or after this long, whichever comes first
@@ -131,10 +135,13 @@ class Worker:
         waker: Waker,
         *,
         polling: bool = False,
+        batch_handlers: Mapping[str, BatchHandler] | None = None,
     ) -> None:
-        """``polling``: no one can wake this worker (SQLite shared across processes)."""
+        """``polling``: no one can wake this worker (SQLite shared across processes).
+        ``batch_handlers``: kinds whose claimed jobs run together, up to BATCH_LIMIT a call."""
         self.db = db
         self.handlers = handlers
+        self.batch_handlers = batch_handlers or {}
         self.on_dead = on_dead
         self.settings = settings
         self.waker = waker
@@ -142,7 +149,8 @@ class Worker:
         self.stopping = threading.Event()
         self._slot_freed = threading.Event()
         self._pool = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="release-job")
-        self._in_flight: set[Future[Any]] = set()
+        self._in_flight: dict[Future[Any], int] = {}  # running batches and their job counts
+        self._busy = 0  # jobs in flight: the slots in use
         self._lock = threading.Lock()
         self._claim_batch = max(1, settings.concurrency // CLAIM_BATCH_DIVISOR)
         self._backlog = False  # the last claim took as many jobs as it asked for
@@ -186,12 +194,26 @@ class Worker:
         with self.db.session() as session:
             claimed = jobs.claim(session, free, self.settings.lease_seconds)
         self._backlog = len(claimed) == free
-        for job in claimed:
-            future = self._pool.submit(self._execute, job)
+        for batch in self._batches(claimed):
+            future = self._pool.submit(self._execute, batch)
             with self._lock:
-                self._in_flight.add(future)
+                self._in_flight[future] = len(batch)
+                self._busy += len(batch)
             future.add_done_callback(self._done)
         return len(claimed)
+
+    def _batches(self, claimed: list[jobs.ClaimedJob]) -> list[list[jobs.ClaimedJob]]:
+        """Jobs of a kind with a batch handler go together (up to BATCH_LIMIT); others alone."""
+        by_kind: dict[str, list[jobs.ClaimedJob]] = {}
+        batches: list[list[jobs.ClaimedJob]] = []
+        for job in claimed:
+            if job.kind in self.batch_handlers:
+                by_kind.setdefault(job.kind, []).append(job)
+            else:
+                batches.append([job])
+        for same_kind in by_kind.values():
+            batches.extend(same_kind[i : i + BATCH_LIMIT] for i in range(0, len(same_kind), BATCH_LIMIT))
+        return batches
 
     def drain(self, timeout: float = 30.0) -> None:
         """Run until no job is running or due before the timeout, retries included (tests, CLI)."""
@@ -220,11 +242,11 @@ class Worker:
 
     def _free_slots(self) -> int:
         with self._lock:
-            return self.settings.concurrency - len(self._in_flight)
+            return self.settings.concurrency - self._busy
 
     def _done(self, future: Future[Any]) -> None:
         with self._lock:
-            self._in_flight.discard(future)
+            self._busy -= self._in_flight.pop(future, 0)
         self._slot_freed.set()
         # A finished job may have queued a retry or follow-up that is due before the idle
         # wait would end: let the loop look again.
@@ -242,42 +264,60 @@ class Worker:
             timeout = min(timeout, (due - utcnow()).total_seconds())
         return max(timeout, 0.01)
 
-    def _execute(self, job: jobs.ClaimedJob) -> None:
-        started, outcome = time.perf_counter(), "crashed"
+    def _execute(self, batch: list[jobs.ClaimedJob]) -> None:
+        started, outcomes = time.perf_counter(), {job.id: "crashed" for job in batch}
         try:
-            outcome = self._run_job(job)
+            outcomes = self._run_batch(batch)
         finally:
             duration_ms = round((time.perf_counter() - started) * 1000, 1)
-            log.info("job %s %d (#%d) %s in %.1fms", job.kind, job.id, job.ref_id, outcome, duration_ms,
-                     extra={"job_kind": job.kind, "job_id": job.id, "ref_id": job.ref_id, "attempt": job.attempts,
-                            "outcome": outcome, "duration_ms": duration_ms})  # fmt: skip
+            for job in batch:
+                outcome = outcomes.get(job.id, "crashed")
+                log.info("job %s %d (#%d) %s in %.1fms", job.kind, job.id, job.ref_id, outcome, duration_ms,
+                         extra={"job_kind": job.kind, "job_id": job.id, "ref_id": job.ref_id, "attempt": job.attempts,
+                                "outcome": outcome, "duration_ms": duration_ms, "batch": len(batch)})  # fmt: skip
 
-    def _run_job(self, job: jobs.ClaimedJob) -> str:
-        """Run one claimed job; returns its outcome (done, deferred, retry, dead)."""
-        handler = self.handlers.get(job.kind)
+    def _run_batch(self, batch: list[jobs.ClaimedJob]) -> dict[int, str]:
+        """Run claimed jobs of one kind; returns each job's outcome (done, deferred, retry, dead)."""
+        kind = batch[0].kind
         with self.db.session() as session:
+            failures: Mapping[int, Exception]
             try:
-                if handler is None:
-                    raise PermanentFailure(f"no handler for job kind {job.kind!r}")
-                handler(session, job.ref_id)
-                jobs.finish(session, job.id, attempts=job.attempts)
-                session.commit()
-                return "done"
-            except Deferred as exc:
-                # A limit, not a failure: wait until it frees up without using an attempt.
-                session.rollback()
-                delay = max(0.0, (exc.until - utcnow()).total_seconds())
-                log.info("job %s %d (#%d) deferred for %.0fs: %s", job.kind, job.id, job.ref_id, delay, exc.reason)
-                jobs.retry_later(session, job.id, delay, f"deferred: {exc}", attempts=job.attempts, refund_attempt=True)
-                session.commit()
-                return "deferred"
-            except PermanentFailure as exc:
-                session.rollback()
-                self._give_up(session, job, str(exc))
-                return "dead"
+                batch_handler = self.batch_handlers.get(kind)
+                handler = self.handlers.get(kind)
+                if batch_handler is not None:
+                    failures = batch_handler(session, [job.ref_id for job in batch])
+                elif handler is None:
+                    raise PermanentFailure(f"no handler for job kind {kind!r}")
+                else:
+                    (job,) = batch
+                    handler(session, job.ref_id)
+                    failures = {}
             except Exception as exc:  # noqa: BLE001 - every failure is retried, then buried
                 session.rollback()
-                return self._retry_or_give_up(session, job, exc)
+                failures = {job.ref_id: exc for job in batch}
+            done = [job for job in batch if job.ref_id not in failures]
+            # The handler's last changes (if it left any) commit with the jobs' "done".
+            jobs.finish_many(session, [(job.id, job.attempts) for job in done])
+            session.commit()
+            outcomes = {job.id: "done" for job in done}
+            for job in batch:
+                if job.ref_id in failures:
+                    outcomes[job.id] = self._conclude(session, job, failures[job.ref_id])
+            return outcomes
+
+    def _conclude(self, session: Session, job: jobs.ClaimedJob, exc: Exception) -> str:
+        """Requeue, defer or bury a job that did not finish; returns its outcome."""
+        if isinstance(exc, Deferred):
+            # A limit, not a failure: wait until it frees up without using an attempt.
+            delay = max(0.0, (exc.until - utcnow()).total_seconds())
+            log.info("job %s %d (#%d) deferred for %.0fs: %s", job.kind, job.id, job.ref_id, delay, exc.reason)
+            jobs.retry_later(session, job.id, delay, f"deferred: {exc}", attempts=job.attempts, refund_attempt=True)
+            session.commit()
+            return "deferred"
+        if isinstance(exc, PermanentFailure):
+            self._give_up(session, job, str(exc))
+            return "dead"
+        return self._retry_or_give_up(session, job, exc)
 
     def _retry_or_give_up(self, session: Session, job: jobs.ClaimedJob, exc: Exception) -> str:
         error = f"{type(exc).__name__}: {exc}"

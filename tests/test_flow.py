@@ -106,6 +106,15 @@ class FakeGateway:
         self._leave("find")
         return found
 
+    def find_many(self, transactions: Sequence[str]) -> dict[str, list[QuarantinedCopy]]:
+        return {t: self.find(t) for t in transactions}  # counted as one find per transaction
+
+    def move_many(self, copies: Sequence[tuple[str, int]], quarantine: str) -> int:
+        by_transaction: dict[str, list[int]] = {}
+        for transaction, queue in copies:
+            by_transaction.setdefault(transaction, []).append(queue)
+        return sum(self.move(t, queues, quarantine) for t, queues in by_transaction.items())
+
     def move(self, transaction: str, queues: Sequence[int], quarantine: str) -> int:
         self._enter("move", (transaction, tuple(queues), quarantine))
         moved = 0
@@ -913,10 +922,10 @@ def test_notify_replayed_after_a_crash_before_settling_still_settles_the_report(
     settle(env, "locate")
     ((_, recipient_id),) = queued(env, "notify")
 
-    def die(session: Any, report_id: int) -> None:
+    def die(session: Any, report_ids: Any) -> None:
         raise Crash
 
-    monkeypatch.setattr(flow_module, "settle_report", die)
+    monkeypatch.setattr(flow_module, "settle_reports", die)
     with pytest.raises(Crash):  # the mail went out and "notified" was committed, then the process died
         run(env, "notify", recipient_id)
     monkeypatch.undo()
@@ -948,7 +957,7 @@ def test_a_worker_whose_lease_ran_out_cannot_requeue_a_job_another_worker_holds(
     def failing(session: Any, ref_id: int) -> None:
         raise RetryLater("gateway: timed out")
 
-    _worker(env, {"locate": failing})._execute(stale)
+    _worker(env, {"locate": failing})._execute([stale])
 
     with env.db.session() as session:
         assert jobs.claim(session, 1, lease_seconds=60, now=utcnow() + timedelta(seconds=10)) == []
@@ -966,7 +975,7 @@ def test_a_worker_whose_lease_ran_out_cannot_bury_a_job_another_worker_holds(env
     def permanent(session: Any, ref_id: int) -> None:
         raise PermanentFailure("node gone")
 
-    _worker(env, {"locate": permanent})._execute(stale)
+    _worker(env, {"locate": permanent})._execute([stale])
 
     with env.db.session() as session:
         job = session.scalar(select(Job))

@@ -57,8 +57,16 @@ class Gateway(Protocol):
         """All copies of the transaction still on the node (optionally one recipient's)."""
         ...
 
+    def find_many(self, transactions: Sequence[str]) -> dict[str, list[QuarantinedCopy]]:
+        """:meth:`find` for several transactions in one request (the worker's batches)."""
+        ...
+
     def move(self, transaction: str, queues: Sequence[int], quarantine: str) -> int:
         """Move copies to ``quarantine`` ("mailquarantine:N"); returns how many matched."""
+        ...
+
+    def move_many(self, copies: Sequence[tuple[str, int]], quarantine: str) -> int:
+        """:meth:`move` for (transaction, queue) copies of several transactions in one request."""
         ...
 
     def release(self, transaction: str, queue: int) -> int:

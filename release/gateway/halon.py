@@ -93,19 +93,29 @@ class HalonGateway:
         ident: dict[str, Any] = {"transaction": transaction}
         if queue is not None:
             ident["queue"] = queue
+        return [c for c in self._list([ident]) if c.transaction == transaction and queue in (None, c.queue)]
+
+    def find_many(self, transactions: Sequence[str]) -> dict[str, list[QuarantinedCopy]]:
+        """The copies of several transactions in one list request (paged), by transaction."""
+        wanted = [t for t in dict.fromkeys(transactions) if t]
+        found: dict[str, list[QuarantinedCopy]] = {t: [] for t in wanted}
+        if wanted:
+            for copy in self._list([{"transaction": t} for t in wanted]):
+                if copy.transaction in found:  # a server answering more than asked is ignored
+                    found[copy.transaction].append(copy)
+        return found
+
+    def _list(self, ids: list[dict[str, Any]]) -> list[QuarantinedCopy]:
         copies: list[QuarantinedCopy] = []
         offset = 0
         for _ in range(MAX_PAGES):
-            payload = {"conditions": {"ids": [ident]}, "paging": {"offset": offset, "limit": PAGE_SIZE}}
+            payload = {"conditions": {"ids": ids}, "paging": {"offset": offset, "limit": PAGE_SIZE}}
             body = self._call(LIST_COMMAND, payload)
-            if body is None:  # 404 from the API: nothing by that id
+            if body is None:  # 404 from the API: nothing by those ids
                 return []
             items = body.get("items")
             items = items if isinstance(items, list) else []
-            for item in items:
-                copy = _to_copy(item)
-                if copy and copy.transaction == transaction and queue in (None, copy.queue):
-                    copies.append(copy)
+            copies.extend(copy for copy in map(_to_copy, items) if copy)
             offset += len(items)
             paging = body.get("paging")
             total = _as_int(paging.get("total") if isinstance(paging, Mapping) else None, offset)
@@ -115,14 +125,18 @@ class HalonGateway:
 
     def move(self, transaction: str, queues: Sequence[int], quarantine: str) -> int:
         """Move copies to another quarantine by rewriting their ``_quarantineid`` metadata."""
+        return self.move_many([(transaction, q) for q in queues], quarantine)
+
+    def move_many(self, copies: Sequence[tuple[str, int]], quarantine: str) -> int:
+        """Move copies of several transactions in one update request; returns how many matched."""
         number = quarantine.removeprefix(QUARANTINE_PREFIX)
         if not number.isdigit():
             raise ValueError(f"not a quarantine id: {quarantine!r}")
-        return self._update(transaction, queues, {"metadata": {QUARANTINE_KEY: number}})
+        return self._update(copies, {"metadata": {QUARANTINE_KEY: number}})
 
     def release(self, transaction: str, queue: int) -> int:
         """Move one copy to the active queue, from where Halon delivers it."""
-        return self._update(transaction, [queue], {"move": {"queue": ACTIVE_QUEUE}})
+        return self._update([(transaction, queue)], {"move": {"queue": ACTIVE_QUEUE}})
 
     def delete(self, transaction: str, queues: Sequence[int]) -> int:
         """Delete copies; the body shape depends on the node's Halon version (``delete_shape``)."""
@@ -130,7 +144,7 @@ class HalonGateway:
             action: dict[str, Any] = {"task": {"actiontype": DELETE_ACTIONTYPE}}
         else:
             action = {"action": "DELETE"}
-        return self._update(transaction, queues, action)
+        return self._update([(transaction, q) for q in queues], action)
 
     def health(self) -> NodeHealth:
         """One authenticated GET of the license; reports problems in ``detail``, never raises."""
@@ -157,11 +171,12 @@ class HalonGateway:
 
     # -- transport --------------------------------------------------------------------------
 
-    def _update(self, transaction: str, queues: Sequence[int], change: Mapping[str, Any]) -> int:
+    def _update(self, copies: Sequence[tuple[str, int]], change: Mapping[str, Any]) -> int:
         """Send one update ("G") for full ids; an empty id list is never sent (it could match all)."""
-        if not transaction or not queues:
+        pairs = [(t, int(q)) for t, q in dict.fromkeys(copies) if t]
+        if not pairs:
             return 0
-        ids = [{"transaction": transaction, "queue": int(q)} for q in dict.fromkeys(queues)]
+        ids = [{"transaction": t, "queue": q} for t, q in pairs]
         body = self._call(UPDATE_COMMAND, {"conditions": {"ids": ids}, **change})
         if body is None:
             return 0
