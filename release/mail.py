@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime
 from typing import Protocol
 
 import aiosmtplib
 from jinja2 import Environment
 
 from release.config import SmtpSettings
+from release.mime import alternative_mail
 
 SUBJECT_LIMIT = 100
 ADDRESS_LIMIT = 254
@@ -187,18 +187,15 @@ def build_notification(
     text = jinja_env.get_template(TEXT_TEMPLATE).render(context)
     html = jinja_env.get_template(HTML_TEMPLATE).render(context)
 
-    msg = EmailMessage()
-    msg["From"] = sender
-    msg["To"] = _recipient(n.to_address)
-    msg["Subject"] = clean_text(jinja_env.get_template(SUBJECT_TEMPLATE).render(context), 2 * SUBJECT_LIMIT)
-    msg["Date"] = format_datetime(now or datetime.now(UTC))
-    msg["Message-ID"] = _message_id(n.message_id)
-    # RFC 3834: tells auto-responders (vacation replies) not to answer us.
-    msg["Auto-Submitted"] = "auto-generated"
-    msg["X-Auto-Response-Suppress"] = "All"
-    msg.set_content(text)
-    msg.add_alternative(html, subtype="html")
-    return msg
+    return alternative_mail(
+        sender=sender,
+        to=_recipient(n.to_address),
+        subject=clean_text(jinja_env.get_template(SUBJECT_TEMPLATE).render(context), 2 * SUBJECT_LIMIT),
+        date=now or datetime.now(UTC),
+        message_id=_message_id(n.message_id),
+        text=text,
+        html=html,
+    )
 
 
 # --------------------------------------------------------------------------- the outcome
@@ -235,18 +232,16 @@ def build_outcome(o: Outcome, *, sender: str, jinja_env: Environment, now: datet
         "subject": untrusted(o.blocked_subject, SUBJECT_LIMIT),
         "release_url": o.release_url,
     }
-    msg = EmailMessage()
-    msg["From"] = sender
-    msg["To"] = _recipient(o.to_address)
     subject = jinja_env.get_template(OUTCOME_SUBJECT_TEMPLATE).render(context)
-    msg["Subject"] = clean_text(subject, 2 * SUBJECT_LIMIT)
-    msg["Date"] = format_datetime(now or datetime.now(UTC))
-    msg["Message-ID"] = _message_id(o.message_id)
-    msg["Auto-Submitted"] = "auto-generated"
-    msg["X-Auto-Response-Suppress"] = "All"
-    msg.set_content(jinja_env.get_template(OUTCOME_TEXT_TEMPLATE).render(context))
-    msg.add_alternative(jinja_env.get_template(OUTCOME_HTML_TEMPLATE).render(context), subtype="html")
-    return msg
+    return alternative_mail(
+        sender=sender,
+        to=_recipient(o.to_address),
+        subject=clean_text(subject, 2 * SUBJECT_LIMIT),
+        date=now or datetime.now(UTC),
+        message_id=_message_id(o.message_id),
+        text=jinja_env.get_template(OUTCOME_TEXT_TEMPLATE).render(context),
+        html=jinja_env.get_template(OUTCOME_HTML_TEMPLATE).render(context),
+    )
 
 
 # --------------------------------------------------------------------------- sending
