@@ -129,6 +129,19 @@ def finish_many(session: Session, claims: list[tuple[int, int]]) -> None:
     )
 
 
+def unclaim(session: Session, claims: list[tuple[int, int]]) -> None:
+    """Give claimed jobs back untouched (a claim took more than the worker can start): due
+    again at once, in their old place in the queue, the claim's attempt refunded."""
+    if not claims:
+        return
+    session.execute(
+        update(Job)
+        .where(tuple_(Job.id, Job.attempts).in_(claims), Job.state == "running")
+        .values(state="queued", locked_until=None, attempts=Job.attempts - 1)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def retry_later(
     session: Session,
     job_id: int,

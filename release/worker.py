@@ -30,7 +30,7 @@ Handler = Callable[[Session, int], None]
 # one did not finish (absent: done). One failure never holds back the others.
 BatchHandler = Callable[[Session, Sequence[int]], Mapping[int, Exception]]
 DeadHandler = Callable[[Session, str, int, str], None]
-BATCH_LIMIT = 16  # jobs per batch handler call: one gateway request, one SMTP session
+BATCH_LIMIT = 16  # jobs per batch handler call: one gateway request, one SMTP session each
 MAX_IDLE_WAIT = 30.0
 CLAIM_BATCH_DIVISOR = 4  # under a backlog, claim once a quarter of the slots is free...
 CLAIM_GATHER_SECONDS = 0.05  # ...or after this long, whichever comes first
@@ -149,8 +149,7 @@ class Worker:
         self.stopping = threading.Event()
         self._slot_freed = threading.Event()
         self._pool = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="release-job")
-        self._in_flight: dict[Future[Any], int] = {}  # running batches and their job counts
-        self._busy = 0  # jobs in flight: the slots in use
+        self._in_flight: dict[Future[Any], int] = {}  # running batches (one slot each) and their sizes
         self._lock = threading.Lock()
         self._claim_batch = max(1, settings.concurrency // CLAIM_BATCH_DIVISOR)
         self._backlog = False  # the last claim took as many jobs as it asked for
@@ -187,32 +186,44 @@ class Worker:
             self._slot_freed.clear()
 
     def run_available(self) -> int:
-        """Claim as many due jobs as there are free slots and start them; returns how many."""
+        """Claim due jobs for the free slots and start them; returns how many started.
+
+        A slot runs one batch: a job, or up to BATCH_LIMIT jobs of a kind with a batch
+        handler. So one claim asks for enough jobs to fill every free slot with a full
+        batch, and gives back at once what it cannot start (single jobs beyond the slots).
+        """
         free = self._free_slots()
         if free == 0:
             return 0
+        limit = free * BATCH_LIMIT if self.batch_handlers else free
         with self.db.session() as session:
-            claimed = jobs.claim(session, free, self.settings.lease_seconds)
-        self._backlog = len(claimed) == free
-        for batch in self._batches(claimed):
+            claimed = jobs.claim(session, limit, self.settings.lease_seconds)
+            batches = self._batches(claimed)
+            if len(batches) > free:
+                jobs.unclaim(session, [(job.id, job.attempts) for batch in batches[free:] for job in batch])
+                session.commit()
+                batches = batches[:free]
+        self._backlog = len(claimed) == limit
+        for batch in batches:
             future = self._pool.submit(self._execute, batch)
             with self._lock:
                 self._in_flight[future] = len(batch)
-                self._busy += len(batch)
             future.add_done_callback(self._done)
-        return len(claimed)
+        return sum(len(batch) for batch in batches)
 
     def _batches(self, claimed: list[jobs.ClaimedJob]) -> list[list[jobs.ClaimedJob]]:
-        """Jobs of a kind with a batch handler go together (up to BATCH_LIMIT); others alone."""
-        by_kind: dict[str, list[jobs.ClaimedJob]] = {}
+        """Group claimed jobs into what one slot runs, keeping the claim's priority order."""
         batches: list[list[jobs.ClaimedJob]] = []
+        filling: dict[str, list[jobs.ClaimedJob]] = {}
         for job in claimed:
-            if job.kind in self.batch_handlers:
-                by_kind.setdefault(job.kind, []).append(job)
-            else:
+            if job.kind not in self.batch_handlers:
                 batches.append([job])
-        for same_kind in by_kind.values():
-            batches.extend(same_kind[i : i + BATCH_LIMIT] for i in range(0, len(same_kind), BATCH_LIMIT))
+                continue
+            batch = filling.get(job.kind)
+            if batch is None or len(batch) == BATCH_LIMIT:
+                batch = filling[job.kind] = []
+                batches.append(batch)
+            batch.append(job)
         return batches
 
     def drain(self, timeout: float = 30.0) -> None:
@@ -242,11 +253,11 @@ class Worker:
 
     def _free_slots(self) -> int:
         with self._lock:
-            return self.settings.concurrency - self._busy
+            return self.settings.concurrency - len(self._in_flight)
 
     def _done(self, future: Future[Any]) -> None:
         with self._lock:
-            self._busy -= self._in_flight.pop(future, 0)
+            self._in_flight.pop(future, None)
         self._slot_freed.set()
         # A finished job may have queued a retry or follow-up that is due before the idle
         # wait would end: let the loop look again.
