@@ -53,9 +53,7 @@ from release.db import Database  # noqa: E402
 
 SIM_RTT = 0.05
 BAR = 100.0
-DEFAULT_RUNS = (
-    "postgres:1:8,postgres:1:32,postgres:1:64,postgres:2:8,postgres:2:32,postgres:2:64,sqlite:1:8,sqlite:1:32"
-)
+DEFAULT_RUNS = "postgres:1:8,postgres:1:16,postgres:2:8,postgres:2:16,sqlite:1:8,sqlite:1:16"
 
 
 def run(kind: str, workers: int, concurrency: int, reports: int, timeout: float, profile: bool, tmp: Path) -> dict:
