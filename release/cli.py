@@ -16,6 +16,7 @@ from sqlalchemy import text
 from . import auth, enforcement, links, migrate
 from .models import ADMIN_ROLES, utcnow
 from .services import Services
+from .worker import limit_malloc_arenas
 
 
 def register(app: Flask) -> None:
@@ -62,6 +63,7 @@ def worker_command() -> None:
     """Run a worker process (any number may run against one PostgreSQL database)."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    limit_malloc_arenas()
     worker = _services().build_worker(in_process=False)
 
     def stop(_signum: int, _frame: FrameType | None) -> None:
