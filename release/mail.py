@@ -285,6 +285,7 @@ class RecordingMailer:
 
     def __init__(self) -> None:
         self.sent: list[EmailMessage] = []
+        self.batches: list[int] = []  # messages per send() call
         self._failures: list[SendResult] = []
         self._cond = threading.Condition()
 
@@ -298,6 +299,7 @@ class RecordingMailer:
         """Record each message unless a failure was queued for it."""
         results = []
         with self._cond:
+            self.batches.append(len(messages))
             for msg in messages:
                 mid = str(msg.get("Message-ID", ""))
                 if self._failures:

@@ -7,9 +7,12 @@ each test can stop or crash a step at an exact line and replay it.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import shutil
 import sqlite3
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -21,14 +24,22 @@ from sqlalchemy import select
 
 from release import flow as flow_module
 from release import jobs, links, migrate
-from release.config import I18nSettings, Settings, settings_from_mapping
+from release.config import I18nSettings, Settings, WorkerSettings, settings_from_mapping
 from release.db import Database
-from release.flow import Flow, PermanentFailure, RetryLater, Submission, find_recipient_by_token, find_report
+from release.flow import (
+    Deferred,
+    Flow,
+    PermanentFailure,
+    RetryLater,
+    Submission,
+    find_recipient_by_token,
+    find_report,
+)
 from release.gateway import GatewayError, GatewayRejected, NodeHealth, QuarantinedCopy
 from release.mail import RecordingMailer
 from release.mailtemplates import MailTemplates
 from release.models import Event, Job, Recipient, Report, utcnow
-from release.worker import LocalWaker, Worker
+from release.worker import BATCH_LIMIT, LocalWaker, Worker
 
 NODE = "mx1"
 SHORT = "mailquarantine:1"
@@ -107,9 +118,11 @@ class FakeGateway:
         return found
 
     def find_many(self, transactions: Sequence[str]) -> dict[str, list[QuarantinedCopy]]:
-        return {t: self.find(t) for t in transactions}  # counted as one find per transaction
+        self.calls.append(("find_many", tuple(transactions)))  # and one "find" per transaction
+        return {t: self.find(t) for t in transactions}
 
     def move_many(self, copies: Sequence[tuple[str, int]], quarantine: str) -> int:
+        self.calls.append(("move_many", tuple(copies)))
         by_transaction: dict[str, list[int]] = {}
         for transaction, queue in copies:
             by_transaction.setdefault(transaction, []).append(queue)
@@ -1041,3 +1054,128 @@ def test_a_retried_sending_keeps_its_message_id(env: Env) -> None:
     run(env, "notify", row.id)
     (sent,) = env.mailer.sent
     assert sent["Message-ID"] == first_id
+
+
+# --------------------------------------------------------------------------- batches
+# The worker's batches: many locates in one gateway request, many mails in one SMTP session,
+# and one item's trouble never holds back the others.
+
+BATCH_MESSAGES = [f"2d5f1c3e-0000-4000-8000-00000000010{i}" for i in range(3)]
+
+
+def located(env: Env) -> list[int]:
+    """Three reports, two copies each, located in one batch; returns the report ids."""
+    for i, message_id in enumerate(BATCH_MESSAGES):
+        env.gateway.hold(message_id, 1, f"alice{i}@example.org")
+        env.gateway.hold(message_id, 2, f"bob{i}@example.org")
+    report_ids = [submit(env, message_id, ip=f"198.51.100.{i}") for i, message_id in enumerate(BATCH_MESSAGES)]
+    with env.db.session() as session:
+        assert env.flow.locate_many(session, report_ids) == {}
+    return report_ids
+
+
+def test_one_find_and_one_move_request_locate_a_whole_batch(env: Env) -> None:
+    report_ids = located(env)
+
+    assert env.gateway.count("find_many") == 1 and env.gateway.count("move_many") == 1
+    assert all(report_of(env, r).state == "locating" for r in report_ids)
+    assert [len(recipients(env, r)) for r in report_ids] == [2, 2, 2]
+    assert len(queued(env, "notify")) == 6
+
+
+def test_a_node_that_is_gone_fails_only_its_own_reports(env: Env) -> None:
+    env.gateway.hold(BATCH_MESSAGES[0], 1, "alice@example.org")
+    ok = submit(env, BATCH_MESSAGES[0])
+    orphan = submit(env, BATCH_MESSAGES[1], ip="198.51.100.9")
+    with env.db.session() as session:
+        session.get_one(Report, orphan).node = "mx-retired"
+        session.commit()
+    with env.db.session() as session:
+        failures = env.flow.locate_many(session, [ok, orphan])
+
+    assert set(failures) == {orphan} and isinstance(failures[orphan], PermanentFailure)
+    assert states(env, ok) == {"alice@example.org": "notify_pending"}
+
+
+def test_an_outage_sends_the_whole_batch_back_to_retry(env: Env) -> None:
+    env.gateway.hold(BATCH_MESSAGES[0], 1, "alice@example.org")
+    report_id = submit(env, BATCH_MESSAGES[0])
+    env.gateway.down.add("find")
+    with env.db.session() as session:
+        failures = env.flow.locate_many(session, [report_id])
+
+    assert isinstance(failures[report_id], RetryLater)
+    assert report_of(env, report_id).state == "pending"
+
+
+def test_mails_of_a_batch_share_one_send_and_fail_one_by_one(env: Env) -> None:
+    report_ids = located(env)
+    ids = [r.id for report_id in report_ids for r in recipients(env, report_id)]
+    env.mailer.fail_next(1, permanent=True)  # alice0: refused for good
+    env.mailer.fail_next(1)  # bob0: the server said "try later"
+    with env.db.session() as session:
+        failures = env.flow.notify_many(session, ids)
+
+    assert env.mailer.batches == [6]
+    assert set(failures) == {ids[1]} and isinstance(failures[ids[1]], RetryLater)
+    assert states(env, report_ids[0]) == {"alice0@example.org": "failed", "bob0@example.org": "notify_pending"}
+    assert report_of(env, report_ids[0]).state == "locating"  # bob0's mail is still to come
+    assert [report_of(env, r).state for r in report_ids[1:]] == ["notified", "notified"]
+
+
+def test_the_daily_cap_counts_the_batch_itself(env: Env) -> None:
+    limits = dataclasses.replace(env.flow.settings.limits, notifications_per_recipient_per_day=1)
+    env.flow.settings = dataclasses.replace(env.flow.settings, limits=limits)
+    for message_id in BATCH_MESSAGES[:2]:
+        env.gateway.hold(message_id, 1, "Carol@example.org" if message_id == BATCH_MESSAGES[0] else "carol@example.org")
+    report_ids = [submit(env, m, ip=f"198.51.100.{i}") for i, m in enumerate(BATCH_MESSAGES[:2])]
+    with env.db.session() as session:
+        env.flow.locate_many(session, report_ids)
+    ids = [r.id for report_id in report_ids for r in recipients(env, report_id)]
+    with env.db.session() as session:
+        failures = env.flow.notify_many(session, ids)
+
+    assert len(env.mailer.sent) == 1  # one mailbox, whatever the case of its address
+    assert set(failures) == {ids[1]} and isinstance(failures[ids[1]], Deferred)
+
+
+def test_a_claim_fills_slots_with_batches_and_gives_back_what_it_cannot_start(env: Env) -> None:
+    db: Database = env.db
+    with db.session() as session:
+        for i in range(5):
+            jobs.enqueue(session, "release", 100 + i)
+        for i in range(40):
+            jobs.enqueue(session, "notify", 200 + i)
+        session.commit()
+    gate = threading.Event()
+    singles: list[int] = []
+    batches: list[list[int]] = []
+
+    def release(_session: object, ref_id: int) -> None:
+        gate.wait(10)
+        singles.append(ref_id)
+
+    def notify_many(_session: object, ref_ids: list[int]) -> dict[int, Exception]:
+        gate.wait(10)
+        batches.append(list(ref_ids))
+        return {}
+
+    settings = WorkerSettings(concurrency=3, idle_poll_seconds=0.05)
+    worker = Worker(db, {"release": release}, lambda *_: None, settings, LocalWaker(),
+                    batch_handlers={"notify": notify_many})  # fmt: skip
+
+    assert worker.run_available() == 3  # three slots, three releases (they go first)
+    with db.session() as session:
+        rows = session.execute(select(Job.kind, Job.state, Job.attempts)).all()
+    assert sorted((k, s, a) for k, s, a in rows if s == "running") == [("release", "running", 1)] * 3
+    assert all(a == 0 for _, s, a in rows if s == "queued")  # given back: the attempt refunded
+    gate.set()
+    worker.drain(timeout=20)
+    time.sleep(0.05)
+
+    assert sorted(singles) == [100, 101, 102, 103, 104]
+    assert sorted(i for b in batches for i in b) == list(range(200, 240))
+    assert max(len(b) for b in batches) == BATCH_LIMIT
+    with db.session() as session:
+        assert set(session.scalars(select(Job.state))) == {"done"}
+        assert set(session.scalars(select(Job.attempts))) == {1}
