@@ -171,6 +171,31 @@ def test_move_sets_quarantine_id_for_full_ids(sim: HalonSimulator, gateway: Halo
     assert [c.quarantine for c in gateway.find(t)] == ["mailquarantine:2", "mailquarantine:2"]
 
 
+def test_a_batch_is_one_list_and_one_update_request(sim: HalonSimulator, gateway: HalonGateway) -> None:
+    t1 = sim.add_message("a@x.example", ["b@y.example", "c@y.example"], "one")
+    t2 = sim.add_message("d@x.example", ["e@y.example"], "two")
+    sim.add_message("f@x.example", ["g@y.example"], "not asked for")
+
+    found = gateway.find_many([t1, t2, "gone-already", t1])
+
+    [listed] = sim.api_calls("F")
+    assert listed["payload"]["conditions"]["ids"] == [
+        {"transaction": t1},
+        {"transaction": t2},
+        {"transaction": "gone-already"},
+    ]
+    assert {t: [c.recipient for c in copies] for t, copies in found.items()} == {
+        t1: ["b@y.example", "c@y.example"], t2: ["e@y.example"], "gone-already": []
+    }  # fmt: skip
+    assert gateway.move_many([(t1, 1), (t2, 1), (t1, 1)], "mailquarantine:2") == 2
+    [body] = sim.api_calls("G")
+    ids = [{"transaction": t1, "queue": 1}, {"transaction": t2, "queue": 1}]
+    assert body == _update_body(ids, metadata={"_quarantineid": "2"})
+    assert [c.quarantine for c in sim.copies(t1)] == ["mailquarantine:2", "mailquarantine:1"]
+    assert gateway.find_many([]) == {} and gateway.move_many([], "mailquarantine:2") == 0
+    assert len(sim.api_calls()) == 2  # empty batches never reach the node
+
+
 def test_move_rejects_bad_quarantine_name(sim: HalonSimulator, gateway: HalonGateway) -> None:
     with pytest.raises(ValueError):
         gateway.move("t", [1], "quarantine-two")
