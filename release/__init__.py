@@ -13,6 +13,7 @@ from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from .application import ReleaseFlask
 from .config import ConfigError, Settings, load_settings
 from .services import Services, build_services
 
@@ -40,7 +41,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
                 "`python app.py` runs the demo without one",
             )
         settings = load_settings(path)
-    app = Flask(
+    app = ReleaseFlask(
         __name__,
         template_folder=str(ROOT / "templates"),
         static_folder=str(ROOT / "static"),

@@ -15,6 +15,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
+from .liveness import check_on_checkout, note_checkin
+
 
 class Database:
     """Owns the engine and the session factory for one database URL."""
@@ -43,11 +45,16 @@ class Database:
             # SQLite connections are cheap and file locks are per connection: no pool.
             kwargs["poolclass"] = NullPool
         else:
-            kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20, pool_recycle=1800)
+            # No pool_pre_ping (a round trip per checkout): liveness.py checks the socket
+            # locally and pings only connections that sat idle; see there.
+            kwargs.update(pool_size=10, max_overflow=20, pool_recycle=1800)
         engine = create_engine(url, **kwargs)
         if self.is_sqlite:
             event.listen(engine, "connect", _sqlite_on_connect)
             event.listen(engine, "begin", _sqlite_on_begin)
+        else:
+            event.listen(engine.pool, "checkin", note_checkin)
+            event.listen(engine.pool, "checkout", check_on_checkout(engine.dialect))
         return engine
 
     @contextmanager
