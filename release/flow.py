@@ -539,18 +539,14 @@ COUNTED_NOTIFICATIONS = select(Recipient.id, func.lower(Recipient.address), Reci
 )
 
 
-# Built once (the status page runs it on every poll); the (node, message_id) unique index serves it.
+# Built once; the (node, message_id) unique index serves it. (The sender's pages read
+# report_view.report_summary instead.)
 _REPORT_BY_LINK = select(Report).where(Report.node == bindparam("node"), Report.message_id == bindparam("message_id"))
-_REPORT_WITH_RECIPIENTS = _REPORT_BY_LINK.options(joinedload(Report.recipients))
 
 
-def find_report(session: Session, node: str, message_id: str, *, with_recipients: bool = False) -> Report | None:
-    """The report for a (node, message id), if one was made; ``with_recipients`` loads its
-    recipients in the same statement (the sender's status shows them)."""
-    params = {"node": node, "message_id": message_id}
-    if with_recipients:
-        return session.scalars(_REPORT_WITH_RECIPIENTS, params).unique().first()
-    return session.scalar(_REPORT_BY_LINK, params)
+def find_report(session: Session, node: str, message_id: str) -> Report | None:
+    """The report for a (node, message id), if one was made."""
+    return session.scalar(_REPORT_BY_LINK, {"node": node, "message_id": message_id})
 
 
 def find_recipient_by_token(session: Session, token: str) -> Recipient | None:

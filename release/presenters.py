@@ -13,7 +13,8 @@ from flask_babel import lazy_gettext as _l
 
 from .choices import can_delete
 from .flow import FINAL_RECIPIENT_STATES, FINAL_REPORT_STATES, can_request_release, mask_address
-from .models import Recipient, Report
+from .models import Recipient
+from .report_view import ReportSummary
 
 REPORT_WORDS = {
     "pending": (_l("Report received"), _l("We are looking for your message on the mail server.")),
@@ -101,7 +102,7 @@ TONES = {
 RETRY_SHOWN_STATES = frozenset({"pending", "locating"})
 
 
-def report_status(report: Report, *, still_retrying: bool = False) -> dict[str, Any]:
+def report_status(report: ReportSummary, *, still_retrying: bool = False) -> dict[str, Any]:
     """The sender's view of a report (recipient addresses masked)."""
     headline, detail = (str(words) for words in REPORT_WORDS[report.state])
     if still_retrying and report.state in RETRY_SHOWN_STATES:

@@ -10,10 +10,11 @@ from flask_babel import gettext
 from werkzeug.wrappers import Response as BaseResponse
 
 from . import jobs, links
-from .flow import Submission, find_report
+from .flow import Submission
 from .forms import ReportForm
 from .limits import challenge_limit, report_limits
 from .presenters import RETRY_SHOWN_STATES, report_status
+from .report_view import report_summary
 from .security import allow_captcha
 from .services import services
 from .web import db_session
@@ -37,7 +38,7 @@ def _verified_link() -> links.ReportLink:
 
 def _status(link: links.ReportLink) -> dict[str, Any] | None:
     session = db_session()
-    report = find_report(session, link.node, link.message_id, with_recipients=True)
+    report = report_summary(session, link.node, link.message_id)
     if report is None:
         return None
     retrying = None

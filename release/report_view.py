@@ -1,0 +1,50 @@
+"""What the sender's pages need of a report, read in one Core statement.
+
+The report link page runs this on every visit and the status script on every poll: the
+report's state and its recipients' addresses and states, nothing else, as plain tuples (no
+ORM entities to build and track). For a link nobody has reported yet it is one index lookup
+on (node, message_id) that returns no row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
+
+from .models import Recipient, Report
+
+
+@dataclass(frozen=True)
+class RecipientSummary:
+    address: str
+    state: str
+
+
+@dataclass(frozen=True)
+class ReportSummary:
+    """A report as its sender sees it (``recipients`` in queue order)."""
+
+    id: int
+    state: str
+    recipients: tuple[RecipientSummary, ...]
+
+
+_reports, _recipients = Report.__table__, Recipient.__table__
+# Built once; the (node, message_id) unique index finds the report, (report_id, queue) its copies.
+_BY_LINK = (
+    select(_reports.c.id, _reports.c.state, _recipients.c.address, _recipients.c.state)
+    .select_from(_reports.outerjoin(_recipients, _recipients.c.report_id == _reports.c.id))
+    .where(_reports.c.node == bindparam("node"), _reports.c.message_id == bindparam("message_id"))
+    .order_by(_recipients.c.queue)
+)
+
+
+def report_summary(session: Session, node: str, message_id: str) -> ReportSummary | None:
+    """The report for a (node, message id) with its recipients, or None if none was made."""
+    rows = session.execute(_BY_LINK, {"node": node, "message_id": message_id}).all()
+    if not rows:
+        return None
+    recipients = tuple(RecipientSummary(address, state) for _, _, address, state in rows if address is not None)
+    return ReportSummary(id=rows[0][0], state=rows[0][1], recipients=recipients)
