@@ -136,9 +136,15 @@ def init_app(app: Flask, settings: Settings) -> Limiter:
         in_memory_fallback_enabled=True,
     )
     limiter.init_app(app)
+    # Only the limits declared here exist (no default or application-wide ones), so a request
+    # that none of them applies to (a GET of the report page, the status endpoint) can skip
+    # the limiter's per-request lookups altogether.
+    limited_methods: dict[str, frozenset[str] | None] = {}
     for endpoint, view in list(app.view_functions.items()):
         limited: Callable[..., Any] = view
         declared: list[RateLimit] = getattr(view, ATTRIBUTE, [])
+        if declared:
+            limited_methods[endpoint] = _methods_of(declared)
         for spec in declared:
             limited = limiter.limit(
                 spec.rate(settings.limits),
@@ -150,7 +156,24 @@ def init_app(app: Flask, settings: Settings) -> Limiter:
         app.view_functions[endpoint] = limited
     app.extensions[EXTENSION] = limiter
     app.register_error_handler(RateLimitExceeded, _too_many)
+    limiter.request_filter(lambda: _no_limit_applies(limited_methods))
     return limiter
+
+
+def _methods_of(declared: list[RateLimit]) -> frozenset[str] | None:
+    """The methods any of ``declared`` applies to; None: every method."""
+    if any(spec.methods is None for spec in declared):
+        return None
+    return frozenset(method for spec in declared for method in spec.methods or ())
+
+
+def _no_limit_applies(limited_methods: dict[str, frozenset[str] | None]) -> bool:
+    """True (exempt) when no declared limit covers this request's endpoint and method."""
+    endpoint = request.endpoint
+    if endpoint not in limited_methods:
+        return True
+    methods = limited_methods[endpoint]
+    return methods is not None and request.method not in methods
 
 
 def limiter_for(app: Flask | None = None) -> Limiter:
