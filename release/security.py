@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from flask import Flask, Response, g, request
 
 from .branding import logo_origin
-from .services import services
+from .captcha import Captcha
+from .config import Settings
+
+if TYPE_CHECKING:
+    from .services import Services
 
 BASE_CSP = {
     "default-src": "'self'",
@@ -34,13 +40,13 @@ def allow_captcha() -> None:
     g.csp_captcha = True
 
 
-def _csp() -> str:
+def content_security_policy(settings: Settings, captcha: Captcha | None = None) -> str:
+    """The policy for pages without (``captcha`` None) or with the CAPTCHA widget."""
     policy = dict(BASE_CSP)
-    logo = logo_origin(services().settings)
+    logo = logo_origin(settings)
     if logo:
         policy["img-src"] += " " + logo
-    if g.get("csp_captcha"):
-        captcha = services().captcha
+    if captcha is not None:
         origins = " ".join(captcha.csp_sources)
         for directive in ("script-src", "frame-src", "connect-src", "style-src"):
             base = policy[directive] if policy[directive] != "'none'" else ""
@@ -52,20 +58,33 @@ def _csp() -> str:
     return "; ".join(f"{k} {v}" for k, v in policy.items())
 
 
-def _add_headers(response: Response) -> Response:
-    headers = response.headers
-    headers.setdefault("Content-Security-Policy", _csp())
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    # Links carry tokens: never tell another site where a visitor came from. Same-origin
-    # referrers stay, because CSRF protection checks them on HTTPS.
-    headers.setdefault("Referrer-Policy", "same-origin")
-    headers.setdefault("X-Frame-Options", "DENY")
-    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-    if request.is_secure or services().settings.app.public_url.startswith("https://"):
-        headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
-    if request.path.startswith(("/release/", "/report")):
-        headers.setdefault("Cache-Control", "no-store")
-    return response
+def _header_hook(settings: Settings, captcha: Captcha) -> Callable[[Response], Response]:
+    """The after-request hook, with every header value worked out once, at start-up."""
+    common = [
+        ("X-Content-Type-Options", "nosniff"),
+        # Links carry tokens: never tell another site where a visitor came from. Same-origin
+        # referrers stay, because CSRF protection checks them on HTTPS.
+        ("Referrer-Policy", "same-origin"),
+        ("X-Frame-Options", "DENY"),
+        ("Cross-Origin-Opener-Policy", "same-origin"),
+    ]
+    plain = [("Content-Security-Policy", content_security_policy(settings)), *common]
+    with_captcha = [("Content-Security-Policy", content_security_policy(settings, captcha)), *common]
+    always_https = settings.app.public_url.startswith("https://")
+    hsts = ("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+
+    def add_headers(response: Response) -> Response:
+        headers = response.headers
+        for name, value in with_captcha if g.get("csp_captcha") else plain:
+            if name not in headers:
+                headers.add(name, value)
+        if (always_https or request.is_secure) and hsts[0] not in headers:
+            headers.add(*hsts)
+        if request.path.startswith(("/release/", "/report")) and "Cache-Control" not in headers:
+            headers.add("Cache-Control", "no-store")
+        return response
+
+    return add_headers
 
 
 # A release token is a working credential: access logs (werkzeug's server, gunicorn's
@@ -107,5 +126,6 @@ def redact_access_logs() -> None:
 
 def register(app: Flask) -> None:
     """Install the header hook and the access-log redaction."""
-    app.after_request(_add_headers)
+    svc: Services = app.extensions["release"]
+    app.after_request(_header_hook(svc.settings, svc.captcha))
     redact_access_logs()
