@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import TextAreaField
@@ -18,10 +17,11 @@ class ReportForm(FlaskForm):
     )
 
     def limit_comment(self, max_length: int) -> None:
-        """Apply the configured maximum length (known only at run time)."""
+        """Apply the configured maximum length (known only at run time); the message is
+        translated only if it is shown."""
         self.comment.validators = [
             *self.comment.validators,
-            Length(max=max_length, message=gettext("Please keep the comment under %(n)d characters.", n=max_length)),
+            Length(max=max_length, message=_l("Please keep the comment under %(n)d characters.", n=max_length)),
         ]
 
 

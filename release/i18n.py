@@ -45,12 +45,13 @@ def current_locale() -> str:
 def language_links() -> list[dict[str, object]]:
     """The switcher: this page in each language (the query kept, ``lang`` replaced)."""
     current = current_locale()
-    args = [(k, v) for k, v in request.args.items(multi=True) if k != COOKIE]
-    links = []
-    for code in LOCALES:
-        query = urlencode([*args, (COOKIE, code)])
-        links.append({"code": code, "name": NAMES[code], "url": f"{request.path}?{query}", "current": code == current})
-    return links
+    # The rest of the query is the same for every language: encode it once.
+    kept = urlencode([(k, v) for k, v in request.args.items(multi=True) if k != COOKIE])
+    prefix = f"{request.path}?{kept}&" if kept else f"{request.path}?"
+    return [
+        {"code": code, "name": NAMES[code], "url": f"{prefix}{COOKIE}={code}", "current": code == current}
+        for code in LOCALES
+    ]
 
 
 def _remember_choice(response: Response) -> Response:
