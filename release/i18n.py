@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from flask import Flask, Response, current_app, request
-from flask_babel import Babel, get_locale
+from babel.support import NullTranslations
+from flask import Flask, Response, current_app, g, has_app_context, request
+from flask_babel import Babel, get_locale, get_translations
 
 from .config import LOCALES, Settings
 from .mailtemplates import TRANSLATIONS
@@ -64,11 +65,31 @@ def _remember_choice(response: Response) -> Response:
     return response
 
 
+def translations() -> NullTranslations:
+    """This request's catalogue, looked up once per request: Flask-Babel's template callables
+    look it up again for every string (locale, cache key), a good share of a page's render."""
+    if not has_app_context():
+        return get_translations()
+    found: NullTranslations | None = g.get("release_translations")
+    if found is None:
+        found = g.release_translations = get_translations()
+    return found
+
+
 def register(app: Flask, settings: Settings) -> None:
     """Flask-Babel with our selector, the switcher helpers and the preference cookie."""
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(TRANSLATIONS)
     app.config["BABEL_DEFAULT_LOCALE"] = settings.i18n.default_locale
     Babel(app, locale_selector=select_locale)
+    # The same callables Flask-Babel installs, on the per-request catalogue (nothing in a
+    # request changes its locale after the first string: no force_locale in views).
+    app.jinja_env.install_gettext_callables(  # type: ignore[attr-defined]
+        gettext=lambda s: translations().ugettext(s),
+        ngettext=lambda s, p, n: translations().ungettext(s, p, n),
+        newstyle=True,
+        pgettext=lambda c, s: translations().upgettext(c, s),
+        npgettext=lambda c, s, p, n: translations().unpgettext(c, s, p, n),
+    )
     app.add_template_global(language_links, "language_links")
     app.add_template_global(current_locale, "current_locale")
     app.after_request(_remember_choice)
