@@ -21,6 +21,7 @@ take the sender's only way to rescue their mail down with it. See docs/abuse.md.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import time
@@ -153,7 +154,8 @@ def init_app(app: Flask, settings: Settings) -> Limiter:
                 error_message=spec.message,
                 scope=spec.scope,
             )(limited)
-        app.view_functions[endpoint] = limited
+        methods = limited_methods.get(endpoint)
+        app.view_functions[endpoint] = _only_for(methods, limited, view) if methods else limited
     app.extensions[EXTENSION] = limiter
     app.register_error_handler(RateLimitExceeded, _too_many)
     limiter.request_filter(lambda: _no_limit_applies(limited_methods))
@@ -165,6 +167,17 @@ def _methods_of(declared: list[RateLimit]) -> frozenset[str] | None:
     if any(spec.methods is None for spec in declared):
         return None
     return frozenset(method for spec in declared for method in spec.methods or ())
+
+
+def _only_for(methods: frozenset[str], limited: Callable[..., Any], view: Callable[..., Any]) -> Callable[..., Any]:
+    """``limited`` for requests with one of ``methods``, the bare ``view`` for the others
+    (Flask-Limiter's wrapper looks the limits up again even when none applies)."""
+
+    @functools.wraps(view)
+    def dispatch(*args: Any, **kwargs: Any) -> Any:
+        return (limited if request.method in methods else view)(*args, **kwargs)
+
+    return dispatch
 
 
 def _no_limit_applies(limited_methods: dict[str, frozenset[str] | None]) -> bool:
