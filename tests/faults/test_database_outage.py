@@ -119,3 +119,23 @@ def test_database_connections_killed(pg_stack: tuple[Stack, str]) -> None:
     assert mail.missing == 0 and mail.duplicates == 0
     assert server_errors == 0 and bad_pages == 0, statuses
     assert set(statuses) <= {200, 303, 503}, statuses
+
+
+def test_pages_work_at_once_after_idle_connections_were_terminated(pg_stack: tuple[Stack, str]) -> None:
+    """A database restart closes every pooled connection: the next page views must not see it
+    (each checkout notices the closed socket and connects afresh), with no 503 in between."""
+    stack, name = pg_stack
+    tx = stack.sim.add_message("anna@partner.example", ["idle@example.test"], "Idle")
+    path = report_path(stack, tx)
+    clients = [stack.new_client() for _ in range(4)]
+    assert all(client.get(path).status_code == 200 for client in clients)  # the pool holds connections now
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        killed = admin.execute(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE application_name = %s AND pid <> pg_backend_pid()",
+            (name,),
+        ).fetchone()
+    assert killed is not None and killed[0] > 0
+    time.sleep(0.2)  # the terminated backends say goodbye and close their sockets
+    statuses = Counter(client.get(path).status_code for client in clients for _ in range(5))
+    assert statuses == {200: 20}, statuses
