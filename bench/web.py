@@ -8,7 +8,10 @@ All three are served the same way (gunicorn, same workers/threads) and loaded th
           retention, one report lookup, CSRF token, template);
 - status: GET /report/status?<signed link> for a reported message (JSON).
 
-    .venv/bin/python bench/web.py [--db postgres|sqlite] [--duration 10] [--workers 2] [--threads 1]
+The default gunicorn settings are the production unit's (docs/deploy/release-web.service:
+4 workers x 4 threads, gthread); `--workers 2 --threads 1` gives the sync-worker figures.
+
+    .venv/bin/python bench/web.py [--db postgres|sqlite] [--duration 10] [--workers 4] [--threads 4]
 """
 
 from __future__ import annotations
@@ -115,8 +118,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--db", default="postgres", choices=("postgres", "sqlite"))
     parser.add_argument("--duration", type=int, default=10, help="seconds of load per target (default 10)")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers for every target (default 2)")
-    parser.add_argument("--threads", type=int, default=1, help="gunicorn threads per worker (default 1: sync)")
+    # The production unit's settings (docs/deploy/release-web.service), for every target alike.
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers for every target (default 4)")
+    parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker (default 4; 1: sync)")
     parser.add_argument("--profile", action="store_true", help="py-spy one web worker under load (page, status)")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
