@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
+from babel import Locale
 from babel.support import NullTranslations
 from flask import Flask, Response, current_app, g, has_app_context, request
 from flask_babel import Babel, get_locale, get_translations
@@ -23,8 +24,16 @@ ENGLISH_ONLY = frozenset({"admin"})
 NAMES = {"en": "English", "sv": "Svenska", "de": "Deutsch"}
 
 
-def select_locale() -> str:
+# Parsed once: Flask-Babel parses whatever the selector returns, unless it is a Locale already.
+_PARSED = {code: Locale.parse(code) for code in LOCALES}
+
+
+def select_locale() -> Locale:
     """An explicit ``lang`` query wins, then the cookie, then the browser's Accept-Language."""
+    return _PARSED[_locale_code()]
+
+
+def _locale_code() -> str:
     if request.blueprint in ENGLISH_ONLY:
         return "en"
     asked = request.args.get(COOKIE, "")
