@@ -75,13 +75,17 @@ def _header_hook(settings: Settings, captcha: Captcha) -> Callable[[Response], R
 
     def add_headers(response: Response) -> Response:
         headers = response.headers
-        for name, value in with_captcha if g.get("csp_captcha") else plain:
-            if name not in headers:
+        # Names already set by the view; one pass (a miss on ``name in headers`` costs werkzeug
+        # an exception object).
+        present = {name.lower() for name, _ in headers.items()}
+        wanted = list(with_captcha if g.get("csp_captcha") else plain)
+        if always_https or request.is_secure:
+            wanted.append(hsts)
+        if request.path.startswith(("/release/", "/report")):
+            wanted.append(("Cache-Control", "no-store"))
+        for name, value in wanted:
+            if name.lower() not in present:
                 headers.add(name, value)
-        if (always_https or request.is_secure) and hsts[0] not in headers:
-            headers.add(*hsts)
-        if request.path.startswith(("/release/", "/report")) and "Cache-Control" not in headers:
-            headers.add("Cache-Control", "no-store")
         return response
 
     return add_headers
