@@ -9,7 +9,7 @@ from flask import Blueprint, Response, abort, jsonify, redirect, render_template
 from flask_babel import gettext
 from werkzeug.wrappers import Response as BaseResponse
 
-from . import jobs, links
+from . import links
 from .flow import Submission
 from .forms import ReportForm
 from .limits import challenge_limit, report_limits
@@ -37,14 +37,12 @@ def _verified_link() -> links.ReportLink:
 
 
 def _status(link: links.ReportLink) -> dict[str, Any] | None:
-    session = db_session()
-    report = report_summary(session, link.node, link.message_id)
+    report = report_summary(db_session(), link.node, link.message_id)
     if report is None:
         return None
-    retrying = None
-    if report.state in RETRY_SHOWN_STATES:  # only these states say "we keep trying"
-        retrying = jobs.pending_for(session, "locate", report.id)
-    return report_status(report, still_retrying=bool(retrying and retrying.attempts > 1))
+    # Only these states say "we keep trying", and only once an attempt has failed.
+    retrying = report.state in RETRY_SHOWN_STATES and (report.locate_attempts or 0) > 1
+    return report_status(report, still_retrying=retrying)
 
 
 @bp.route("/report", methods=["GET", "POST"])
