@@ -64,7 +64,7 @@ def profile(target: Callable[[], int], requests: int) -> None:
     sampler.start()
     cost(target, requests)
     sampler.stop()
-    say(sampler.output_text(show_all=True, color=False, short_mode=False))
+    say(sampler.output_text(show_all=False, color=False, short_mode=False))
 
 
 def main() -> None:
