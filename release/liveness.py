@@ -4,7 +4,7 @@ for busy connections.
 ``pool_pre_ping`` sends a query on every checkout: a round trip and server CPU on each request.
 Most dead connections announce themselves instead: a server that terminates a backend
 (restart, ``pg_terminate_backend``, idle timeout) sends an error and closes the socket, so
-the idle socket becomes readable. That is checked locally (one ``select`` call). A
+the idle socket becomes readable. That is checked locally (one ``poll`` call). A
 connection that sat idle for longer than :data:`PING_AFTER_IDLE_SECONDS` (where a firewall
 may have dropped it silently) still gets the round-trip ping. What slips through (a backend
 killed between this check and the query) fails the query; a GET is then run once more on a
@@ -35,8 +35,10 @@ def closed_by_server(dbapi_connection: Any) -> bool:
     to read (between statements the server only writes to say goodbye)."""
     if dbapi_connection.closed or dbapi_connection.broken:
         return True
-    readable, _, _ = select.select([dbapi_connection.pgconn.socket], [], [], 0)
-    return bool(readable)
+    # poll, not select: select() fails for descriptors above FD_SETSIZE (1024).
+    poller = select.poll()
+    poller.register(dbapi_connection.pgconn.socket, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def check_on_checkout(dialect: Dialect) -> Callable[[Any, Any, Any], None]:
