@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
@@ -16,6 +17,19 @@ from sqlalchemy import text
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from release import migrate  # noqa: E402
 from release.db import Database  # noqa: E402
+from release.flow import COUNTED_NOTIFICATIONS  # noqa: E402
+from release.models import utcnow  # noqa: E402
+from release.report_view import SUMMARY_BY_LINK  # noqa: E402
+
+# The statements the code runs, with literal values for EXPLAIN.
+STATEMENTS = {
+    "report page and status: report, recipients, locate attempts by (node, message id)": SUMMARY_BY_LINK.params(
+        node="mx1", message_id="m5000"
+    ),
+    "notification cap, a worker batch of 3 addresses": COUNTED_NOTIFICATIONS.params(
+        addresses=["u7@example.com", "u8@example.com", "u9@example.com"], since=utcnow() - timedelta(hours=24)
+    ),
+}
 
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -37,12 +51,7 @@ SEED = [
 ]
 
 QUERIES = {
-    "report page: report by (node, message id)": "SELECT * FROM reports WHERE node = 'mx1' AND message_id = 'm5000'",
     "release page: recipient by token hash": "SELECT * FROM recipients WHERE token_hash = md5('5000h1')",
-    "notification cap: recent mails to one address": (
-        "SELECT notified_at FROM recipients WHERE lower(address) = 'u7@example.com'"
-        " AND notified_at > now() - interval '24 hours' ORDER BY notified_at DESC LIMIT 20"
-    ),
     "job claim: due queued jobs": (
         "SELECT id FROM jobs WHERE state = 'queued' AND run_after <= now()"
         " ORDER BY run_after, id LIMIT 8 FOR UPDATE SKIP LOCKED"
@@ -65,7 +74,11 @@ def main() -> None:
             for statement in SEED:
                 conn.execute(text(statement))
         with db.engine.connect() as conn:
-            for name, query in QUERIES.items():
+            compiled = {
+                name: str(statement.compile(db.engine, compile_kwargs={"literal_binds": True}))
+                for name, statement in STATEMENTS.items()
+            }
+            for name, query in {**compiled, **QUERIES}.items():
                 plan = [row[0] for row in conn.execute(text("EXPLAIN ANALYZE " + query))]
                 print(f"-- {name}\n   " + "\n   ".join(plan))
         db.dispose()

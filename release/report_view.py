@@ -43,7 +43,7 @@ _LOCATE_ATTEMPTS = (
     .scalar_subquery()
 )
 # Built once; the (node, message_id) unique index finds the report, (report_id, queue) its copies.
-_BY_LINK = (
+SUMMARY_BY_LINK = (
     select(_reports.c.id, _reports.c.state, _LOCATE_ATTEMPTS, _recipients.c.address, _recipients.c.state)
     .select_from(_reports.outerjoin(_recipients, _recipients.c.report_id == _reports.c.id))
     .where(_reports.c.node == bindparam("node"), _reports.c.message_id == bindparam("message_id"))
@@ -53,7 +53,7 @@ _BY_LINK = (
 
 def report_summary(session: Session, node: str, message_id: str) -> ReportSummary | None:
     """The report for a (node, message id) with its recipients, or None if none was made."""
-    rows = session.execute(_BY_LINK, {"node": node, "message_id": message_id}).all()
+    rows = session.execute(SUMMARY_BY_LINK, {"node": node, "message_id": message_id}).all()
     if not rows:
         return None
     recipients = tuple(RecipientSummary(address, state) for *_, address, state in rows if address is not None)
