@@ -1,9 +1,12 @@
 """Web throughput: the report-link page and the status endpoint against a bare Flask app.
 
-All three are served the same way (gunicorn, same workers/threads) and loaded the same way
-(wrk, 2 threads, 32 connections, 10 s each, loopback), one after the other in this run:
+All are served the same way (gunicorn, same workers/threads) and loaded the same way (wrk,
+2 threads, 32 connections, 10 s each, loopback), one after the other in this run:
 
 - bare:   a Flask app whose one view returns "hello" (bench/hello_app.py), the ceiling;
+- query floor: bare Flask plus the report page's one indexed query through the service's
+          Database and statement (bench/query_app.py): what a page that reads the database
+          once per visit costs at least;
 - page:   GET /report?<signed link> for a message with no report yet (the form: link check,
           retention, one report lookup, CSRF token, template);
 - status: GET /report/status?<signed link> for a reported message (JSON).
@@ -128,7 +131,7 @@ def main() -> None:
            f"database {args.db}")  # fmt: skip
     with workdir(args.keep) as tmp, gear(0.0) as g, database(args.db, tmp) as url:
         args.tmp = tmp
-        ports = {name: free_port() for name in ("bare", "release")}
+        ports = {name: free_port() for name in ("bare", "query", "release")}
         base = f"http://127.0.0.1:{ports['release']}"
         config = write_config(tmp / "web.toml", url, base, g)
         fresh_tx, _ = add_message(g.sim)
@@ -140,6 +143,7 @@ def main() -> None:
             s.stop([proc])
             targets = {
                 "bare": ("hello_app:app", f"http://127.0.0.1:{ports['bare']}/"),
+                "query floor": ("query_app:app", f"http://127.0.0.1:{ports['query']}/"),
                 "page": ("app:app", fresh),
                 "status": ("app:app", reported.replace("/report?", "/report/status?")),
             }
