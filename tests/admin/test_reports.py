@@ -67,11 +67,13 @@ def test_list_runs_a_fixed_number_of_queries(console: Console) -> None:
         if "FROM reports" in statement or "FROM recipients" in statement:
             statements.append(statement)
 
-    event.listen(db.engine, "before_cursor_execute", count)
+    for engine in db.engines:
+        event.listen(engine, "before_cursor_execute", count)
     try:
         assert client.get("/admin/reports").status_code == 200
     finally:
-        event.remove(db.engine, "before_cursor_execute", count)
+        for engine in db.engines:
+            event.remove(engine, "before_cursor_execute", count)
     assert len(statements) == 3, statements  # count, page, recipients (selectin)
 
 

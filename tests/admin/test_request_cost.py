@@ -26,12 +26,14 @@ def statements(stack: Stack) -> Iterator[list[str]]:
         if not statement.startswith("BEGIN"):  # SQLite's explicit BEGIN IMMEDIATE
             seen.append(statement)
 
-    engine = stack.services.db.engine
-    event.listen(engine, "before_cursor_execute", record)
+    engines = stack.services.db.engines  # GETs read through SQLite's reader engine
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", record)
     try:
         yield seen
     finally:
-        event.remove(engine, "before_cursor_execute", record)
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", record)
 
 
 def test_report_page_runs_one_statement(stack: Stack) -> None:
