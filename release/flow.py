@@ -30,6 +30,7 @@ SUBJECT_LIMIT = 1000
 FINAL_REPORT_STATES = frozenset({"notified", "not_found", "failed"})
 FINAL_RECIPIENT_STATES = frozenset({"released", "expired", "failed", "release_denied", "deleted"})
 NOTIFY_WINDOW = timedelta(hours=24)
+RECORD_EVERY = 4  # notifications sent between two commits (the pooled SMTP session stays open)
 
 
 class RetryLater(Exception):
@@ -270,21 +271,25 @@ class Flow:
                 to_settle.add(recipient.report_id)
         _insert_events(session, events)
         _end_transaction(session)
-        results = self.mailer.send([message for _, message in sending]) if sending else []
-        events = []
-        for (recipient, _), result in zip(sending, results, strict=True):
-            if result.temporary:
-                failures[recipient.id] = RetryLater(f"SMTP: {result.error}")
-                continue
-            if result.ok:
-                recipient.state = "notified"
-                recipient.notified_at = self.clock()
-                events.append(_event_row("system", "notified", recipient.report, recipient))
-            else:
-                events.append(self._notify_failed(recipient, f"SMTP refused the notification: {result.error}"))
-            to_settle.add(recipient.report_id)
-        _insert_events(session, events)
-        session.commit()
+        # A few mails per send, each recorded at once: a crash between the server's 250 and
+        # our commit repeats at most that many mails (same Message-ID), not the whole batch.
+        for start in range(0, len(sending), RECORD_EVERY):
+            chunk = sending[start : start + RECORD_EVERY]
+            results = self.mailer.send([message for _, message in chunk])
+            events = []
+            for (recipient, _), result in zip(chunk, results, strict=True):
+                if result.temporary:
+                    failures[recipient.id] = RetryLater(f"SMTP: {result.error}")
+                    continue
+                if result.ok:
+                    recipient.state = "notified"
+                    recipient.notified_at = self.clock()
+                    events.append(_event_row("system", "notified", recipient.report, recipient))
+                else:
+                    events.append(self._notify_failed(recipient, f"SMTP refused the notification: {result.error}"))
+                to_settle.add(recipient.report_id)
+            _insert_events(session, events)
+            session.commit()
         settle_reports(session, sorted(to_settle))
         return failures
 
