@@ -30,7 +30,7 @@ SUBJECT_LIMIT = 1000
 FINAL_REPORT_STATES = frozenset({"notified", "not_found", "failed"})
 FINAL_RECIPIENT_STATES = frozenset({"released", "expired", "failed", "release_denied", "deleted"})
 NOTIFY_WINDOW = timedelta(hours=24)
-RECORD_EVERY = 4  # notifications sent between two commits (the pooled SMTP session stays open)
+RECORD_EVERY = 8  # notifications sent between two commits (the pooled SMTP session stays open)
 
 
 class RetryLater(Exception):
