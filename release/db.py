@@ -20,6 +20,9 @@ from sqlalchemy.pool import NullPool, QueuePool
 
 from .liveness import check_on_checkout, note_checkin
 
+# Connections cross threads (the pool hands them out) and wait up to 30 s for the write lock.
+SQLITE_CONNECT_ARGS = {"check_same_thread": False, "timeout": 30}
+
 
 class Database:
     """Owns the engine and the session factory for one database URL."""
@@ -42,7 +45,7 @@ class Database:
     def _create_engine(self, url: str, echo: bool) -> Engine:
         kwargs: dict[str, Any] = {"echo": echo}
         if self.is_sqlite:
-            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+            kwargs["connect_args"] = SQLITE_CONNECT_ARGS
             if self.url.database in (None, "", ":memory:"):
                 raise ValueError("an in-memory SQLite database cannot be shared by web and worker; use a file")
             # Writers open a connection each time: measured, a pool made the worker's jobs
@@ -68,7 +71,7 @@ class Database:
         # connection holds no lock (nothing begins a transaction on it). 5x the page views
         # per second of one connection and BEGIN IMMEDIATE per request (bench/web.py).
         engine = create_engine(url, echo=echo, poolclass=QueuePool, pool_size=5, max_overflow=20,
-                               connect_args={"check_same_thread": False, "timeout": 30})  # fmt: skip
+                               connect_args=SQLITE_CONNECT_ARGS)  # fmt: skip
         event.listen(engine, "connect", _sqlite_on_connect)
         return engine
 

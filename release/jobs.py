@@ -107,6 +107,11 @@ def _owned(job_id: int, attempts: int | None) -> Any:
     return (Job.id == job_id) & (Job.attempts == attempts) & (Job.state == "running")
 
 
+def _still_claimed(claims: list[tuple[int, int]]) -> Any:
+    """:func:`_owned` for many claims: each (id, attempts) only while that claim holds it."""
+    return tuple_(Job.id, Job.attempts).in_(claims) & (Job.state == "running")
+
+
 def finish(session: Session, job_id: int, *, attempts: int | None = None) -> None:
     """Mark a job done (in the caller's transaction)."""
     session.execute(
@@ -123,7 +128,7 @@ def finish_many(session: Session, claims: list[tuple[int, int]]) -> None:
         return
     session.execute(
         update(Job)
-        .where(tuple_(Job.id, Job.attempts).in_(claims), Job.state == "running")
+        .where(_still_claimed(claims))
         .values(state="done", finished_at=utcnow(), locked_until=None)
         .execution_options(synchronize_session=False)
     )
@@ -136,7 +141,7 @@ def unclaim(session: Session, claims: list[tuple[int, int]]) -> None:
         return
     session.execute(
         update(Job)
-        .where(tuple_(Job.id, Job.attempts).in_(claims), Job.state == "running")
+        .where(_still_claimed(claims))
         .values(state="queued", locked_until=None, attempts=Job.attempts - 1)
         .execution_options(synchronize_session=False)
     )
