@@ -500,6 +500,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def named_cpu_seconds(name: str) -> float:
+    """User + system CPU time so far of every process whose command name is ``name``
+    (PostgreSQL's backends, for instance)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                head, _, tail = (entry / "stat").read_text().rpartition(")")
+                if head.split("(", 1)[1] == name:
+                    fields = tail.split()
+                    total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def own_cpu_seconds() -> float:
     return time.process_time()
 

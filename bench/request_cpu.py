@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import os
 import pstats
 import sys
 import time
@@ -64,7 +65,7 @@ def profile(target: Callable[[], int], requests: int) -> None:
     sampler.start()
     cost(target, requests)
     sampler.stop()
-    say(sampler.output_text(show_all=False, color=False, short_mode=False))
+    say(sampler.output_text(show_all=bool(os.environ.get("PROFILE_ALL")), color=False, short_mode=False))
 
 
 def main() -> None:

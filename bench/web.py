@@ -20,7 +20,10 @@ The default gunicorn settings are the production unit's (docs/deploy/release-web
 from __future__ import annotations
 
 import argparse
+import functools
+import os
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -36,10 +39,13 @@ from _stack import (  # noqa: E402
     Stack,
     add_message,
     children,
+    cpu_seconds,
     database,
     free_port,
     gear,
     header,
+    machine_ticks,
+    named_cpu_seconds,
     py_spy_record,
     py_spy_summary,
     py_spy_wait,
@@ -79,6 +85,25 @@ def wrk(url: str, duration: int, threads: int = 2, connections: int = 32) -> dic
     return result
 
 
+def cpu_split(workers: list[int], run: Any) -> tuple[Any, dict[str, float]]:
+    """Run ``run()`` (one wrk run) and say where the machine's CPU went meanwhile: seconds of
+    the web workers, of PostgreSQL's processes, of wrk itself, and of the whole machine."""
+
+    def snapshot() -> dict[str, float]:
+        busy, _ = machine_ticks()
+        return {
+            "web": sum(cpu_seconds(pid) for pid in workers),
+            "postgres": named_cpu_seconds("postgres"),
+            "wrk": (lambda u: u.ru_utime + u.ru_stime)(resource.getrusage(resource.RUSAGE_CHILDREN)),
+            "machine": busy / os.sysconf("SC_CLK_TCK"),
+        }
+
+    before = snapshot()
+    result = run()
+    after = snapshot()
+    return result, {name: after[name] - before[name] for name in before}
+
+
 def report_once(base: str, link: str) -> None:
     """Submit one report through the web app (form, CSRF, ALTCHA), as a sender would."""
     http = requests.Session()
@@ -107,7 +132,9 @@ def serve_and_load(s: Stack, targets: dict[str, tuple[str, str]], args: argparse
         spy = None
         if args.profile and name in ("page", "status"):
             spy = py_spy_record(children(proc.pid)[0], args.tmp / f"{name}.pyspy.txt", args.duration)
-        results[name] = wrk(url, args.duration)
+        results[name], cpu = cpu_split(children(proc.pid), functools.partial(wrk, url, args.duration))
+        done = max(results[name]["requests"], 1)
+        results[name]["cpu_us"] = {part: seconds * 1e6 / done for part, seconds in cpu.items()}
         py_spy_wait(spy)
         if spy is not None:
             results[name]["profile"] = py_spy_summary(args.tmp / f"{name}.pyspy.txt")
@@ -163,6 +190,10 @@ def main() -> None:
     say()
     say(table(("target", "requests", "req/s", "p50 ms", "p90 ms", "p99 ms", "vs bare (mean of 2)", "non-2xx",
                "socket errors", "report page bar"), rows))  # fmt: skip
+    say("\nCPU per request, µs (from /proc over the measured run; the machine's 2 cores are shared by all):")
+    say(table(("target", "web workers", "PostgreSQL", "wrk", "whole machine"),
+              [(name, *(round(r["cpu_us"][part]) for part in ("web", "postgres", "wrk", "machine")))
+               for name, r in results.items()]))  # fmt: skip
     for name, r in results.items():
         if "profile" in r:
             say(f"\npy-spy, one gunicorn worker under the {name} load:\n{r['profile']}")

@@ -16,6 +16,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from .application import ReleaseFlask
 from .config import ConfigError, Settings, load_settings
 from .services import Services, build_services
+from .sessions import CachedSignerSessionInterface
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = "instance/config.toml"
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         PREFERRED_URL_SCHEME="https" if secure else "http",
         TEMPLATES_AUTO_RELOAD=False,
     )
+    app.session_interface = CachedSignerSessionInterface()
     if settings.app.trusted_proxies:
         n = settings.app.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]

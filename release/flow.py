@@ -80,9 +80,9 @@ class Flow:
 
     # -- web side --------------------------------------------------------------------------
 
-    def retention(self, session: Session) -> Retention:
+    def retention(self, session: Session | Callable[[], Session]) -> Retention:
         """The retention in force (admin changes made in this process at once, others within
-        ``retention.CACHE_SECONDS``)."""
+        ``retention.CACHE_SECONDS``); ``session`` may be a function that opens one."""
         return self._retention.get(session)
 
     def submit_report(self, session: Session, submission: Submission) -> Report:

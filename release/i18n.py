@@ -52,12 +52,17 @@ def current_locale() -> str:
     return str(locale) if locale is not None else "en"
 
 
-def language_links() -> list[dict[str, object]]:
-    """The switcher: this page in each language (the query kept, ``lang`` replaced)."""
-    current = current_locale()
-    # The rest of the query is the same for every language: encode it once.
+def language_prefix() -> str:
+    """This page's URL up to the ``lang`` value: path and query, ``lang`` taken out."""
     kept = urlencode([(k, v) for k, v in request.args.items(multi=True) if k != COOKIE])
-    prefix = f"{request.path}?{kept}&" if kept else f"{request.path}?"
+    return f"{request.path}?{kept}&" if kept else f"{request.path}?"
+
+
+def language_links(prefix: str | None = None) -> list[dict[str, object]]:
+    """The switcher: this page in each language (the query kept, ``lang`` replaced);
+    ``prefix``: :func:`language_prefix`, when the page has it already."""
+    current = current_locale()
+    prefix = prefix or language_prefix()
     return [
         {"code": code, "name": NAMES[code], "url": f"{prefix}{COOKIE}={code}", "current": code == current}
         for code in LOCALES
@@ -70,7 +75,10 @@ def _remember_choice(response: Response) -> Response:
         response.set_cookie(
             COOKIE, asked, max_age=COOKIE_MAX_AGE, secure=request.is_secure, httponly=True, samesite="Lax"
         )
-    response.vary.update(("Accept-Language", "Cookie"))
+    if "Vary" in response.headers:
+        response.vary.update(("Accept-Language", "Cookie"))
+    else:  # most pages: no need to parse a Vary header that is not there
+        response.headers["Vary"] = "Accept-Language, Cookie"
     return response
 
 

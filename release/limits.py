@@ -126,7 +126,7 @@ def init_app(app: Flask, settings: Settings) -> Limiter:
         # Flask-Limiter types the options as str | int; redis-py takes float seconds.
         timeout: Any = REDIS_TIMEOUT_SECONDS
         options = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
-    limiter = Limiter(
+    limiter = DeclaredLimiter(
         key_func=client_ip,
         storage_uri=storage_url,
         storage_options=options,
@@ -158,8 +158,24 @@ def init_app(app: Flask, settings: Settings) -> Limiter:
         app.view_functions[endpoint] = _only_for(methods, limited, view) if methods else limited
     app.extensions[EXTENSION] = limiter
     app.register_error_handler(RateLimitExceeded, _too_many)
+    limiter.limited_methods = limited_methods
     limiter.request_filter(lambda: _no_limit_applies(limited_methods))
     return limiter
+
+
+class DeclaredLimiter(Limiter):
+    """A Limiter whose per-request hook returns at once where no declared limit applies.
+
+    The request filter above says the same, but Flask-Limiter asks it only after working out
+    the request's limits and exemptions: 0.05 ms per page view that no limit covers.
+    """
+
+    limited_methods: dict[str, frozenset[str] | None] | None = None
+
+    def _check_request_limit(self, callable_name: str | None = None, in_middleware: bool = True) -> None:
+        if in_middleware and self.limited_methods is not None and _no_limit_applies(self.limited_methods):
+            return
+        super()._check_request_limit(callable_name, in_middleware)
 
 
 def _methods_of(declared: list[RateLimit]) -> frozenset[str] | None:

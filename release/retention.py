@@ -92,13 +92,15 @@ class RetentionCache:
         self.clock = clock
         self._entry: tuple[Retention, float, int] | None = None  # value, read at, generation
 
-    def get(self, session: Session) -> Retention:
-        """The cached retention, or a fresh read when it is older than ``ttl`` or invalidated."""
+    def get(self, session: Session | Callable[[], Session]) -> Retention:
+        """The cached retention, or a fresh read when it is older than ``ttl`` or invalidated.
+        ``session`` may be a function that opens one: a page view that hits the cache then
+        opens none."""
         entry, now = self._entry, self.clock()
         if entry is not None and entry[2] == _generation and now - entry[1] < self.ttl:
             return entry[0]
         generation = _generation  # taken before the read: a write meanwhile re-reads
-        value = current(session, self.defaults)
+        value = current(session if isinstance(session, Session) else session(), self.defaults)
         self._entry = (value, now, generation)  # one assignment: safe across threads
         return value
 

@@ -3,23 +3,41 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext
+from flask_wtf.csrf import generate_csrf
 from werkzeug.wrappers import Response as BaseResponse
 
 from . import links
 from .flow import Submission
 from .forms import ReportForm
+from .i18n import current_locale, language_prefix
 from .limits import challenge_limit, report_limits
+from .prerender import Prerendered
 from .presenters import RETRY_SHOWN_STATES, report_status
-from .report_view import report_summary
 from .security import allow_captcha
 from .services import services
-from .web import db_session
+from .web import db_session, format_datetime
 
 bp = Blueprint("sender", __name__)
+
+
+@dataclass(frozen=True)
+class FormVisit:
+    """What differs between two visitors' view of the report form (the rest is prerendered)."""
+
+    action: str
+    csrf_token: str
+    node: str
+    issued: str
+    message_id: str
+    language_prefix: str
+
+
+FORM_PAGE = Prerendered("report_form.html", FormVisit)
 
 
 def _verified_link() -> links.ReportLink:
@@ -30,14 +48,14 @@ def _verified_link() -> links.ReportLink:
         keys=svc.settings.links.keys,
         nodes=svc.gateways.keys(),
         # Read from the database only for a genuinely signed link.
-        max_age_seconds=lambda: int(svc.flow.retention(db_session()).short.total_seconds()),
+        max_age_seconds=lambda: int(svc.flow.retention(db_session).short.total_seconds()),
         now=time.time(),
         clock_skew_seconds=svc.settings.links.clock_skew_seconds,
     )
 
 
 def _status(link: links.ReportLink) -> dict[str, Any] | None:
-    report = report_summary(db_session(), link.node, link.message_id)
+    report = services().summaries.find(link.node, link.message_id)
     if report is None:
         return None
     # Only these states say "we keep trying", and only once an attempt has failed.
@@ -54,10 +72,23 @@ def report() -> str | BaseResponse | tuple[str, int]:
     if status is not None:
         return render_template("report_status.html", status=status, link=link)
     svc = services()
-    form = ReportForm()
-    form.limit_comment(svc.settings.app.max_comment_length)
-    captcha_error = None
-    if request.method == "POST" and form.validate_on_submit():
+    short_hours = svc.flow.retention(db_session).short_hours
+    visit = FormVisit(
+        action=request.full_path, csrf_token=generate_csrf(), node=link.node,
+        issued=format_datetime(link.issued_at), message_id=link.message_id, language_prefix=language_prefix(),
+    )  # fmt: skip
+    allow_captcha()
+    max_comment = svc.settings.app.max_comment_length
+    context = {"captcha": svc.captcha, "short_hours": short_hours, "config_max_comment": max_comment}
+    if request.method != "POST":
+        # The first view: the same for everyone with this language and retention.
+        def first_view() -> dict[str, Any]:
+            form = _new_form(max_comment)
+            return {"form": form, "captcha_error": None, "challenge_url": url_for("sender.altcha_challenge"), **context}
+
+        return FORM_PAGE.render((current_locale(), short_hours), visit, first_view)
+    form = _new_form(max_comment)
+    if form.validate_on_submit():
         result = svc.captcha.verify(request.form.get(svc.captcha.field_name), request.remote_addr)
         if result.ok:
             submission = Submission(
@@ -66,14 +97,19 @@ def report() -> str | BaseResponse | tuple[str, int]:
             svc.flow.submit_report(db_session(), submission)
             return redirect(request.full_path, code=303)
         captcha_error = gettext("The anti-robot check did not pass. Please try it again.")
-    status_code = 400 if request.method == "POST" else 200
-    allow_captcha()
+    else:
+        captcha_error = None
+    challenge_url = url_for("sender.altcha_challenge")
     page = render_template(
-        "report_form.html", form=form, link=link, captcha=svc.captcha, captcha_error=captcha_error,
-        short_hours=svc.flow.retention(db_session()).short_hours,
-        challenge_url=url_for("sender.altcha_challenge"), config_max_comment=svc.settings.app.max_comment_length,
-    )  # fmt: skip
-    return page, status_code
+        "report_form.html", visit=visit, form=form, captcha_error=captcha_error, challenge_url=challenge_url, **context
+    )
+    return page, 400
+
+
+def _new_form(max_comment_length: int) -> ReportForm:
+    form = ReportForm()
+    form.limit_comment(max_comment_length)
+    return form
 
 
 @bp.get("/report/status")

@@ -19,6 +19,7 @@ from .gateway import Gateway, gateway_for
 from .mail import Mailer, SmtpMailer
 from .mailtemplates import MailTemplates
 from .metrics import InstrumentedGateway, InstrumentedMailer
+from .report_view import ReportSummaries
 from .worker import LocalWaker, PostgresWaker, Waker, Worker, wake_on_commit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +36,7 @@ class Services:
     mailer: Mailer
     gateways: dict[str, Gateway]
     waker: LocalWaker
+    summaries: ReportSummaries
 
     def build_worker(self, *, in_process: bool) -> Worker:
         """A worker for this process; ``in_process``: web requests share the process."""
@@ -78,7 +80,7 @@ def build_services(settings: Settings, *, mailer: Mailer | None = None) -> Servi
     waker = LocalWaker()
     wake_on_commit(db, waker)
     flow = Flow(settings, gateways, mailer, mail_templates(settings))
-    return Services(settings, db, flow, captcha, mailer, gateways, waker)
+    return Services(settings, db, flow, captcha, mailer, gateways, waker, ReportSummaries(db))
 
 
 def mail_templates(settings: Settings) -> MailTemplates:

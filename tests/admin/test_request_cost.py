@@ -11,6 +11,7 @@ from sqlalchemy import event
 
 from release import retention
 from release.config import RetentionSettings
+from release.db import DriverStatement
 from release.models import Setting
 from tests.admin.conftest import Console, seed_report
 from tests.conftest import Stack
@@ -19,19 +20,28 @@ from tests.integration.helpers import report_path, submit_report
 
 @contextmanager
 def statements(stack: Stack) -> Iterator[list[str]]:
-    """Every SQL statement the app's engine sends while the block runs (BEGIN excluded)."""
+    """Every SQL statement the app sends while the block runs (BEGIN excluded): through its
+    engines, and through the driver for the statements that bypass them (DriverStatement)."""
     seen: list[str] = []
 
     def record(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
         if not statement.startswith("BEGIN"):  # SQLite's explicit BEGIN IMMEDIATE
             seen.append(statement)
 
-    engines = stack.services.db.engines  # GETs read through SQLite's reader engine
+    run_on_driver = DriverStatement.all
+
+    def recorded(self: DriverStatement, params):  # type: ignore[no-untyped-def]
+        seen.append(self.sql)
+        return run_on_driver(self, params)
+
+    engines = stack.services.db.engines  # GETs read through the reader engine
     for engine in engines:
         event.listen(engine, "before_cursor_execute", record)
+    DriverStatement.all = recorded  # type: ignore[method-assign]
     try:
         yield seen
     finally:
+        DriverStatement.all = run_on_driver  # type: ignore[method-assign]
         for engine in engines:
             event.remove(engine, "before_cursor_execute", record)
 
