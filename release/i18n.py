@@ -54,7 +54,12 @@ def current_locale() -> str:
 
 def language_prefix() -> str:
     """This page's URL up to the ``lang`` value: path and query, ``lang`` taken out."""
-    kept = urlencode([(k, v) for k, v in request.args.items(multi=True) if k != COOKIE])
+    query = request.query_string.decode("latin-1")
+    if query.isascii() and "%" not in query and "+" not in query:
+        # The common case (a signed link): keep the query as it came, less any lang= pair.
+        kept = "&".join(pair for pair in query.split("&") if pair and not pair.startswith(f"{COOKIE}="))
+    else:
+        kept = urlencode([(k, v) for k, v in request.args.items(multi=True) if k != COOKIE])
     return f"{request.path}?{kept}&" if kept else f"{request.path}?"
 
 
