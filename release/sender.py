@@ -6,7 +6,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, current_app, jsonify, redirect, render_template, request, url_for
+from flask.blueprints import BlueprintSetupState
 from flask_babel import gettext
 from flask_wtf.csrf import generate_csrf
 from werkzeug.wrappers import Response as BaseResponse
@@ -37,7 +38,13 @@ class FormVisit:
     language_prefix: str
 
 
-FORM_PAGE = Prerendered("report_form.html", FormVisit)
+FORM_PAGE = "release.report_form_page"  # app.extensions key
+
+
+@bp.record_once
+def _prerender_per_app(state: BlueprintSetupState) -> None:
+    # Per app, not per process: the page carries the app's branding and template folder.
+    state.app.extensions[FORM_PAGE] = Prerendered("report_form.html", FormVisit)
 
 
 def _verified_link() -> links.ReportLink:
@@ -86,7 +93,7 @@ def report() -> str | BaseResponse | tuple[str, int]:
             form = _new_form(max_comment)
             return {"form": form, "captcha_error": None, "challenge_url": url_for("sender.altcha_challenge"), **context}
 
-        return FORM_PAGE.render((current_locale(), short_hours), visit, first_view)
+        return current_app.extensions[FORM_PAGE].render((current_locale(), short_hours), visit, first_view)
     form = _new_form(max_comment)
     if form.validate_on_submit():
         result = svc.captcha.verify(request.form.get(svc.captcha.field_name), request.remote_addr)

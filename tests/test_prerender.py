@@ -4,6 +4,7 @@ another visitor's page. On the real stack (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 
@@ -11,8 +12,8 @@ import jinja2
 import pytest
 from flask import Flask, render_template, request, url_for
 
-from release import retention
-from release.config import RetentionSettings
+from release import create_app, retention
+from release.config import BrandingSettings, RetentionSettings
 from release.forms import ReportForm
 from release.i18n import language_prefix
 from release.prerender import Prerendered
@@ -78,6 +79,18 @@ def test_a_retention_change_shows_on_the_next_view(stack: Stack) -> None:
         session.commit()
     retention.invalidate()
     assert re.search(r"A copy is kept for\s+5 hours", stack.new_client().get(path).text)
+
+
+def test_two_apps_in_one_process_each_serve_their_own_branding(stack: Stack) -> None:
+    """The prerendered page belongs to its app: another app in the same process (tests, or an
+    embedding host) with other branding must not get this one's page, nor this one its."""
+    path = report_path(stack, "prerender-branding") + "&lang=sv"
+    assert "Other Org AB" not in stack.new_client().get(path).text  # prerendered first, unbranded
+    settings = dataclasses.replace(stack.services.settings, branding=BrandingSettings(organisation_name="Other Org AB"))
+    other = create_app(settings, services=dataclasses.replace(stack.services, settings=settings))
+    other.config["TESTING"] = True
+    assert "Other Org AB" in other.test_client().get(path).text
+    assert "Other Org AB" not in stack.new_client().get(path).text
 
 
 def test_a_template_that_changes_a_value_is_refused() -> None:
