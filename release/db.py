@@ -11,14 +11,16 @@ import os
 import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, bindparam, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool, QueuePool
+from sqlalchemy.sql import visitors
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.expression import ClauseElement
 
 from .liveness import check_on_checkout, note_checkin
@@ -126,7 +128,7 @@ class DriverStatement:
 
     def __init__(self, engine: Engine, statement: ClauseElement) -> None:
         self.engine = engine
-        compiled = statement.compile(dialect=engine.dialect)
+        compiled = _constants_inline(statement).compile(dialect=engine.dialect)
         if not isinstance(compiled, SQLCompiler):
             raise TypeError("a DriverStatement runs a query, not DDL")
         # Expanding parameters (IN) are rendered once; names stay, only their values change.
@@ -164,6 +166,20 @@ class DriverStatement:
         finally:
             if connection is not None:
                 connection.close()
+
+
+def _constants_inline(statement: ClauseElement) -> ClauseElement:
+    """``statement`` with the values it carries (not the ones given per run) written into its
+    SQL. SQLite plans a bound value that a subquery compares with an indexed column anew each
+    time it is bound: the sender pages' statement cost 21 µs a run instead of 2 that way."""
+
+    def inline(element: Any, **_kw: Any) -> BindParameter[Any] | None:
+        if isinstance(element, BindParameter) and not element.required:
+            value, expanding = element.value, element.expanding
+            return bindparam(element.key, value, element.type, expanding=expanding, literal_execute=True)
+        return None
+
+    return cast(ClauseElement, visitors.replacement_traverse(statement, {}, inline))
 
 
 def _forget_parent_connections(ref: weakref.ref[Database]) -> None:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert, select, text
+from sqlalchemy import String, bindparam, insert, literal, select, text
 from sqlalchemy.exc import DBAPIError
 
 from release import migrate
@@ -107,6 +107,23 @@ def test_a_driver_statement_returns_what_sqlalchemy_returns(database_url: str) -
         assert [row[3] for row in statement.all({"node": "mx1", "message_id": "m-1"})] == [
             "r1@example.com", "r2@example.com",
         ]  # fmt: skip
+    finally:
+        db.dispose()
+
+
+def test_a_driver_statement_writes_its_constants_into_the_sql(database_url: str) -> None:
+    """Constants are part of the SQL (SQLite re-plans a statement whose subquery compares a
+    bound value with an index, on every run), quoted as the dialect quotes; values given per
+    run stay parameters."""
+    db = Database(database_url)
+    try:
+        summary = db.driver_statement(SUMMARY_BY_LINK)
+        assert "jobs.kind = 'locate'" in summary.sql and "('queued', 'running')" in summary.sql
+        assert "'mx1'" not in summary.sql
+        awkward = 'it\'s; -- \\ "q"'
+        echo = db.driver_statement(select(literal(awkward), bindparam("given", type_=String)))
+        assert "it''s" in echo.sql
+        assert [tuple(row) for row in echo.all({"given": "o'k"})] == [(awkward, "o'k")]
     finally:
         db.dispose()
 
