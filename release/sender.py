@@ -9,10 +9,10 @@ from typing import Any
 from flask import Blueprint, Response, abort, current_app, jsonify, redirect, render_template, request, url_for
 from flask.blueprints import BlueprintSetupState
 from flask_babel import gettext
-from flask_wtf.csrf import generate_csrf
 from werkzeug.wrappers import Response as BaseResponse
 
 from . import links
+from .csrf import CsrfTokens
 from .flow import Submission
 from .forms import ReportForm
 from .i18n import current_locale, language_prefix
@@ -38,13 +38,15 @@ class FormVisit:
     language_prefix: str
 
 
-FORM_PAGE = "release.report_form_page"  # app.extensions key
+FORM_PAGE, CSRF_TOKENS = "release.report_form_page", "release.csrf_tokens"  # app.extensions keys
 
 
 @bp.record_once
-def _prerender_per_app(state: BlueprintSetupState) -> None:
+def _per_app(state: BlueprintSetupState) -> None:
     # Per app, not per process: the page carries the app's branding and template folder.
-    state.app.extensions[FORM_PAGE] = Prerendered("report_form.html", FormVisit)
+    app = state.app
+    app.extensions[FORM_PAGE] = Prerendered("report_form.html", FormVisit)
+    app.extensions[CSRF_TOKENS] = CsrfTokens(app.config.get("WTF_CSRF_SECRET_KEY") or app.secret_key)
 
 
 def _verified_link() -> links.ReportLink:
@@ -81,7 +83,7 @@ def report() -> str | BaseResponse | tuple[str, int]:
     svc = services()
     short_hours = svc.flow.retention(db_session).short_hours
     visit = FormVisit(
-        action=request.full_path, csrf_token=generate_csrf(), node=link.node,
+        action=request.full_path, csrf_token=current_app.extensions[CSRF_TOKENS].token(), node=link.node,
         issued=format_datetime(link.issued_at), message_id=link.message_id, language_prefix=language_prefix(),
     )  # fmt: skip
     allow_captcha()
