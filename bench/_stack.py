@@ -133,7 +133,7 @@ def database(kind: str, workdir: Path) -> Iterator[str]:
         conn.execute(f"CREATE SCHEMA {schema}")
     try:
         url = PG_ADMIN_URL.replace("postgresql://", "postgresql+psycopg://", 1)
-        url = f"{url}?options=-csearch_path%3D{schema}"
+        url = f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
         _upgrade(url)
         yield url
     finally:

@@ -9,7 +9,10 @@ One stack: `gunicorn app:app` (2 workers) and one `flask --app app worker` proce
   each), then after a second backlog of the same size. Growth between the rounds is the leak
   signal; the bar is < 100 MB each.
 
-    .venv/bin/python bench/memory.py [--reports 5000] [--db postgres] [--concurrency 32]
+The worker runs at the service's default `[worker] concurrency` unless `--concurrency` says
+otherwise: each batch in flight holds its jobs, mails and gateway answers, so RSS grows with it.
+
+    .venv/bin/python bench/memory.py [--reports 5000] [--db postgres] [--concurrency 8]
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ from _stack import (  # noqa: E402
 )
 from web import report_once, wrk  # noqa: E402
 
+from release.config import WorkerSettings  # noqa: E402
+
 BAR_MB = 100.0
 GROWTH_MB = 5.0  # "meaningful" growth between two identical rounds
 
@@ -48,7 +53,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reports", type=int, default=5000, help="backlog size per round (default 5000)")
     parser.add_argument("--db", default="postgres", choices=("postgres", "sqlite"))
-    parser.add_argument("--concurrency", type=int, default=32, help="[worker] concurrency (default 32)")
+    default = WorkerSettings().concurrency
+    parser.add_argument("--concurrency", type=int, default=default, help=f"[worker] concurrency (default {default})")
     parser.add_argument("--duration", type=int, default=10, help="seconds of wrk per target and round")
     parser.add_argument("--timeout", type=float, default=900, help="cap per backlog round, seconds")
     parser.add_argument("--keep", action="store_true")
