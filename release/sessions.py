@@ -43,15 +43,13 @@ class CachedSignerSessionInterface(SecureCookieSessionInterface):
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         """Save as Flask does; a new session holding only a CSRF secret, without its detours."""
         raw = session.get(FIELD) if len(session) == 1 and session.modified and not session.permanent else None
-        signer = self._serializer_and_signer(app)[1]
-        if signer is None or not isinstance(raw, str) or not RAW_TOKEN.fullmatch(raw):
+        signer = self._serializer_and_signer(app)[1] if isinstance(raw, str) and RAW_TOKEN.fullmatch(raw) else None
+        if raw is None or signer is None:
             super().save_session(app, session, response)
             return
         before, after = self._cookie or self._cookie_parts(app)
         response.headers.add("Set-Cookie", before + signer.sign(session_payload(raw)) + after)
-        vary = response.headers.get("Vary")
-        if vary is None or "cookie" not in (part.strip().lower() for part in vary.split(",")):
-            response.vary.add("Cookie")
+        response.vary.add("Cookie")
 
     def _cookie_parts(self, app: Flask) -> tuple[str, str]:
         """The session's Set-Cookie header around its value, as Flask's options make it

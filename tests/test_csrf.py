@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from flask import Flask, session
+from flask import Flask, request, session
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import generate_csrf, validate_csrf
 from werkzeug.http import parse_cookie
@@ -43,7 +43,7 @@ def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def _saved_cookie(app: Flask, interface: SecureCookieSessionInterface, values: dict[str, object]) -> list[str]:
     with app.test_request_context("/"):
-        saved = interface.open_session(app, app.test_request_context("/").request)
+        saved = interface.open_session(app, request)
         assert saved is not None
         saved.update(values)
         response = app.response_class("x")
