@@ -34,4 +34,4 @@ clean:
 
 ## translations: extract marked strings into the catalogs and compile them (commit both)
 translations: $(VENV)/.installed
-	$(PY) -m release.catalogs
+	$(PY) -m release.devtools.catalogs

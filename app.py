@@ -9,11 +9,11 @@ from release import config_path_from_env, create_app
 
 if __name__ == "__main__":
     if config_path_from_env() is None:
-        from release.demo import main
+        from release.devtools.demo import main
 
         main(port=int(os.environ.get("PORT", "5000")))
     else:
-        from release.serve import main as serve
+        from release.ops.serve import main as serve
 
         serve()
 else:

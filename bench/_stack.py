@@ -37,13 +37,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from release import migrate  # noqa: E402
-from release.db import Database  # noqa: E402
-from release.gateway.simulator import HalonSimulator, SimItem, SimulatorServer, _Ids  # noqa: E402
-from release.jobs import WAKE_CHANNEL  # noqa: E402
-from release.links import build_report_url  # noqa: E402
-from release.mailcapture import CaptureServer, free_port  # noqa: E402
-from release.models import Event, Job, Report  # noqa: E402
+from release.core.links import build_report_url  # noqa: E402
+from release.db import migrate  # noqa: E402
+from release.db.engine import Database  # noqa: E402
+from release.db.models import Event, Job, Report  # noqa: E402
+from release.devtools.mailcapture import CaptureServer, free_port  # noqa: E402
+from release.devtools.simulator import HalonSimulator, SimItem, SimulatorServer, _Ids  # noqa: E402
+from release.jobs.queue import WAKE_CHANNEL  # noqa: E402
 
 BIN = Path(sys.executable).parent
 PG_ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")

@@ -15,11 +15,11 @@ import psycopg
 from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from release import migrate  # noqa: E402
-from release.db import Database  # noqa: E402
-from release.flow import COUNTED_NOTIFICATIONS  # noqa: E402
-from release.models import utcnow  # noqa: E402
-from release.report_view import SUMMARY_BY_LINK  # noqa: E402
+from release.core.flow import COUNTED_NOTIFICATIONS  # noqa: E402
+from release.core.summaries import SUMMARY_BY_LINK  # noqa: E402
+from release.db import migrate  # noqa: E402
+from release.db.engine import Database  # noqa: E402
+from release.db.models import utcnow  # noqa: E402
 
 # The statements the code runs, with literal values for EXPLAIN.
 STATEMENTS = {

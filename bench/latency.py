@@ -50,8 +50,8 @@ from _stack import (  # noqa: E402
 )
 
 from release.captcha import solve_altcha  # noqa: E402
-from release.db import Database  # noqa: E402
-from release.models import Report  # noqa: E402
+from release.db.engine import Database  # noqa: E402
+from release.db.models import Report  # noqa: E402
 
 SIM_RTT = 0.02
 PHASES = (

@@ -17,8 +17,8 @@ from pathlib import Path
 from flask import Flask
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from release.db import Database  # noqa: E402
-from release.report_view import ReportSummaries  # noqa: E402
+from release.core.summaries import ReportSummaries  # noqa: E402
+from release.db.engine import Database  # noqa: E402
 
 with open(os.environ["RELEASE_CONFIG"], "rb") as config:
     summaries = ReportSummaries(Database(tomllib.load(config)["database"]["url"]))

@@ -49,7 +49,7 @@ from _stack import (  # noqa: E402
     write_config,
 )
 
-from release.db import Database  # noqa: E402
+from release.db.engine import Database  # noqa: E402
 
 SIM_RTT = 0.05
 BAR = 100.0

@@ -1,10 +1,10 @@
-"""Alembic environment: runs migrations on the engine handed over by release.migrate."""
+"""Alembic environment: runs migrations on the engine handed over by release.db.migrate."""
 
 from __future__ import annotations
 
 from alembic import context
 
-from release.models import Base
+from release.db.models import Base
 
 engine = context.config.attributes["engine"]
 with engine.connect() as connection:

@@ -7,18 +7,17 @@ blueprints and CLI. Nothing is built at import time.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from .application import ReleaseFlask
-from .config import ConfigError, Settings, load_settings
-from .services import Services, build_services
-from .sessions import CachedSignerSessionInterface
+from release.config import ConfigError, Settings, load_settings
+from release.container import Services, build_services
+from release.paths import INSTANCE, PROJECT_ROOT, STATIC, TEMPLATES
+from release.web.retry import ReleaseFlask
+from release.web.sessions import CachedSignerSessionInterface
 
-ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = "instance/config.toml"
 
 
@@ -27,7 +26,7 @@ def config_path_from_env() -> str | None:
     path = os.environ.get("RELEASE_CONFIG")
     if path:
         return path
-    default = ROOT / DEFAULT_CONFIG
+    default = PROJECT_ROOT / DEFAULT_CONFIG
     return str(default) if default.is_file() else None
 
 
@@ -44,9 +43,9 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         settings = load_settings(path)
     app = ReleaseFlask(
         __name__,
-        template_folder=str(ROOT / "templates"),
-        static_folder=str(ROOT / "static"),
-        instance_path=str(ROOT / "instance"),
+        template_folder=str(TEMPLATES),
+        static_folder=str(STATIC),
+        instance_path=str(INSTANCE),
     )
     secure = settings.app.public_url.startswith("https://")
     app.config.update(
@@ -65,19 +64,25 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         n = settings.app.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
     app.extensions["release"] = services or build_services(settings)
-    from . import logs
+    from release.ops import logs
 
     logs.init_app(app, settings.logging)  # first: its hooks see every request, even refused ones
     CSRFProtect(app)
     _register(app, settings)
-    from . import limits
+    from release.web import limits
 
     limits.init_app(app, settings)  # after _register: it limits the views registered there
     return app
 
 
 def _register(app: Flask, settings: Settings) -> None:
-    from . import admin, api, branding, cli, errors, gateway_api, i18n, probes, recipient, security, sender, web
+    from release.ops import cli
+    from release.web import branding, errors, i18n, probes, recipient, sender
+    from release.web import database as web
+    from release.web import gateway_endpoints as gateway_api
+    from release.web import headers as security
+    from release.web.admin import views as admin
+    from release.web.api import views as api
 
     app.register_blueprint(web.bp)
     app.register_blueprint(probes.bp)
@@ -87,7 +92,7 @@ def _register(app: Flask, settings: Settings) -> None:
     app.register_blueprint(recipient.bp)
     app.register_blueprint(gateway_api.bp)
     if settings.app.demo:
-        from . import demo
+        from release.devtools import demo
 
         app.register_blueprint(demo.bp)
     errors.register(app)

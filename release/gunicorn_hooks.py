@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .metrics import multiprocess_dir
+from release.ops.metrics import multiprocess_dir
 
 
 def child_exit(_server: Any, worker: Any) -> None:

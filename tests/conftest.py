@@ -15,12 +15,13 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from release import create_app, migrate
+from release import create_app
 from release.config import settings_from_mapping
-from release.gateway.simulator import HalonSimulator, SimulatorServer
-from release.mailcapture import CaptureServer
-from release.services import Services
-from release.worker import Worker
+from release.container import Services
+from release.db import migrate
+from release.devtools.mailcapture import CaptureServer
+from release.devtools.simulator import HalonSimulator, SimulatorServer
+from release.jobs.worker import Worker
 
 PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 

@@ -10,15 +10,17 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import select
 
-from release import admin_actions, jobs, links, migrate
-from release.choices import Choices, is_allowed, needs_approval, pending_count
 from release.config import PolicySettings
-from release.db import Database
-from release.flow import Flow, Submission
+from release.core import admin_actions, links
+from release.core.choices import Choices, is_allowed, needs_approval, pending_count
+from release.core.flow import Flow, Submission
+from release.db import migrate
+from release.db.engine import Database
+from release.db.models import AllowedSender, AuditEntry, Job, Recipient
+from release.devtools.mailcapture import text_and_html
+from release.jobs import queue as jobs
 from release.mail import RecordingMailer
-from release.mailcapture import text_and_html
-from release.mailtemplates import MailTemplates
-from release.models import AllowedSender, AuditEntry, Job, Recipient
+from release.mail.templates import MailTemplates
 from tests.test_flow import COMMENT, LONG, NODE, SHORT, Clock, FakeGateway, make_settings
 
 HIGH_RISK = "mailquarantine:5"

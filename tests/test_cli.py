@@ -8,10 +8,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from release import create_app, links
+from release import create_app
 from release.config import ConfigError, settings_from_mapping
-from release.gateway.simulator import SimulatorServer
-from release.mailcapture import CaptureServer
+from release.core import links
+from release.devtools.mailcapture import CaptureServer
+from release.devtools.simulator import SimulatorServer
 from tests.conftest import make_config
 
 

@@ -14,8 +14,8 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import generate_csrf, validate_csrf
 from werkzeug.http import parse_cookie
 
-from release.csrf import FIELD, CsrfTokens
-from release.sessions import CachedSignerSessionInterface
+from release.web.csrf import FIELD, CsrfTokens
+from release.web.sessions import CachedSignerSessionInterface
 from tests.conftest import Stack
 from tests.integration.helpers import csrf_token, report_path
 

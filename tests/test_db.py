@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import String, bindparam, insert, literal, select, text
 from sqlalchemy.exc import DBAPIError
 
-from release import migrate
-from release.db import Database
-from release.models import Job, Recipient, Report
-from release.report_view import SUMMARY_BY_LINK
+from release.core.summaries import SUMMARY_BY_LINK
+from release.db import migrate
+from release.db.engine import Database
+from release.db.models import Job, Recipient, Report
 
 
 def test_sqlite_reads_do_not_wait_for_a_writer(tmp_path: Path) -> None:

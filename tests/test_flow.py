@@ -22,11 +22,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from release import flow as flow_module
-from release import jobs, links, migrate
 from release.config import I18nSettings, Settings, WorkerSettings, settings_from_mapping
-from release.db import Database
-from release.flow import (
+from release.core import flow as flow_module
+from release.core import links
+from release.core.flow import (
     Deferred,
     Flow,
     PermanentFailure,
@@ -35,11 +34,14 @@ from release.flow import (
     find_recipient_by_token,
     find_report,
 )
+from release.db import migrate
+from release.db.engine import Database
+from release.db.models import Event, Job, Recipient, Report, utcnow
 from release.gateway import GatewayError, GatewayRejected, NodeHealth, QuarantinedCopy
+from release.jobs import queue as jobs
+from release.jobs.worker import BATCH_LIMIT, LocalWaker, Worker
 from release.mail import RecordingMailer
-from release.mailtemplates import MailTemplates
-from release.models import Event, Job, Recipient, Report, utcnow
-from release.worker import BATCH_LIMIT, LocalWaker, Worker
+from release.mail.templates import MailTemplates
 
 NODE = "mx1"
 SHORT = "mailquarantine:1"

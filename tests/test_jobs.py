@@ -11,12 +11,13 @@ import pytest
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
-from release import jobs, migrate
-from release import worker as worker_module
 from release.config import WorkerSettings
-from release.db import Database
-from release.models import Job, utcnow
-from release.worker import LocalWaker, Worker, start_in_thread
+from release.db import migrate
+from release.db.engine import Database
+from release.db.models import Job, utcnow
+from release.jobs import queue as jobs
+from release.jobs import worker as worker_module
+from release.jobs.worker import LocalWaker, Worker, start_in_thread
 
 
 @pytest.fixture

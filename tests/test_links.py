@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from release import links
+from release.core import links
 
 KEY = "gateway-shared-key-0123456789"
 MSGID = "3f0c2a9e-6b1d-4c57-9a4e-1d2b3c4d5e6f"

@@ -20,6 +20,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
 from release.config import SmtpSettings
+from release.devtools.mailcapture import CaptureServer, free_port, text_and_html
 from release.mail import (
     Notification,
     RecordingMailer,
@@ -30,8 +31,7 @@ from release.mail import (
     clean_text,
     defang,
 )
-from release.mailcapture import CaptureServer, free_port, text_and_html
-from release.mailtemplates import mail_environment
+from release.mail.templates import mail_environment
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 SENDER = "Quarantine release <release@example.org>"

@@ -7,10 +7,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
 
-from release import migrate
-from release.db import Database
-from release.flow import COUNTED_NOTIFICATIONS
-from release.models import Base, utcnow
+from release.core.flow import COUNTED_NOTIFICATIONS
+from release.db import migrate
+from release.db.engine import Database
+from release.db.models import Base, utcnow
 
 
 # SQLite cannot reflect expression indexes, so compare_metadata skips that one there; the

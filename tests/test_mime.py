@@ -11,7 +11,7 @@ from email.policy import default as default_policy
 
 import pytest
 
-from release.mime import alternative_mail, quoted_printable
+from release.mail.mime import alternative_mail, quoted_printable
 
 TRICKY_TEXT = (
     "Grüße from Malmö – ünïcödé, 日本語\n"

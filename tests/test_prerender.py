@@ -12,13 +12,14 @@ import jinja2
 import pytest
 from flask import Flask, render_template, request, url_for
 
-from release import create_app, retention
+from release import create_app
 from release.config import BrandingSettings, RetentionSettings
-from release.forms import ReportForm
-from release.i18n import language_prefix
-from release.prerender import Prerendered
-from release.sender import FormVisit
-from release.web import format_datetime
+from release.core import retention
+from release.web.database import format_datetime
+from release.web.forms import ReportForm
+from release.web.i18n import language_prefix
+from release.web.prerender import Prerendered
+from release.web.sender import FormVisit
 from tests.conftest import Stack
 from tests.integration.helpers import csrf_token, report_path
 

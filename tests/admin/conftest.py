@@ -11,8 +11,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from werkzeug.test import TestResponse
 
-from release import auth, links
-from release.models import Job, Recipient, Report, utcnow
+from release.core import links
+from release.db.models import Job, Recipient, Report, utcnow
+from release.web.admin import auth
 from tests.conftest import Stack
 from tests.integration.helpers import csrf_token, report_path, submit_report
 

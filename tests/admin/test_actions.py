@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from release.models import AuditEntry, Event, Job, Report
+from release.db.models import AuditEntry, Event, Job, Report
 from tests.admin.conftest import Console
 from tests.integration.helpers import release_token_from, report_path, submit_report
 

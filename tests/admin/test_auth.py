@@ -7,7 +7,7 @@ import time
 import pytest
 from sqlalchemy import select
 
-from release.models import AdminUser, AuditEntry
+from release.db.models import AdminUser, AuditEntry
 from tests.admin.conftest import ADMIN, VIEWER, Console
 from tests.integration.helpers import csrf_token
 

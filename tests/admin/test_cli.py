@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from release.models import AdminUser, AuditEntry
+from release.db.models import AdminUser, AuditEntry
 from tests.admin.conftest import Console
 
 

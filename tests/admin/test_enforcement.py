@@ -7,8 +7,8 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from release import enforcement
-from release.models import AuditEntry, Event, Job, Recipient, Report, utcnow
+from release.core import purge as enforcement
+from release.db.models import AuditEntry, Event, Job, Recipient, Report, utcnow
 from tests.admin.conftest import Console, seed_report
 
 

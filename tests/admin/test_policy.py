@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from release.mailcapture import text_and_html
-from release.models import AuditEntry, Job, Report
+from release.db.models import AuditEntry, Job, Report
+from release.devtools.mailcapture import text_and_html
 from tests.admin.conftest import VIEWER, Console
 from tests.integration.helpers import csrf_token, release_token_from, report_path, submit_report
 

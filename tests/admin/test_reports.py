@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from sqlalchemy import event
 
-from release.models import utcnow
+from release.db.models import utcnow
 from tests.admin.conftest import VIEWER, Console, seed_report
 
 ROW = re.compile(r'<a href="/admin/reports/(\d+)"')

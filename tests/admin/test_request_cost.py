@@ -9,10 +9,10 @@ from datetime import timedelta
 
 from sqlalchemy import event
 
-from release import retention
 from release.config import RetentionSettings
-from release.db import DriverStatement
-from release.models import Setting
+from release.core import retention
+from release.db.engine import DriverStatement
+from release.db.models import Setting
 from tests.admin.conftest import Console, seed_report
 from tests.conftest import Stack
 from tests.integration.helpers import report_path, submit_report

@@ -7,7 +7,7 @@ import time
 import pytest
 from sqlalchemy import delete, select, update
 
-from release.models import AuditEntry, AuditLogIsAppendOnly, Setting
+from release.db.models import AuditEntry, AuditLogIsAppendOnly, Setting
 from tests.admin.conftest import Console
 from tests.integration.helpers import report_path
 

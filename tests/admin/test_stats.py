@@ -12,9 +12,10 @@ from datetime import UTC, date, datetime, time, timedelta
 import pytest
 from sqlalchemy.orm import Session
 
-from release import charts, links, stats
-from release.models import Event, Recipient, Report
-from release.models import utcnow as now_utc
+from release.core import links, stats
+from release.db.models import Event, Recipient, Report
+from release.db.models import utcnow as now_utc
+from release.web.admin import charts
 from tests.admin.conftest import VIEWER, Console
 
 SVG_NS = "{http://www.w3.org/2000/svg}"

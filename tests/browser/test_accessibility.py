@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from release import auth
-from release.demo import DemoRuntime
+from release.devtools.demo import DemoRuntime
+from release.web.admin import auth
 from tests.browser.test_demo_flow import ALICE, RELEASE_URL, TIMEOUT_MS, _notifications, _wait_for, demo
 
 pytestmark = pytest.mark.browser

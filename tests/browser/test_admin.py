@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 from werkzeug.serving import make_server
 
-from release import auth, create_app, migrate
+from release import create_app
 from release.config import settings_from_mapping
-from release.gateway.simulator import SimulatorServer
-from release.mailcapture import CaptureServer
+from release.db import migrate
+from release.devtools.mailcapture import CaptureServer
+from release.devtools.simulator import SimulatorServer
+from release.web.admin import auth
 from tests.conftest import make_config
 
 pytestmark = pytest.mark.browser

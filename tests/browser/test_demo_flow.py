@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from release.demo import DemoRuntime, start_demo
-from release.mailcapture import text_and_html
+from release.devtools.demo import DemoRuntime, start_demo
+from release.devtools.mailcapture import text_and_html
 
 pytestmark = pytest.mark.browser
 

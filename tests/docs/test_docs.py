@@ -16,8 +16,8 @@ from flask import Flask
 
 from release import create_app
 from release.config import SECTIONS, NodeSettings, load_settings, settings_from_mapping
-from release.gateway.simulator import SimulatorServer
-from release.mailcapture import CaptureServer
+from release.devtools.mailcapture import CaptureServer
+from release.devtools.simulator import SimulatorServer
 from tests.conftest import make_config
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"

@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 
-from release import create_app, migrate
+from release import create_app
 from release.config import settings_from_mapping
-from release.db import Database
-from release.gateway.simulator import SimulatorServer
-from release.mailcapture import CaptureServer
-from release.services import Services
+from release.container import Services
+from release.db import migrate
+from release.db.engine import Database
+from release.devtools.mailcapture import CaptureServer
+from release.devtools.simulator import SimulatorServer
 from tests.conftest import Stack, make_config
 
 from .helpers import FIGURES, FaultSim

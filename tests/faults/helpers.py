@@ -19,11 +19,11 @@ from typing import Any, TextIO
 
 from sqlalchemy import func, insert, select, text
 
-from release.db import Database
-from release.gateway.simulator import HalonSimulator, RecordedRequest, SimulatorServer, _Ids
-from release.jobs import WAKE_CHANNEL
-from release.mailcapture import CaptureServer
-from release.models import Event, Job, Recipient, Report
+from release.db.engine import Database
+from release.db.models import Event, Job, Recipient, Report
+from release.devtools.mailcapture import CaptureServer
+from release.devtools.simulator import HalonSimulator, RecordedRequest, SimulatorServer, _Ids
+from release.jobs.queue import WAKE_CHANNEL
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

@@ -15,11 +15,11 @@ from urllib.parse import parse_qsl
 import psycopg
 import pytest
 
-from release.flow import Submission
-from release.gateway.simulator import SimulatorServer
-from release.links import verify
-from release.mailcapture import CaptureServer
-from release.worker import start_in_thread
+from release.core.flow import Submission
+from release.core.links import verify
+from release.devtools.mailcapture import CaptureServer
+from release.devtools.simulator import SimulatorServer
+from release.jobs.worker import start_in_thread
 from tests.conftest import PG_ADMIN_URL, Stack
 from tests.integration.helpers import report_path
 

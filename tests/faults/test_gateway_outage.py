@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import time
 
-from release.flow import Flow
+from release.core.flow import Flow
 from tests.conftest import Stack
 
 from .helpers import FaultSim, count_mail, figures, insert_backlog, job_states, recipient_states, report_states

@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from release.db.models import Recipient
 from release.gateway import GatewayError
-from release.models import Recipient
 from tests.conftest import Stack
 
 from .helpers import FaultSim, figures, insert_backlog, recipient_states, request_all_releases

@@ -6,8 +6,8 @@ from __future__ import annotations
 import threading
 import time
 
-from release.mailcapture import CaptureServer
-from release.models import Job
+from release.db.models import Job
+from release.devtools.mailcapture import CaptureServer
 from tests.conftest import Stack
 
 from .helpers import count_mail, figures, insert_backlog, job_states, recipient_states, report_states

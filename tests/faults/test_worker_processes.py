@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from release import migrate
-from release.db import Database
-from release.gateway.simulator import SimulatorServer
-from release.mailcapture import CaptureServer
+from release.db import migrate
+from release.db.engine import Database
+from release.devtools.mailcapture import CaptureServer
+from release.devtools.simulator import SimulatorServer
 
 from .helpers import (
     FaultSim,

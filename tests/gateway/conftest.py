@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from release.gateway.simulator import HalonSimulator, SimulatorServer
+from release.devtools.simulator import HalonSimulator, SimulatorServer
 
 USER = "release-api"
 PASSWORD = "s3cret-Pa55word-for-tests"

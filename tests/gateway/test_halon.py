@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from release.config import NodeSettings
+from release.devtools.simulator import HalonSimulator, SimulatorServer
 from release.gateway import GatewayError, GatewayRejected, HalonGateway, gateway_for
-from release.gateway.simulator import HalonSimulator, SimulatorServer
 from tests.gateway.conftest import PASSWORD, USER
 
 JSON_TYPE = "application/json; charset=utf-8"

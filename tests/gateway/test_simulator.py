@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import requests
 
-from release.gateway.simulator import HalonSimulator, SimulatorServer, seed_demo
+from release.devtools.simulator import HalonSimulator, SimulatorServer, seed_demo
 from tests.gateway.conftest import PASSWORD, USER
 
 AUTH = (USER, PASSWORD)

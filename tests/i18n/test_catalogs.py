@@ -7,8 +7,8 @@ import re
 import pytest
 from babel.messages.mofile import read_mo
 
-from release.catalogs import SOURCE_LOCALE, catalog_path, extract, read_catalog
 from release.config import LOCALES
+from release.devtools.catalogs import SOURCE_LOCALE, catalog_path, extract, read_catalog
 
 TRANSLATED = [code for code in LOCALES if code != SOURCE_LOCALE]
 PLACEHOLDER = re.compile(r"%\((\w+)\)[sd]")
@@ -67,8 +67,8 @@ def test_no_stale_strings_linger(msgids: set[str]) -> None:
 
 def test_every_state_has_translatable_words() -> None:
     """A state added to the schema must get its words (else the status page would raise KeyError)."""
-    from release.models import RECIPIENT_STATES, REPORT_STATES
-    from release.presenters import RECIPIENT_WORDS, RELEASE_WORDS, REPORT_WORDS, STATE_LABELS
+    from release.db.models import RECIPIENT_STATES, REPORT_STATES
+    from release.web.presenters import RECIPIENT_WORDS, RELEASE_WORDS, REPORT_WORDS, STATE_LABELS
 
     assert set(REPORT_STATES) <= set(STATE_LABELS) and set(REPORT_STATES) <= set(REPORT_WORDS)
     for words in (STATE_LABELS, RECIPIENT_WORDS, RELEASE_WORDS):

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from release.brand import brand_from
 from release.config import BrandingSettings, ConfigError, I18nSettings, settings_from_mapping
+from release.devtools.mailcapture import text_and_html
 from release.mail import Notification, Outcome, build_notification, build_outcome
-from release.mailcapture import text_and_html
-from release.mailtemplates import MailTemplates, locale_for, mail_environment
+from release.mail.brand import brand_from
+from release.mail.templates import MailTemplates, locale_for, mail_environment
 
 SENDER = "Release <release@example.org>"
 

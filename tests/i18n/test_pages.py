@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from release.mailcapture import text_and_html
+from release.devtools.mailcapture import text_and_html
 from tests.conftest import Stack
 from tests.integration.helpers import release_token_from, report_path, submit_report
 

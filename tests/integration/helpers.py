@@ -10,9 +10,9 @@ from urllib.parse import urlsplit
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from release import links
 from release.captcha import solve_altcha
-from release.mailcapture import text_and_html
+from release.core import links
+from release.devtools.mailcapture import text_and_html
 from tests.conftest import Stack
 
 CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import func, select
 
 from release.captcha import solve_altcha
-from release.models import Event, Job, Recipient, Report
-from release.worker import start_in_thread
+from release.db.models import Event, Job, Recipient, Report
+from release.jobs.worker import start_in_thread
 from tests.conftest import Stack
 from tests.integration.helpers import csrf_token, release_token_from, report_path, submit_report, wait_until
 

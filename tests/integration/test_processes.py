@@ -17,9 +17,9 @@ import pytest
 import requests
 
 from release.captcha import solve_altcha
-from release.gateway.simulator import SimulatorServer
-from release.links import build_report_url
-from release.mailcapture import CaptureServer, free_port
+from release.core.links import build_report_url
+from release.devtools.mailcapture import CaptureServer, free_port
+from release.devtools.simulator import SimulatorServer
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from release import auth, retention
 from release.config import ConfigError, settings_from_mapping
-from release.models import AuditEntry, Job, Recipient
-from release.security import RedactTokens
+from release.core import retention
+from release.db.models import AuditEntry, Job, Recipient
+from release.web.admin import auth
+from release.web.headers import RedactTokens
 from tests.admin.conftest import ADMIN, Console, seed_report
 from tests.conftest import Stack, make_config
 from tests.security.conftest import StackFactory, drain_due

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from release import logs
 from release.config import ConfigError, settings_from_mapping
+from release.ops import logs
 from tests.conftest import Stack, make_config
 from tests.integration.helpers import report_path, submit_report
 from tests.security.conftest import StackFactory, drain_due

@@ -10,14 +10,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 OBSERVE = """
-from release.metrics import GATEWAY_ERRORS, GATEWAY_SECONDS
+from release.ops.metrics import GATEWAY_ERRORS, GATEWAY_SECONDS
 GATEWAY_SECONDS.labels("mx1", "release").observe(0.2)
 GATEWAY_ERRORS.labels("mx1", "release", "unavailable").inc()
 """
 SCRAPE = """
 import sys
 from prometheus_client import CollectorRegistry
-from release.metrics import exposition
+from release.ops.metrics import exposition
 sys.stdout.write(exposition(CollectorRegistry()).decode())
 """
 

@@ -8,7 +8,7 @@ from typing import Any
 from release import create_app
 from release.config import DatabaseSettings, replace
 from release.gateway import NodeHealth
-from release.probes import NodeChecker
+from release.web.probes import NodeChecker
 from tests.conftest import Stack
 
 

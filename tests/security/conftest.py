@@ -11,13 +11,14 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from release import create_app, migrate
+from release import create_app
 from release.config import settings_from_mapping
-from release.gateway.simulator import SimulatorServer
-from release.mailcapture import CaptureServer
-from release.models import Base, Job, Recipient, Report, utcnow
-from release.services import Services
-from release.worker import Worker
+from release.container import Services
+from release.db import migrate
+from release.db.models import Base, Job, Recipient, Report, utcnow
+from release.devtools.mailcapture import CaptureServer
+from release.devtools.simulator import SimulatorServer
+from release.jobs.worker import Worker
 from tests.conftest import Stack, make_config
 
 StackFactory = Callable[..., Stack]

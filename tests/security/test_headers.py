@@ -8,8 +8,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from werkzeug.test import TestResponse
 
-from release import links
-from release.flow import Submission
+from release.core import links
+from release.core.flow import Submission
 from tests.conftest import Stack
 from tests.integration.helpers import report_path
 from tests.security.conftest import StackFactory

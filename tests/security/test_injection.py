@@ -7,8 +7,8 @@ from html.parser import HTMLParser
 
 from sqlalchemy import select
 
-from release.mailcapture import text_and_html
-from release.models import Recipient
+from release.db.models import Recipient
+from release.devtools.mailcapture import text_and_html
 from tests.conftest import Stack
 from tests.integration.helpers import release_token_from, report_path, submit_report
 from tests.security.conftest import StackFactory

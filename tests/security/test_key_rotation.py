@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from urllib.parse import urlsplit
 
-from release import links
+from release.core import links
 from tests.conftest import Stack
 from tests.integration.helpers import submit_report
 from tests.security.conftest import StackFactory

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from release import links
-from release.links import LinkError, LinkExpired, LinkInvalid
+from release.core import links
+from release.core.links import LinkError, LinkExpired, LinkInvalid
 from tests.security.conftest import StackFactory
 
 KEYS = ("current-key-0123456789abcdef", "previous-key-0123456789abcdef")

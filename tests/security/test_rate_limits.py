@@ -16,9 +16,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
-from release import branding, errors, i18n, limits
 from release.config import settings_from_mapping
-from release.models import Report
+from release.db.models import Report
+from release.web import branding, errors, i18n, limits
 from tests.conftest import Stack
 from tests.integration.helpers import csrf_token, report_path, submit_report
 from tests.security.conftest import StackFactory
@@ -100,10 +100,10 @@ def test_altcha_challenges_per_ip(make_stack: StackFactory) -> None:
 
 def _login_app(settings_sections: dict[str, Any]) -> Flask:
     """A minimal app with a login view decorated like the admin console's will be."""
-    from release import ROOT
+    from release.paths import STATIC, TEMPLATES
 
     settings = settings_from_mapping({"app": {"demo": True, "secret_key": "x" * 32}, **settings_sections})
-    app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
+    app = Flask(__name__, template_folder=str(TEMPLATES), static_folder=str(STATIC))
 
     @app.route("/login", methods=["GET", "POST"])
     @limits.login_limit

@@ -5,12 +5,12 @@ and the simulator before and after."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from urllib.parse import urlsplit
 
-from release import ROOT, links
-from release.gateway.simulator import LICENSE_PATH
-from release.mailcapture import text_and_html
+from release.core import links
+from release.devtools.mailcapture import text_and_html
+from release.devtools.simulator import LICENSE_PATH
+from release.paths import STATIC
 from tests.conftest import Stack
 from tests.integration.helpers import csrf_token, release_token_from, report_path, submit_report
 from tests.security.conftest import StackFactory, db_snapshot, drain_due, sim_snapshot
@@ -109,4 +109,4 @@ def test_get_and_head_never_change_state(make_stack: StackFactory) -> None:
 
 def test_static_samples_exist() -> None:
     for name in STATIC_SAMPLES[:-1]:
-        assert (Path(ROOT) / "static" / name).is_file(), name
+        assert (STATIC / name).is_file(), name

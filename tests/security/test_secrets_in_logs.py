@@ -22,8 +22,8 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from werkzeug.serving import make_server
 
 from release.captcha import solve_altcha
-from release.logs import JsonFormatter
-from release.mailcapture import free_port
+from release.devtools.mailcapture import free_port
+from release.ops.logs import JsonFormatter
 from tests.integration.helpers import CSRF_RE, release_token_from, report_path
 from tests.security.conftest import StackFactory, drain_due
 

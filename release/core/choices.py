@@ -1,0 +1,170 @@
+"""The recipient's choices besides a plain release, and the release policy behind them.
+
+Release (held for an admin's approval when the policy says the copy is too risky), delete,
+and "release and always allow this sender". Like flow.py, web-side steps only write rows and
+jobs; the worker runs :meth:`Choices.discard` (gateway delete) and :meth:`Choices.outcome_mail`.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from release.config import PolicySettings
+from release.core.flow import Flow, PermanentFailure, RetryLater, can_request_release
+from release.db.models import AllowedSender, Recipient
+from release.gateway import GatewayError
+from release.jobs import queue as jobs
+from release.mail import Outcome, build_outcome
+
+ADDRESS_LIMIT = 320
+DELETABLE_STATES = ("approval_pending",)
+
+
+def needs_approval(policy: PolicySettings, recipient: Recipient) -> str | None:
+    """Why this copy needs an admin's approval to be released, or None."""
+    limit, score = policy.max_spam_score, recipient.spam_score
+    if limit is not None and score is not None and score > limit:
+        return f"spam score {score:g} is above {limit:g}"
+    if recipient.held_in in policy.high_risk_quarantines:
+        return f"held in the high-risk quarantine {recipient.held_in}"
+    return None
+
+
+def can_delete(recipient: Recipient) -> bool:
+    """The recipient may throw the copy away while it is still theirs to decide on."""
+    return can_request_release(recipient) or recipient.state in DELETABLE_STATES
+
+
+def is_allowed(session: Session, recipient: str, sender: str) -> bool:
+    """Has this recipient said "always allow" for this sender (case-insensitive)?"""
+    query = select(AllowedSender.id).where(
+        AllowedSender.recipient == recipient.strip().lower(), AllowedSender.sender == sender.strip().lower()
+    )
+    return session.scalar(query.limit(1)) is not None
+
+
+class Choices:
+    """The steps; holds the flow for its settings, gateways, mailer and helpers."""
+
+    def __init__(self, flow: Flow) -> None:
+        self.flow = flow
+
+    @property
+    def policy(self) -> PolicySettings:
+        return self.flow.settings.policy
+
+    # -- web side --------------------------------------------------------------------------
+
+    def release(self, session: Session, recipient: Recipient, *, always_allow: bool = False) -> Recipient:
+        """Release, or ask the admins first when the policy holds the copy back; commits."""
+        session.refresh(recipient, with_for_update=True)
+        if not can_request_release(recipient):
+            session.commit()
+            return recipient
+        reason = needs_approval(self.policy, recipient)
+        if reason is None:
+            if always_allow:
+                # Never for a held-back copy: that would let a phish whitelist its own sender.
+                self._allow(session, recipient)
+            return self.flow.request_release(session, recipient)
+        if recipient.expires_at <= self.flow.clock():
+            return self.flow.request_release(session, recipient)  # marks it expired
+        recipient.state = "approval_pending"
+        recipient.release_requested_at = self.flow.clock()
+        self.flow._event(session, "recipient", "approval_requested", recipient.report, recipient, reason)
+        session.commit()
+        return recipient
+
+    def delete(self, session: Session, recipient: Recipient) -> Recipient:
+        """Out of reach at once (no release from now on); the worker deletes it on the gateway."""
+        session.refresh(recipient, with_for_update=True)
+        if not can_delete(recipient):
+            session.commit()
+            return recipient
+        recipient.state = "deleted"
+        self.flow._event(session, "recipient", "delete_requested", recipient.report, recipient)
+        jobs.enqueue(session, "discard", recipient.id)
+        session.commit()
+        return recipient
+
+    def _allow(self, session: Session, recipient: Recipient) -> None:
+        sender = (recipient.report.envelope_sender or "").strip().lower()
+        address = recipient.address.strip().lower()
+        if not sender or is_allowed(session, address, sender):
+            return
+        try:
+            with session.begin_nested():
+                session.add(AllowedSender(recipient=address[:ADDRESS_LIMIT], sender=sender[:ADDRESS_LIMIT],
+                                          source_recipient_id=recipient.id))  # fmt: skip
+        except IntegrityError:
+            return  # another click stored it first
+        self.flow._event(session, "recipient", "sender_allowed", recipient.report, recipient, sender)
+
+    # -- worker side -----------------------------------------------------------------------
+
+    def discard(self, session: Session, recipient_id: int) -> None:
+        """Delete the copy the recipient threw away; gone already counts as done."""
+        recipient = session.get(Recipient, recipient_id)
+        if recipient is None or recipient.state != "deleted":
+            return
+        report = recipient.report
+        gateway = self.flow.gateways.get(report.node)
+        if gateway is None:
+            raise PermanentFailure(f"node {report.node!r} is no longer configured")
+        message_id, queue = report.message_id, recipient.queue
+        session.commit()  # no transaction held across the gateway call
+        try:
+            affected = gateway.delete(message_id, [queue])
+        except GatewayError as exc:
+            raise RetryLater(f"gateway: {exc}") from exc
+        detail = "deleted from the gateway" if affected else "already gone from the gateway"
+        self.flow._event(session, "system", "deleted", report, recipient, detail)
+        session.commit()
+
+    def outcome_mail(self, session: Session, recipient_id: int) -> None:
+        """Tell the recipient what the admins decided (sent at most once per decision)."""
+        recipient = session.get(Recipient, recipient_id)
+        if recipient is None or recipient.state == "approval_pending":
+            return
+        approved = recipient.state != "release_denied"
+        report = recipient.report
+        settings = self.flow.settings
+        domain = settings.app.public_url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0] or "localhost"
+        try:
+            message = build_outcome(
+                Outcome(
+                    to_address=recipient.address,
+                    approved=approved,
+                    reason=recipient.decision_reason or "",
+                    blocked_sender=report.envelope_sender or "",
+                    blocked_subject=report.subject or "",
+                    release_url=self.flow.release_url(recipient),
+                    message_id=f"<outcome-{recipient.token_hash[:32]}@{domain}>",
+                ),
+                sender=settings.smtp.sender,
+                # In the recipient's language, branded, instance overrides first (like the notification).
+                jinja_env=self.flow.mail_templates.for_address(recipient.address),
+            )
+        except ValueError as exc:
+            raise PermanentFailure(f"cannot build the outcome mail: {exc}") from exc
+        session.commit()
+        (result,) = self.flow.mailer.send([message])
+        if result.temporary:
+            raise RetryLater(f"SMTP: {result.error}")
+        action = "outcome_mailed" if result.ok else "outcome_mail_failed"
+        self.flow._event(session, "system", action, report, recipient, "" if result.ok else result.error)
+        session.commit()
+
+    def on_dead(self, session: Session, kind: str, ref_id: int, error: str) -> None:
+        """A discard or outcome mail gave up: record it (the copy's state stays as decided)."""
+        recipient = session.get(Recipient, ref_id)
+        if recipient is not None:
+            self.flow._event(session, "system", f"{kind}_failed", recipient.report, recipient, error)
+
+
+def pending_count(session: Session) -> int:
+    """How many releases wait for an admin (the console's badge)."""
+    query = select(func.count()).select_from(Recipient).where(Recipient.state == "approval_pending")
+    return int(session.scalar(query) or 0)

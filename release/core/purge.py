@@ -1,0 +1,220 @@
+"""Retention enforcement: delete copies past their retention through the gateway API, purge
+the service's own old records, and delete single copies admins asked to remove.
+
+Every step is safe to repeat: a gateway delete that matches nothing means Halon already
+removed the copy (its own per-quarantine retention), which is the outcome we wanted.
+Unreported copies in the short quarantine are left to Halon's own retention; the service
+never lists a whole quarantine (see docs/operations.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import ColumnElement, Select, delete, func, or_, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from release.config import Settings
+from release.core.flow import PermanentFailure, RetryLater
+from release.core.retention import current
+from release.db.models import LIVE_RECIPIENT_STATES, AuditEntry, Event, Job, Recipient, Report, utcnow
+from release.gateway import Gateway, GatewayError
+from release.jobs import queue as jobs
+from release.jobs.worker import Worker
+
+log = logging.getLogger(__name__)
+SYSTEM = "system"
+FINISHED_JOB_STATES = ("done", "dead")
+
+
+@dataclass
+class EnforcementResult:
+    """What one run did (or, dry, would do)."""
+
+    dry_run: bool
+    deleted: list[str] = field(default_factory=list)  # "node/message#queue" per copy
+    already_gone: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    reports_purged: int = 0
+    jobs_purged: int = 0
+
+    def lines(self) -> list[str]:
+        """Human-readable summary for the CLI."""
+        verb = "would delete" if self.dry_run else "deleted"
+        out = [f"{verb} copy {c}" for c in self.deleted]
+        out += [f"{'would mark' if self.dry_run else 'marked'} expired (already gone) {c}" for c in self.already_gone]
+        out += [f"error {e}" for e in self.errors]
+        purge = "would purge" if self.dry_run else "purged"
+        out.append(f"{verb} {len(self.deleted) + len(self.already_gone)} copies past retention")
+        out.append(f"{purge} {self.reports_purged} reports and {self.jobs_purged} finished jobs past record retention")
+        return out
+
+
+def _label(recipient: Recipient) -> str:
+    return f"{recipient.report.node}/{recipient.report.message_id}#{recipient.queue}"
+
+
+def _past_retention(now: datetime, long: timedelta) -> ColumnElement[bool]:
+    # expires_at was fixed when the copy was located; a long retention shortened since then
+    # applies at once (created_at + the current long retention).
+    return or_(Recipient.expires_at <= now, Recipient.created_at <= now - long)
+
+
+def enforce(
+    session: Session, gateways: Mapping[str, Gateway], settings: Settings, now: datetime, dry_run: bool = False
+) -> EnforcementResult:
+    """Delete copies past retention (marking them expired) and purge old records; commits."""
+    retention = current(session, settings.retention)
+    result = EnforcementResult(dry_run=dry_run)
+    due = select(Recipient).where(Recipient.state.in_(LIVE_RECIPIENT_STATES), _past_retention(now, retention.long))
+    if dry_run:
+        result.deleted = [_label(r) for r in session.scalars(due.order_by(Recipient.id))]
+    else:
+        _delete_expired(session, gateways, due, result)
+    _purge(session, now - retention.records, result)
+    if dry_run:
+        session.rollback()
+    else:
+        session.commit()
+    return result
+
+
+def _delete_expired(
+    session: Session, gateways: Mapping[str, Gateway], due: Select[Recipient], result: EnforcementResult
+) -> None:
+    """One copy per transaction, each row locked while its gateway delete runs."""
+    skipped: list[int] = []
+    while True:
+        query = due.where(Recipient.id.notin_(skipped)) if skipped else due
+        recipient = session.scalar(query.order_by(Recipient.id).limit(1).with_for_update(skip_locked=True))
+        if recipient is None:
+            return
+        report, label = recipient.report, _label(recipient)
+        gateway = gateways.get(report.node)
+        try:
+            if gateway is None:
+                raise GatewayError(f"node {report.node!r} is no longer configured")
+            affected = gateway.delete(report.message_id, [recipient.queue])
+        except GatewayError as exc:
+            # Left as it is: the next run tries again.
+            session.rollback()
+            skipped.append(recipient.id)
+            result.errors.append(f"{label}: {exc}")
+            log.warning("retention: could not delete %s: %s", label, exc)
+            continue
+        gone = affected == 0
+        (result.already_gone if gone else result.deleted).append(label)
+        _mark_deleted(session, recipient, "retention", gone)
+        session.commit()
+
+
+def _mark_deleted(session: Session, recipient: Recipient, why: str, gone: bool) -> None:
+    """The copy is no longer on the gateway: expired, in the history and the audit log."""
+    recipient.state = "expired"
+    detail = f"{why}: " + ("already gone from the gateway" if gone else "deleted from the gateway")
+    session.add(
+        Event(actor=SYSTEM, action="deleted", report_id=recipient.report_id, recipient_id=recipient.id, detail=detail)
+    )
+    session.add(AuditEntry(actor=SYSTEM, action="copy.deleted", target=f"recipient:{recipient.id}",
+                           detail=f"{_label(recipient)} {detail}"))  # fmt: skip
+
+
+def _purge(session: Session, cutoff: datetime, result: EnforcementResult) -> None:
+    """Delete reports (with their copies' rows and history) and finished jobs older than
+    the record retention; a report whose copy is somehow still live is kept."""
+    live = select(Recipient.id).where(Recipient.report_id == Report.id, Recipient.state.in_(LIVE_RECIPIENT_STATES))
+    old_reports = (Report.created_at < cutoff) & ~live.exists()
+    old_jobs = Job.state.in_(FINISHED_JOB_STATES) & (Job.finished_at < cutoff)
+    if result.dry_run:
+        result.reports_purged = session.scalar(select(func.count()).select_from(Report).where(old_reports)) or 0
+        result.jobs_purged = session.scalar(select(func.count()).select_from(Job).where(old_jobs)) or 0
+        return
+    # Events and recipients go with their report (ON DELETE CASCADE).
+    reports = session.execute(delete(Report).where(old_reports).execution_options(synchronize_session=False))
+    finished = session.execute(delete(Job).where(old_jobs).execution_options(synchronize_session=False))
+    result.reports_purged = int(getattr(reports, "rowcount", 0) or 0)
+    result.jobs_purged = int(getattr(finished, "rowcount", 0) or 0)
+    if result.reports_purged or result.jobs_purged:
+        session.add(AuditEntry(actor=SYSTEM, action="records.purged", target=f"before {cutoff.isoformat()}",
+                               detail=f"{result.reports_purged} reports, {result.jobs_purged} jobs"))  # fmt: skip
+
+
+# -- the periodic job ---------------------------------------------------------------------------
+
+
+def schedule(session: Session, run_after: datetime) -> bool:
+    """Queue the periodic enforcement unless one is already queued (a unique index decides)."""
+    try:
+        with session.begin_nested():
+            jobs.enqueue(session, "enforce", 0, run_after=run_after)
+    except IntegrityError:
+        return False
+    return True
+
+
+def run_soon(session: Session, now: datetime) -> None:
+    """Bring the queued enforcement forward (retention changed: apply it at once)."""
+    session.execute(
+        update(Job)
+        .where(Job.kind == "enforce", Job.state == "queued")
+        .values(run_after=now)
+        .execution_options(synchronize_session=False)
+    )
+    session.info["wake_workers"] = True
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"NOTIFY {jobs.WAKE_CHANNEL}"))
+
+
+class Enforcer:
+    """The worker's handlers for "enforce" and "delete" jobs."""
+
+    def __init__(self, settings: Settings, gateways: Mapping[str, Gateway]) -> None:
+        self.settings = settings
+        self.gateways = gateways
+
+    @property
+    def interval(self) -> timedelta:
+        return timedelta(minutes=self.settings.retention.enforce_every_minutes)
+
+    def run_job(self, session: Session, _ref_id: int) -> None:
+        """Enforce now, then queue the next run (committed with this job's completion)."""
+        now = utcnow()
+        result = enforce(session, self.gateways, self.settings, now)
+        if result.deleted or result.already_gone or result.errors:
+            log.info("retention: %s", "; ".join(result.lines()[-2:]))
+        schedule(session, now + self.interval)
+
+    def delete_copy(self, session: Session, recipient_id: int) -> None:
+        """Delete one copy an admin asked to remove; gone already counts as done."""
+        recipient = session.get(Recipient, recipient_id)
+        if recipient is None or recipient.state == "released":
+            return
+        gateway = self.gateways.get(recipient.report.node)
+        if gateway is None:
+            raise PermanentFailure(f"node {recipient.report.node!r} is no longer configured")
+        try:
+            affected = gateway.delete(recipient.report.message_id, [recipient.queue])
+        except GatewayError as exc:
+            raise RetryLater(f"gateway: {exc}") from exc
+        _mark_deleted(session, recipient, "admin request", affected == 0)
+        session.commit()
+
+    def on_dead(self, session: Session, kind: str, _ref_id: int, error: str) -> None:
+        """An enforcement that gave up must not end the schedule."""
+        if kind == "enforce":
+            schedule(session, utcnow() + self.interval)
+
+
+class EnforcingWorker(Worker):
+    """A worker loop that makes sure the periodic enforcement is scheduled when it starts."""
+
+    def run(self) -> None:
+        """Schedule enforcement (if no run is queued), then process jobs until stopped."""
+        with self.db.session() as session:
+            schedule(session, utcnow())
+            session.commit()
+        super().run()

@@ -1,0 +1,79 @@
+"""One place that turns every failure into a friendly page (or JSON for scripts)."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify, render_template, request
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext
+from flask_babel import lazy_gettext as _l
+from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException
+
+from release.core.links import LinkError
+
+log = logging.getLogger(__name__)
+
+TITLES = {
+    400: _l("This link or form is not valid"),
+    403: _l("Not allowed"),
+    404: _l("Not found"),
+    405: _l("Not allowed"),
+    410: _l("No longer available"),
+    413: _l("Too much data"),
+    429: _l("Too many requests"),
+    500: _l("Something went wrong on our side"),
+    503: _l("Temporarily unavailable"),
+}
+
+
+def _wants_json() -> bool:
+    return (
+        request.path.endswith("/status")
+        or request.path.startswith("/api/")
+        or (request.accept_mimetypes.best == "application/json")
+    )
+
+
+def render_error(status: int, message: str) -> ResponseReturnValue:
+    """An error page (or JSON) with a plain-words message and no internals."""
+    title = str(TITLES.get(status, _l("Error")))
+    if _wants_json():
+        return jsonify(error=title, message=message), status
+    return render_template("error.html", status=status, title=title, message=message), status
+
+
+def register(app: Flask) -> None:
+    """Install the handlers."""
+
+    @app.errorhandler(LinkError)
+    def link_error(exc: LinkError) -> ResponseReturnValue:
+        # The messages are marked where they are raised (links.py: LinkInvalid/LinkExpired).
+        return render_error(exc.status, gettext(str(exc)))
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(_exc: CSRFError) -> ResponseReturnValue:
+        return render_error(
+            400, gettext("The form expired or came from elsewhere. Please reload the page and try again.")
+        )
+
+    @app.errorhandler(OperationalError)
+    def database_down(exc: OperationalError) -> ResponseReturnValue:
+        log.error("database unavailable: %s", exc.orig.__class__.__name__ if exc.orig else exc)
+        return render_error(503, gettext("The service is briefly unavailable. Please try again in a minute."))
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> ResponseReturnValue:
+        status = exc.code or 500
+        default = exc.description if status != 500 else ""
+        message = default if default and not default.startswith(("The requested URL", "The server")) else ""
+        return render_error(status, message or str(TITLES.get(status, _l("Error"))) + ".")
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> ResponseReturnValue:
+        if isinstance(exc, HTTPException):
+            return http_error(exc)
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return render_error(500, gettext("Please try again later; the error has been logged."))
