@@ -1,0 +1,146 @@
+"""Read the TOML file, apply ``RELEASE_<SECTION>__<KEY>`` environment overrides, coerce types.
+
+Every problem raises :class:`ConfigError` naming the offending key, so an operator sees at
+start-up what to fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from typing import Any
+
+from release.config.settings import SECTIONS, ConfigError, NodeSettings, Settings
+from release.config.validation import validate
+
+ENV_PREFIX = "RELEASE_"
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the TOML file at ``path`` (if any), apply ``RELEASE_*`` overrides, validate."""
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError("RELEASE_CONFIG", f"file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("RELEASE_CONFIG", f"{path} is not valid TOML: {exc}") from None
+    return settings_from_mapping(apply_env_overrides(data, environ))
+
+
+def apply_env_overrides(data: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """Return a copy of ``data`` with ``RELEASE_<SECTION>__<KEY>`` variables applied.
+
+    Nodes are addressed by name: ``RELEASE_NODES__MX1__PASSWORD`` sets the password of node
+    ``mx1`` (so secrets can stay out of the file).
+    """
+    merged: dict[str, Any] = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in data.items()}
+    nodes = [dict(n) for n in data.get("nodes", []) if isinstance(n, Mapping)]
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        parts = name[len(ENV_PREFIX) :].lower().split("__")
+        if parts[0] == "nodes" and len(parts) == 3:
+            node_name = parts[1].replace("_", "-")
+            target = next((n for n in nodes if n.get("name") == node_name), None)
+            if target is None:
+                target = {"name": node_name}
+                nodes.append(target)
+            target[parts[2]] = value
+        elif len(parts) == 2 and parts[0] in SECTIONS:
+            merged.setdefault(parts[0], {})[parts[1]] = value
+    if nodes:
+        merged["nodes"] = nodes
+    return merged
+
+
+def settings_from_mapping(data: Mapping[str, Any]) -> Settings:
+    """Build and validate :class:`Settings` from a parsed TOML-like mapping."""
+    unknown = set(data) - set(SECTIONS) - {"nodes"}
+    if unknown:
+        raise ConfigError(sorted(unknown)[0], "unknown section")
+    sections = {name: _build(cls, name, data.get(name, {})) for name, cls in SECTIONS.items()}
+    raw_nodes = data.get("nodes", [])
+    if not isinstance(raw_nodes, list):
+        raise ConfigError("nodes", "must be an array of tables ([[nodes]])")
+    nodes = tuple(_build(NodeSettings, f"nodes[{i}]", raw) for i, raw in enumerate(raw_nodes))
+    settings = Settings(nodes=nodes, **sections)
+    validate(settings)
+    return settings
+
+
+def _build(cls: type, prefix: str, raw: Any) -> Any:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(prefix, "must be a table")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in names:
+            raise ConfigError(f"{prefix}.{key}", "unknown key")
+    values = {key: _coerce(f"{prefix}.{key}", hints[key], value) for key, value in raw.items()}
+    try:
+        return cls(**values)
+    except TypeError:
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in values]
+        raise ConfigError(f"{prefix}.{missing[0] if missing else '?'}", "is required") from None
+
+
+def _coerce(key: str, hint: Any, value: Any) -> Any:
+    """Convert a TOML or environment value to the field's type, or raise ConfigError."""
+    if typing.get_origin(hint) is dict:
+        return _coerce_table(key, value)
+    if typing.get_origin(hint) is tuple:
+        if isinstance(value, str):
+            value = _parse_list(key, value)
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(key, "must be a list of strings")
+        return tuple(value)
+    if hint == (float | None):
+        return None if value is None or value == "" else _coerce(key, float, value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
+            return value.lower() in {"1", "true", "yes", "on"}
+        raise ConfigError(key, "must be true or false")
+    if hint in (int, float):
+        if isinstance(value, bool):
+            raise ConfigError(key, f"must be a number, not {value!r}")
+        try:
+            return hint(value)
+        except (TypeError, ValueError):
+            raise ConfigError(key, f"must be a number, not {value!r}") from None
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(key, "must be a string")
+        return value
+    raise ConfigError(key, f"unsupported type {hint}")  # pragma: no cover - programming error
+
+
+def _coerce_table(key: str, value: Any) -> dict[str, str]:
+    """A string-to-string table (TOML inline table, or JSON object from the environment)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise ConfigError(key, "must be a JSON object") from None
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise ConfigError(key, "must be a table of strings")
+    return dict(value)
+
+
+def _parse_list(key: str, value: str) -> list[str]:
+    if value.lstrip().startswith("["):
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            raise ConfigError(key, "must be a JSON list or comma-separated") from None
+        return list(parsed) if isinstance(parsed, list) else [parsed]
+    return [part.strip() for part in value.split(",") if part.strip()]

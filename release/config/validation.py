@@ -1,0 +1,212 @@
+"""Cross-field checks of :class:`Settings`; outside the demo, refuse placeholder secrets."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from release.config.settings import (
+    LOCALES,
+    ApiSettings,
+    BrandingSettings,
+    CaptchaSettings,
+    ConfigError,
+    I18nSettings,
+    MetricsSettings,
+    NodeSettings,
+    PolicySettings,
+    Settings,
+)
+
+NODE_NAME = re.compile(r"^[a-z0-9-]+$")
+QUARANTINE_ID = re.compile(r"^mailquarantine:\d+$")
+CAPTCHA_PROVIDERS = ("recaptcha", "hcaptcha", "turnstile", "altcha")
+SMTP_SECURITY = ("none", "starttls", "tls")
+DELETE_SHAPES = ("action", "task")
+LOG_FORMATS = ("text", "json")
+MIN_SECRET_LENGTH = 16
+HEX_COLOR = re.compile(r"#(?:[0-9a-fA-F]{3}){1,2}")
+DOMAIN = re.compile(r"(?=.{1,253}\Z)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
+EMAIL = re.compile(r"[^@\s<>\"']{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}")
+# Values that only ever appear in examples and docs; a production config must not use them.
+PLACEHOLDER_SECRETS = frozenset(
+    {
+        "...",
+        "change-me",
+        "changeme",
+        "secret",
+        "password",
+        "demo",
+        "current-gateway-shared-key",
+        "previous-key",
+        "dev",
+        "development",
+    }
+)
+
+
+def validate(settings: Settings) -> None:
+    """Check cross-field rules; secrets are strict unless this is the demo."""
+    app = settings.app
+    url = urlsplit(app.public_url)
+    if url.scheme not in ("http", "https") or not url.netloc:
+        raise ConfigError("app.public_url", "must be an absolute http(s) URL")
+    if not app.secret_key:
+        # The demo relaxes placeholder checks, not this: sessions, CSRF and tokens need a key.
+        raise ConfigError("app.secret_key", "is required, in demo mode too (it signs sessions, CSRF and release links)")
+    if not app.demo:
+        _require_secret("app.secret_key", app.secret_key)
+        if not settings.links.keys:
+            raise ConfigError("links.keys", "at least one link key shared with the gateway is required")
+        for i, key in enumerate(settings.links.keys):
+            _require_secret(f"links.keys[{i}]", key)
+        if not settings.nodes:
+            raise ConfigError("nodes", "at least one gateway node ([[nodes]]) is required")
+    _validate_captcha(settings.captcha, demo=app.demo)
+    if settings.smtp.security not in SMTP_SECURITY:
+        raise ConfigError("smtp.security", f"must be one of {', '.join(SMTP_SECURITY)}")
+    if not 0 < settings.smtp.port < 65536:
+        raise ConfigError("smtp.port", "must be a TCP port (1-65535)")
+    retention = settings.retention
+    if not 1 <= retention.short_hours <= 24 * 30:
+        raise ConfigError("retention.short_hours", "must be between 1 and 720 hours")
+    if not 1 <= retention.long_days <= 365:
+        raise ConfigError("retention.long_days", "must be between 1 and 365 days")
+    if retention.long_days * 24 <= retention.short_hours:
+        raise ConfigError("retention.long_days", "long retention must be longer than short retention")
+    if not 1 <= retention.record_days <= 3650:
+        raise ConfigError("retention.record_days", "must be between 1 and 3650 days")
+    if retention.record_days < retention.long_days:
+        raise ConfigError("retention.record_days", "must be at least retention.long_days")
+    if not 1 <= retention.enforce_every_minutes <= 24 * 60:
+        raise ConfigError("retention.enforce_every_minutes", "must be between 1 and 1440")
+    if urlsplit(settings.limits.storage_url).scheme not in ("memory", "redis", "rediss"):
+        raise ConfigError("limits.storage_url", "must be memory:// or a redis:// URL")
+    if not 1 <= app.max_comment_length <= 20000:
+        raise ConfigError("app.max_comment_length", "must be between 1 and 20000")
+    if settings.worker.concurrency < 1:
+        raise ConfigError("worker.concurrency", "must be at least 1")
+    _validate_nodes(settings.nodes, demo=app.demo)
+    _validate_policy(settings.policy, demo=app.demo)
+    _validate_i18n(settings.i18n)
+    _validate_branding(settings.branding)
+    _validate_metrics(settings.metrics, demo=app.demo)
+    _validate_api_keys(settings.api, demo=app.demo)
+    if settings.logging.format not in LOG_FORMATS:
+        raise ConfigError("logging.format", f"must be one of {', '.join(LOG_FORMATS)}")
+
+
+def _validate_policy(policy: PolicySettings, *, demo: bool) -> None:
+    for i, quarantine in enumerate(policy.high_risk_quarantines):
+        if not QUARANTINE_ID.match(quarantine):
+            raise ConfigError(f"policy.high_risk_quarantines[{i}]", "must look like mailquarantine:<number>")
+    if not demo:
+        for i, key in enumerate(policy.allowlist_keys):
+            _require_secret(f"policy.allowlist_keys[{i}]", key)
+
+
+def _require_secret(key: str, value: str) -> None:
+    if not value:
+        raise ConfigError(key, "is required (set it in the config file or the environment)")
+    if _is_placeholder(value):
+        raise ConfigError(
+            key,
+            f"looks like a placeholder or demo value; use a random value of at least {MIN_SECRET_LENGTH} characters",
+        )
+
+
+def _is_placeholder(secret: str) -> bool:
+    return secret.strip().lower() in PLACEHOLDER_SECRETS or len(secret) < MIN_SECRET_LENGTH
+
+
+def _validate_metrics(metrics: MetricsSettings, *, demo: bool) -> None:
+    if metrics.token and not demo:
+        _require_secret("metrics.token", metrics.token)
+    for i, entry in enumerate(metrics.allowed_ips):
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ConfigError(f"metrics.allowed_ips[{i}]", f"{entry!r} is not an IP address or network") from None
+
+
+def _validate_api_keys(api: ApiSettings, *, demo: bool) -> None:
+    for i, key in enumerate(api.keys):
+        if key.startswith("sha256:"):
+            if not re.fullmatch(r"[0-9a-f]{64}", key[len("sha256:") :]):
+                raise ConfigError(f"api.keys[{i}]", "sha256: must be followed by 64 lower-case hex digits")
+        elif not demo:
+            _require_secret(f"api.keys[{i}]", key)
+
+
+def _validate_captcha(captcha: CaptchaSettings, *, demo: bool) -> None:
+    if captcha.provider not in CAPTCHA_PROVIDERS:
+        raise ConfigError("captcha.provider", f"must be one of {', '.join(CAPTCHA_PROVIDERS)}")
+    if captcha.provider != "altcha" and not demo:
+        if not captcha.site_key:
+            raise ConfigError("captcha.site_key", f"is required for {captcha.provider}")
+        if not captcha.secret:
+            raise ConfigError("captcha.secret", f"is required for {captcha.provider}")
+    if captcha.verify_url and urlsplit(captcha.verify_url).scheme not in ("http", "https"):
+        raise ConfigError("captcha.verify_url", "must be an http(s) URL")
+    if not 0.0 <= captcha.min_score <= 1.0:
+        raise ConfigError("captcha.min_score", "must be between 0.0 and 1.0")
+
+
+def _validate_nodes(nodes: tuple[NodeSettings, ...], *, demo: bool) -> None:
+    seen: set[str] = set()
+    for i, node in enumerate(nodes):
+        key = f"nodes[{i}]"
+        if not NODE_NAME.match(node.name):
+            raise ConfigError(f"{key}.name", "must match [a-z0-9-]+")
+        if node.name in seen:
+            raise ConfigError(f"{key}.name", f"duplicate node name {node.name!r}")
+        seen.add(node.name)
+        if urlsplit(node.api_url).scheme not in ("http", "https") or not urlsplit(node.api_url).netloc:
+            raise ConfigError(f"{key}.api_url", "must be an absolute http(s) URL")
+        for attr in ("short_quarantine", "long_quarantine"):
+            if not QUARANTINE_ID.match(getattr(node, attr)):
+                raise ConfigError(f"{key}.{attr}", "must look like mailquarantine:<number>")
+        if node.short_quarantine == node.long_quarantine:
+            raise ConfigError(f"{key}.long_quarantine", "must differ from short_quarantine")
+        if node.delete_shape not in DELETE_SHAPES:
+            raise ConfigError(f"{key}.delete_shape", f"must be one of {', '.join(DELETE_SHAPES)}")
+        if node.ca_file and not Path(node.ca_file).is_file():
+            raise ConfigError(f"{key}.ca_file", f"file {node.ca_file} does not exist")
+        if not demo and not node.password:
+            raise ConfigError(f"{key}.password", "is required (HTTP Basic auth to the gateway API)")
+        if node.timeout_seconds <= 0:
+            raise ConfigError(f"{key}.timeout_seconds", "must be positive")
+
+
+def _validate_i18n(i18n: I18nSettings) -> None:
+    if i18n.default_locale not in LOCALES:
+        raise ConfigError("i18n.default_locale", f"must be one of {', '.join(LOCALES)}")
+    for domain, locale in i18n.domain_locales.items():
+        if not DOMAIN.fullmatch(domain):
+            raise ConfigError(f"i18n.domain_locales.{domain}", "must be a domain name like example.se")
+        if locale not in LOCALES:
+            raise ConfigError(f"i18n.domain_locales.{domain}", f"must be one of {', '.join(LOCALES)}")
+
+
+def _validate_branding(branding: BrandingSettings) -> None:
+    if not HEX_COLOR.fullmatch(branding.primary_color):
+        raise ConfigError("branding.primary_color", "must be a hex colour like #0d6efd")
+    for name, limit in (("organisation_name", 100), ("footer_text", 500), ("support_contact", 254)):
+        value = getattr(branding, name)
+        if len(value) > limit or any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+            raise ConfigError(f"branding.{name}", f"must be one line of at most {limit} characters")
+    logo = branding.logo_url
+    if logo and not (_is_http_url(logo) or (logo.startswith("/") and not logo.startswith("//"))):
+        raise ConfigError("branding.logo_url", "must be an http(s) URL or a path starting with /")
+    contact = branding.support_contact
+    if contact and not (_is_http_url(contact) or EMAIL.fullmatch(contact)):
+        raise ConfigError("branding.support_contact", "must be an email address or an http(s) URL")
+    if branding.template_dir and not Path(branding.template_dir).is_dir():
+        raise ConfigError("branding.template_dir", f"folder {branding.template_dir} does not exist")
+
+
+def _is_http_url(value: str) -> bool:
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.netloc) and not any(c in value for c in " \"'<>")
