@@ -42,7 +42,7 @@ from release.db import migrate  # noqa: E402
 from release.db.engine import Database  # noqa: E402
 from release.db.models import Event, Job, Report  # noqa: E402
 from release.devtools.mailcapture import CaptureServer, free_port  # noqa: E402
-from release.devtools.simulator import HalonSimulator, SimItem, SimulatorServer, _Ids  # noqa: E402
+from release.devtools.simulator import HalonSimulator, Ids, SimItem, SimulatorServer  # noqa: E402
 from release.jobs.queue import WAKE_CHANNEL  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -178,7 +178,7 @@ class IndexedSimulator(HalonSimulator):
         # transaction -> [(command, time.time() when answered)], when tracking is on
         self.answered: dict[str, list[tuple[str, float]]] | None = None
 
-    def _note(self, command: str, ids: _Ids) -> None:
+    def _note(self, command: str, ids: Ids) -> None:
         if self.answered is not None:
             now = time.time()
             for tx, _queue in ids.pairs:
@@ -190,14 +190,14 @@ class IndexedSimulator(HalonSimulator):
             self._by_tx[tx] = [i for i in self._items[-len(recipients) :] if i.transaction == tx]
         return tx
 
-    def _candidates(self, ids: _Ids) -> list[SimItem]:
+    def _candidates(self, ids: Ids) -> list[SimItem]:
         seen: dict[int, SimItem] = {}
         for tx, _queue in ids.pairs:
             for item in self._by_tx.get(tx, ()):
                 seen[id(item)] = item
         return sorted(seen.values(), key=lambda i: (i.transaction, i.queue))
 
-    def _list(self, ids: _Ids, paging: Any) -> dict[str, Any]:
+    def _list(self, ids: Ids, paging: Any) -> dict[str, Any]:
         with self._lock:
             saved, self._items = self._items, self._candidates(ids)
             try:
@@ -206,7 +206,7 @@ class IndexedSimulator(HalonSimulator):
                 self._items = saved
                 self._note("find", ids)
 
-    def _update(self, ids: _Ids, payload: dict[str, Any]) -> dict[str, Any]:
+    def _update(self, ids: Ids, payload: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
             saved, self._items = self._items, self._candidates(ids)
             try:

@@ -22,7 +22,7 @@ from sqlalchemy import func, insert, select, text
 from release.db.engine import Database
 from release.db.models import Event, Job, Recipient, Report
 from release.devtools.mailcapture import CaptureServer
-from release.devtools.simulator import HalonSimulator, RecordedRequest, SimulatorServer, _Ids
+from release.devtools.simulator import HalonSimulator, Ids, RecordedRequest, SimulatorServer
 from release.jobs.queue import WAKE_CHANNEL
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,7 +59,7 @@ class FaultSim(HalonSimulator):
                 self.stalled.append(self._local.record)
         super()._sleep(seconds)
 
-    def _update(self, ids: _Ids, payload: dict[str, Any]) -> dict[str, Any]:
+    def _update(self, ids: Ids, payload: dict[str, Any]) -> dict[str, Any]:
         kind = "release" if "move" in payload else "move" if "metadata" in payload else "delete"
         with self._lock:
             matched = [(i.transaction, i.queue) for i in self._items if i.state in ("hold", "active") and ids.match(i)]

@@ -1,0 +1,215 @@
+"""The simulated node's HTTP API: routes, Basic auth, fault injection and a request log.
+
+It implements the calls the adapter uses (see shared/halon-api.md) over a :class:`SimQueue`
+and can inject latency, failures and timeouts. Subclasses in the tests and benchmarks
+extend ``_api``, ``_record``, ``_list``, ``_update`` and ``_sleep``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from werkzeug.wrappers import Request, Response
+
+from release.devtools.simulator.overview import overview_page
+from release.devtools.simulator.protocol import ApiError, nonnegative, parse_changes, parse_ids
+from release.devtools.simulator.store import Ids, SimQueue
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+PROTOBUF_PATH = "/api/protobuf"
+LICENSE_PATH = "/api/5.3.0/license"
+DEFAULT_USERNAME = "release-api"
+DEFAULT_PASSWORD = "simulator-password"  # noqa: S105 - the simulator's own local account
+DEFAULT_PAGE_LIMIT = 100
+MAX_PAGE_LIMIT = 1000
+
+
+@dataclass
+class RecordedRequest:
+    """What one HTTP request carried, for assertions (``status`` is set once answered)."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    username: str | None
+    authorized: bool
+    body: Any = None  # decoded JSON, or None when absent or malformed
+    status: int = 0
+
+    @property
+    def command(self) -> str | None:
+        """The protobuf command letter, if the body had one."""
+        return self.body.get("command") if isinstance(self.body, dict) else None
+
+
+@dataclass
+class _Fault:
+    status: int | None  # None: answer normally after the delay
+    body: Any = None
+    delay: float = 0.0
+
+
+class HalonSimulator(SimQueue):
+    """In-memory Halon node: queue store, users, fault injection and a request log."""
+
+    def __init__(
+        self,
+        users: Mapping[str, str] | None = None,
+        *,
+        auto_deliver: bool = True,
+        max_page_size: int = MAX_PAGE_LIMIT,
+    ) -> None:
+        super().__init__(auto_deliver=auto_deliver)
+        self.users = dict(users) if users is not None else {DEFAULT_USERNAME: DEFAULT_PASSWORD}
+        self.max_page_size = max_page_size
+        self.requests_log: list[RecordedRequest] = []
+        self._faults: list[_Fault] = []
+        self._latency = 0.0
+        self._closing = threading.Event()
+
+    # -- fault injection ----------------------------------------------------------------------
+
+    def fail_next(self, n: int = 1, status: int = 503) -> None:
+        """Answer the next ``n`` API requests with ``status`` and a JSON error body."""
+        self.respond_next(status, {"error": f"simulated failure (HTTP {status})"}, n)
+
+    def respond_next(self, status: int, body: Any, n: int = 1) -> None:
+        """Answer the next ``n`` API requests with this status and body (str: sent verbatim)."""
+        with self._lock:
+            self._faults.extend(_Fault(status, body) for _ in range(n))
+
+    def timeout_next(self, n: int = 1, seconds: float = 30.0) -> None:
+        """Stall the next ``n`` API requests for ``seconds`` (past any client timeout).
+
+        The request is still carried out afterwards, as on a real slow node: a client
+        timeout does not prove the update did not happen.
+        """
+        with self._lock:
+            self._faults.extend(_Fault(None, delay=seconds) for _ in range(n))
+
+    def set_latency(self, seconds: float) -> None:
+        """Delay every API request by ``seconds`` (0 turns it off)."""
+        self._latency = max(0.0, seconds)
+
+    def close(self) -> None:
+        """Cut short any injected sleeps (the server calls this when it stops)."""
+        self._closing.set()
+
+    def reopen(self) -> None:
+        """Allow injected sleeps again (after :meth:`close`, when a server restarts)."""
+        self._closing.clear()
+
+    def api_calls(self, command: str | None = None) -> list[dict[str, Any]]:
+        """JSON bodies of the protobuf requests received, optionally of one command."""
+        with self._lock:
+            records = list(self.requests_log)
+        return [
+            r.body
+            for r in records
+            if r.path == PROTOBUF_PATH and isinstance(r.body, dict) and command in (None, r.command)
+        ]
+
+    # -- HTTP ---------------------------------------------------------------------------------
+
+    def app(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        """The WSGI application."""
+        response = self._dispatch(Request(environ))
+        return response(environ, start_response)
+
+    def _dispatch(self, request: Request) -> Response:
+        if request.path == "/" and request.method in ("GET", "HEAD"):
+            return overview_page(self.items())
+        routes = {PROTOBUF_PATH: "POST", LICENSE_PATH: "GET"}
+        if request.path not in routes:
+            return Response("not found\n", status=404, mimetype="text/plain")
+        record = self._record(request)
+        try:
+            response = self._api(request, record, routes[request.path])
+        except ApiError as exc:
+            response = _json({"error": exc.message}, exc.status)
+            if exc.status == 401:
+                response.headers["WWW-Authenticate"] = 'Basic realm="Halon simulator"'
+        record.status = response.status_code
+        return response
+
+    def _record(self, request: Request) -> RecordedRequest:
+        auth = request.authorization
+        username = auth.username if auth and auth.type == "basic" else None
+        password = auth.password if auth and auth.type == "basic" else None
+        expected = self.users.get(username or "")
+        authorized = (
+            expected is not None
+            and password is not None
+            and hmac.compare_digest(expected.encode("utf-8"), password.encode("utf-8"))
+        )
+        record = RecordedRequest(request.method, request.path, dict(request.headers), username, authorized)
+        with self._lock:
+            self.requests_log.append(record)
+        return record
+
+    def _api(self, request: Request, record: RecordedRequest, method: str) -> Response:
+        self._sleep(self._latency)
+        with self._lock:
+            fault = self._faults.pop(0) if self._faults else None
+        if fault is not None:
+            self._sleep(fault.delay)
+            if fault.status is not None:
+                if isinstance(fault.body, str):
+                    return Response(fault.body, status=fault.status, mimetype="text/plain")
+                return _json(fault.body, fault.status)
+        if not record.authorized:
+            raise ApiError(401, "authentication required")
+        if request.method != method:
+            raise ApiError(405, f"use {method}")
+        if request.path == LICENSE_PATH:
+            return _json({"license": {"product": "Halon simulator", "status": "valid"}})
+        if request.mimetype != "application/json":
+            raise ApiError(415, "Content-Type must be application/json")
+        try:
+            record.body = json.loads(request.get_data())
+        except ValueError:
+            raise ApiError(400, "malformed JSON") from None
+        return _json(self._protobuf(record.body))
+
+    def _protobuf(self, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise ApiError(400, "the request must be a JSON object")
+        if body.get("program") != "smtpd":
+            raise ApiError(400, f"unknown program {body.get('program')!r}")
+        payload = body.get("payload")
+        if not isinstance(payload, dict):
+            raise ApiError(400, "payload must be an object")
+        command = body.get("command")
+        if command == "F":
+            return self._list(parse_ids(payload), payload.get("paging"))
+        if command == "G":
+            return self._update(parse_ids(payload), payload)
+        raise ApiError(400, f"unknown command {command!r}")
+
+    def _list(self, ids: Ids, paging: Any) -> dict[str, Any]:
+        paging = paging if isinstance(paging, dict) else {}
+        offset = nonnegative(paging.get("offset", 0), "paging.offset")
+        limit = nonnegative(paging.get("limit", DEFAULT_PAGE_LIMIT), "paging.limit") or DEFAULT_PAGE_LIMIT
+        limit = min(limit, self.max_page_size, MAX_PAGE_LIMIT)
+        page, total = self.page(ids, offset, limit)
+        return {"items": page, "paging": {"total": total}}
+
+    def _update(self, ids: Ids, payload: dict[str, Any]) -> dict[str, Any]:
+        metadata, release, delete = parse_changes(payload)
+        affected = self.update(ids, metadata, release=release, delete=delete)
+        return {"affected": affected, "working": 0}
+
+    def _sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            self._closing.wait(seconds)
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(json.dumps(body), status=status, mimetype="application/json")
