@@ -43,7 +43,7 @@ from release.db.engine import Database  # noqa: E402
 from release.db.models import Event, Job, Report  # noqa: E402
 from release.devtools.mailcapture import CaptureServer, free_port  # noqa: E402
 from release.devtools.simulator import HalonSimulator, Ids, SimItem, SimulatorServer  # noqa: E402
-from release.jobs.queue import WAKE_CHANNEL  # noqa: E402
+from release.jobs.wake import CHANNEL as WAKE_CHANNEL  # noqa: E402
 
 BIN = Path(sys.executable).parent
 PG_ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")

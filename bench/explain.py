@@ -15,7 +15,7 @@ import psycopg
 from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from release.core.flow import COUNTED_NOTIFICATIONS  # noqa: E402
+from release.core.notify import COUNTED_NOTIFICATIONS  # noqa: E402
 from release.core.summaries import SUMMARY_BY_LINK  # noqa: E402
 from release.db import migrate  # noqa: E402
 from release.db.engine import Database  # noqa: E402

@@ -1,21 +1,27 @@
-"""The long-lived collaborators of one process, built once from the settings."""
+"""The long-lived collaborators of one process, built once from the settings: the one place
+that knows which implementation backs which interface, and every kind of job."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy.orm import Session
 
 from release.captcha import Captcha, make_captcha
 from release.config import Settings
 from release.core.choices import Choices
-from release.core.flow import Flow
+from release.core.context import Context
+from release.core.notify import Notifier
 from release.core.purge import Enforcer, EnforcingWorker
+from release.core.release import Releases
+from release.core.reports import Reports
 from release.core.summaries import ReportSummaries
 from release.db.engine import Database
+from release.db.states import JobKind, RecipientState, ReportState
 from release.gateway import Gateway, gateway_for
-from release.jobs.worker import LocalWaker, PostgresWaker, Waker, Worker, wake_on_commit
+from release.jobs.registry import JobRegistry, JobType, Target
+from release.jobs.wake import LocalWaker, PostgresWaker, Waker, wake_on_commit
+from release.jobs.worker import Worker
 from release.mail import Mailer, SmtpMailer
 from release.mail.brand import brand_from
 from release.mail.templates import MailTemplates
@@ -29,7 +35,9 @@ class Services:
 
     settings: Settings
     db: Database
-    flow: Flow
+    ctx: Context
+    steps: Steps
+    job_types: JobRegistry
     captcha: Captcha
     mailer: Mailer
     gateways: dict[str, Gateway]
@@ -44,21 +52,48 @@ class Services:
             waker = PostgresWaker(self.db.url.set(drivername="postgresql").render_as_string(hide_password=False))
         elif not in_process:
             polling = True  # SQLite across processes: nobody can wake us, poll briefly
-        flow, enforcer, choices = self.flow, Enforcer(self.settings, self.gateways), Choices(self.flow)
-        handlers = {"locate": flow.locate, "notify": flow.notify, "release": flow.release,
-                    "delete": enforcer.delete_copy, "enforce": enforcer.run_job,
-                    "discard": choices.discard, "outcome_mail": choices.outcome_mail}  # fmt: skip
+        return EnforcingWorker(self.db, self.job_types, self.settings.worker, waker, polling=polling)
 
-        def on_dead(session: Session, kind: str, ref_id: int, error: str) -> None:
-            if kind in ("discard", "outcome_mail"):
-                choices.on_dead(session, kind, ref_id, error)
-                return
-            (enforcer.on_dead if kind in ("delete", "enforce") else flow.on_dead)(session, kind, ref_id, error)
 
-        batch_handlers = {"locate": flow.locate_many, "notify": flow.notify_many}
-        return EnforcingWorker(
-            self.db, handlers, on_dead, self.settings.worker, waker, polling=polling, batch_handlers=batch_handlers
-        )
+@dataclass(frozen=True)
+class Steps:
+    """The domain steps, sharing one :class:`Context`."""
+
+    reports: Reports
+    notifier: Notifier
+    releases: Releases
+    choices: Choices
+    enforcer: Enforcer
+
+
+def build_steps(ctx: Context) -> Steps:
+    """The domain steps over ``ctx``."""
+    releases = Releases(ctx)
+    return Steps(Reports(ctx), Notifier(ctx), releases, Choices(ctx, releases), Enforcer(ctx.settings, ctx.gateways))
+
+
+def job_types(steps: Steps) -> JobRegistry:
+    """Every kind of job: what runs it, what a row shows when it gives up, and its rank."""
+    reports, notifier, releases, choices, enforcer = (
+        steps.reports, steps.notifier, steps.releases, steps.choices, steps.enforcer
+    )  # fmt: skip
+    failed = RecipientState.FAILED
+    return JobRegistry(
+        [
+            JobType(JobKind.LOCATE, reports.locate, reports.on_dead, "find and hold the copies", Target.REPORT,
+                    run_many=reports.locate_many, retry_from=(ReportState.FAILED, ReportState.PENDING)),
+            JobType(JobKind.NOTIFY, notifier.notify, notifier.on_dead, "mail the recipient", Target.COPY,
+                    priority=1, run_many=notifier.notify_many, retry_from=(failed, RecipientState.NOTIFY_PENDING)),
+            JobType(JobKind.RELEASE, releases.release, releases.on_dead, "release to delivery", Target.COPY,
+                    priority=0, retry_from=(failed, RecipientState.RELEASE_REQUESTED)),
+            JobType(JobKind.DELETE, enforcer.delete_copy, None, "delete on an admin's request", Target.COPY),
+            JobType(JobKind.ENFORCE, enforcer.run_job, enforcer.on_dead, "enforce retention", Target.NOTHING),
+            JobType(JobKind.DISCARD, choices.discard, choices.discard_gave_up, "delete on the recipient's request",
+                    Target.COPY),
+            JobType(JobKind.OUTCOME_MAIL, choices.outcome_mail, choices.outcome_mail_gave_up,
+                    "mail the admins' decision", Target.COPY),
+        ]
+    )  # fmt: skip
 
 
 def default_database_url() -> str:
@@ -77,8 +112,9 @@ def build_services(settings: Settings, *, mailer: Mailer | None = None) -> Servi
     captcha = make_captcha(settings.captcha, fallback_secret=settings.app.secret_key)
     waker = LocalWaker()
     wake_on_commit(db, waker)
-    flow = Flow(settings, gateways, mailer, mail_templates(settings))
-    return Services(settings, db, flow, captcha, mailer, gateways, waker, ReportSummaries(db))
+    ctx = Context(settings, gateways, mailer, mail_templates(settings))
+    steps = build_steps(ctx)
+    return Services(settings, db, ctx, steps, job_types(steps), captcha, mailer, gateways, waker, ReportSummaries(db))
 
 
 def mail_templates(settings: Settings) -> MailTemplates:

@@ -4,21 +4,24 @@ gateway and a recording mailer, jobs run by hand the way the worker runs them.""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 from sqlalchemy import select
 
 from release.config import PolicySettings
+from release.container import Steps, build_steps, job_types
 from release.core import admin_actions, links
 from release.core.choices import Choices, is_allowed, needs_approval, pending_count
-from release.core.flow import Flow, Submission
+from release.core.context import Context
+from release.core.reports import Submission
 from release.db import migrate
 from release.db.engine import Database
 from release.db.models import AllowedSender, AuditEntry, Job, Recipient
 from release.devtools.mailcapture import text_and_html
 from release.jobs import queue as jobs
+from release.jobs.registry import JobRegistry
 from release.mail import RecordingMailer
 from release.mail.templates import MailTemplates
 from tests.test_flow import COMMENT, LONG, NODE, SHORT, Clock, FakeGateway, make_settings
@@ -30,7 +33,9 @@ MSGID = "7b0c1a2e-0000-4000-8000-0000000000aa"
 @dataclass
 class Env:
     db: Database
-    flow: Flow
+    ctx: Context
+    steps: Steps
+    job_types: JobRegistry
     choices: Choices
     gateway: FakeGateway
     mailer: RecordingMailer
@@ -43,17 +48,14 @@ def env(database_url: str) -> Iterator[Env]:
     policy = PolicySettings(max_spam_score=5.0, high_risk_quarantines=(HIGH_RISK,))
     settings = dataclasses.replace(make_settings(database_url), policy=policy)
     gateway, mailer = FakeGateway(), RecordingMailer()
-    flow = Flow(settings, {NODE: gateway}, mailer, MailTemplates(settings.i18n), clock=Clock())
-    yield Env(db, flow, Choices(flow), gateway, mailer)
+    ctx = Context(settings, {NODE: gateway}, mailer, MailTemplates(settings.i18n), clock=Clock())
+    steps = build_steps(ctx)
+    yield Env(db, ctx, steps, job_types(steps), steps.choices, gateway, mailer)
     db.dispose()
 
 
 def settle(env: Env) -> list[str]:
     """Run every queued job in order, as the worker would; returns the kinds run."""
-    handlers: dict[str, Callable[..., None]] = {
-        "locate": env.flow.locate, "notify": env.flow.notify, "release": env.flow.release,
-        "discard": env.choices.discard, "outcome_mail": env.choices.outcome_mail,
-    }  # fmt: skip
     ran: list[str] = []
     while True:
         with env.db.session() as session:
@@ -62,7 +64,7 @@ def settle(env: Env) -> list[str]:
                 return ran
             job_id, kind, ref_id = job.id, job.kind, job.ref_id
         with env.db.session() as session:
-            handlers[kind](session, ref_id)
+            env.job_types[kind].run(session, ref_id)
             jobs.finish(session, job_id)
             session.commit()
         ran.append(kind)
@@ -72,9 +74,9 @@ def notified(env: Env, score: float | None, quarantine: str = SHORT) -> int:
     """One copy held, reported, located and mailed; returns the recipient id."""
     env.gateway.hold(MSGID, 1, "Rita@Example.org", quarantine=quarantine)
     env.gateway.copies[(MSGID, 1)] = dataclasses.replace(env.gateway.copies[(MSGID, 1)], spam_score=score)
-    link = links.ReportLink(NODE, MSGID, int(env.flow.clock().timestamp()))
+    link = links.ReportLink(NODE, MSGID, int(env.ctx.clock().timestamp()))
     with env.db.session() as session:
-        env.flow.submit_report(session, Submission(link, COMMENT, "198.51.100.7"))
+        env.steps.reports.submit(session, Submission(link, COMMENT, "198.51.100.7"))
     settle(env)
     with env.db.session() as session:
         (recipient,) = session.scalars(select(Recipient))
@@ -104,7 +106,7 @@ def queued_kinds(env: Env) -> list[str]:
 
 def test_a_score_above_the_limit_asks_the_admins_instead_of_releasing(env: Env) -> None:
     rid = notified(env, score=7.5)
-    assert needs_approval(env.flow.settings.policy, row(env, rid)) == "spam score 7.5 is above 5"
+    assert needs_approval(env.ctx.settings.policy, row(env, rid)) == "spam score 7.5 is above 5"
     assert act(env, rid, "release") == "approval_pending"
     assert act(env, rid, "release") == "approval_pending"  # a repeat changes nothing
     assert queued_kinds(env) == []

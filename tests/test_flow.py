@@ -23,23 +23,23 @@ import pytest
 from sqlalchemy import select
 
 from release.config import I18nSettings, Settings, WorkerSettings, settings_from_mapping
-from release.core import flow as flow_module
+from release.container import Steps, build_steps, job_types
 from release.core import links
-from release.core.flow import (
-    Deferred,
-    Flow,
-    PermanentFailure,
-    RetryLater,
-    Submission,
-    find_recipient_by_token,
-    find_report,
-)
+from release.core import notify as notify_module
+from release.core.context import Context
+from release.core.notify import notification_message_id
+from release.core.release import find_recipient_by_token
+from release.core.reports import Submission, find_report
 from release.db import migrate
 from release.db.engine import Database
 from release.db.models import Event, Job, Recipient, Report, utcnow
+from release.db.states import JobKind
 from release.gateway import GatewayError, GatewayRejected, NodeHealth, QuarantinedCopy
 from release.jobs import queue as jobs
-from release.jobs.worker import BATCH_LIMIT, LocalWaker, Worker
+from release.jobs.outcomes import Deferred, PermanentFailure, RetryLater
+from release.jobs.registry import JobRegistry, JobType, Target
+from release.jobs.wake import LocalWaker
+from release.jobs.worker import BATCH_LIMIT, Worker
 from release.mail import RecordingMailer
 from release.mail.templates import MailTemplates
 
@@ -184,7 +184,9 @@ class Clock:
 @dataclass
 class Env:
     db: Database
-    flow: Flow
+    ctx: Context
+    steps: Steps
+    job_types: JobRegistry
     gateway: FakeGateway
     mailer: RecordingMailer
     clock: Clock
@@ -241,8 +243,9 @@ def env(tmp_path: Path, migrated: Path, mail_templates: MailTemplates) -> Iterat
     gateway = FakeGateway()
     mailer = RecordingMailer()
     clock = Clock()
-    flow = Flow(make_settings(url), {NODE: gateway}, mailer, mail_templates, clock=clock)
-    yield Env(db, flow, gateway, mailer, clock)
+    ctx = Context(make_settings(url), {NODE: gateway}, mailer, mail_templates, clock=clock)
+    steps = build_steps(ctx)
+    yield Env(db, ctx, steps, job_types(steps), gateway, mailer, clock)
     keeper.close()
     db.dispose()
 
@@ -253,7 +256,7 @@ def env(tmp_path: Path, migrated: Path, mail_templates: MailTemplates) -> Iterat
 def submit(env: Env, message_id: str = MSGID, ip: str = "198.51.100.7") -> int:
     link = links.ReportLink(NODE, message_id, int(env.clock().timestamp()))
     with env.db.session() as session:
-        return env.flow.submit_report(session, Submission(link, COMMENT, ip)).id
+        return env.steps.reports.submit(session, Submission(link, COMMENT, ip)).id
 
 
 def queued(env: Env, kind: str | None = None) -> list[tuple[str, int]]:
@@ -265,12 +268,7 @@ def queued(env: Env, kind: str | None = None) -> list[tuple[str, int]]:
 
 
 def handler(env: Env, kind: str) -> Callable[..., None]:
-    handlers: dict[str, Callable[..., None]] = {
-        "locate": env.flow.locate,
-        "notify": env.flow.notify,
-        "release": env.flow.release,
-    }
-    return handlers[kind]
+    return env.job_types[kind].run
 
 
 def settle(env: Env, kind: str | None = None) -> list[tuple[str, int]]:
@@ -327,7 +325,7 @@ def request(env: Env, recipient_id: int) -> Recipient:
     with env.db.session() as session:
         recipient = session.get(Recipient, recipient_id)
         assert recipient is not None
-        result = env.flow.request_release(session, recipient)
+        result = env.steps.releases.request(session, recipient)
         session.expunge(result)
         return result
 
@@ -415,14 +413,14 @@ def test_happy_path_locates_extends_and_mails_every_recipient(env: Env) -> None:
     for row in rows:
         (mail,) = env.mailer.to(row.address)
         body = mail.as_string()
-        assert env.flow.release_url(row).split("/release/")[1] in body.replace("=\n", "")
+        assert env.ctx.release_url(row).split("/release/")[1] in body.replace("=\n", "")
         assert "SECRET-COMMENT-MARKER" not in body  # the sender's comment never goes into a mail
     assert "notified" in actions(env, report_id)
 
 
 def test_release_link_in_the_mail_finds_its_recipient(env: Env) -> None:
     _, (row,) = notified_report(env, "alice@example.org")
-    token = env.flow.release_url(row).rsplit("/", 1)[1]
+    token = env.ctx.release_url(row).rsplit("/", 1)[1]
     assert links.is_token_shaped(token)
     with env.db.session() as session:
         found = find_recipient_by_token(session, token)
@@ -535,7 +533,7 @@ def test_locate_move_outage_records_nothing_and_retries(env: Env) -> None:
 def test_locate_for_a_node_no_longer_configured_is_permanent(env: Env) -> None:
     env.gateway.hold(MSGID, 1, "alice@example.org")
     report_id = submit(env)
-    env.flow.gateways = {}
+    env.ctx.gateways = {}
 
     with pytest.raises(PermanentFailure):
         run(env, "locate", report_id)
@@ -549,7 +547,7 @@ def test_dead_locate_job_marks_the_report_failed(env: Env) -> None:
         run(env, "locate", report_id)
 
     with env.db.session() as session:
-        env.flow.on_dead(session, "locate", report_id, "RetryLater: gateway: find: connection refused")
+        env.job_types["locate"].on_dead(session, report_id, "RetryLater: gateway: find: connection refused")
         session.commit()
 
     report = report_of(env, report_id)
@@ -568,7 +566,7 @@ def test_dead_locate_job_marks_the_report_failed(env: Env) -> None:
 def test_on_dead_does_not_overwrite_a_finished_report(env: Env) -> None:
     report_id, _ = notified_report(env, "alice@example.org")
     with env.db.session() as session:
-        env.flow.on_dead(session, "locate", report_id, "late")
+        env.job_types["locate"].on_dead(session, report_id, "late")
         session.commit()
     assert report_of(env, report_id).state == "notified"
 
@@ -666,7 +664,7 @@ def test_dead_notify_job_fails_the_recipient_and_settles_the_report(env: Env) ->
     ((_, recipient_id),) = queued(env, "notify")
 
     with env.db.session() as session:
-        env.flow.on_dead(session, "notify", recipient_id, "RetryLater: SMTP: 451 try later")
+        env.job_types["notify"].on_dead(session, recipient_id, "RetryLater: SMTP: 451 try later")
         session.commit()
 
     (row,) = recipients(env, report_id)
@@ -815,7 +813,7 @@ def test_release_gateway_outage_is_retried(env: Env, outage: str) -> None:
 
 def test_release_for_a_node_no_longer_configured_is_permanent(env: Env) -> None:
     _, row = requested(env)
-    env.flow.gateways = {}
+    env.ctx.gateways = {}
 
     with pytest.raises(PermanentFailure):
         run(env, "release", row.id)
@@ -825,7 +823,7 @@ def test_release_for_a_node_no_longer_configured_is_permanent(env: Env) -> None:
 def test_dead_release_job_fails_the_recipient(env: Env) -> None:
     report_id, row = requested(env)
     with env.db.session() as session:
-        env.flow.on_dead(session, "release", row.id, "PermanentFailure: node gone")
+        env.job_types["release"].on_dead(session, row.id, "PermanentFailure: node gone")
         session.commit()
 
     assert one(env, row.id).state == "failed"
@@ -864,8 +862,8 @@ def test_two_release_posts_racing_queue_one_release_job(env: Env) -> None:
         second.commit()
         assert a is not None and b is not None and a.state == b.state == "notified"
 
-        env.flow.request_release(first, a)
-        env.flow.request_release(second, b)
+        env.steps.releases.request(first, a)
+        env.steps.releases.request(second, b)
     finally:
         first.close()
         second.close()
@@ -940,7 +938,7 @@ def test_notify_replayed_after_a_crash_before_settling_still_settles_the_report(
     def die(session: Any, report_ids: Any) -> None:
         raise Crash
 
-    monkeypatch.setattr(flow_module, "settle_reports", die)
+    monkeypatch.setattr(notify_module, "settle_reports", die)
     with pytest.raises(Crash):  # the mail went out and "notified" was committed, then the process died
         run(env, "notify", recipient_id)
     monkeypatch.undo()
@@ -953,8 +951,10 @@ def test_notify_replayed_after_a_crash_before_settling_still_settles_the_report(
 
 
 def _worker(env: Env, handlers: dict[str, Callable[..., None]]) -> Worker:
-    settings = env.flow.settings.worker
-    return Worker(env.db, handlers, env.flow.on_dead, settings, LocalWaker())
+    registry = JobRegistry(
+        dataclasses.replace(env.job_types[kind], run=run, run_many=None) for kind, run in handlers.items()
+    )
+    return Worker(env.db, registry, env.ctx.settings.worker, LocalWaker())
 
 
 def test_a_worker_whose_lease_ran_out_cannot_requeue_a_job_another_worker_holds(env: Env) -> None:
@@ -1051,7 +1051,7 @@ def test_a_retried_sending_keeps_its_message_id(env: Env) -> None:
     env.mailer.fail_next(1)  # temporary: the worker will retry
     with pytest.raises(RetryLater):
         run(env, "notify", row.id)
-    first_id = env.flow.notification_message_id(recipients(env, report_id)[0])
+    first_id = notification_message_id(env.ctx.settings.app.public_url, recipients(env, report_id)[0])
     env.clock.now += timedelta(minutes=5)
     run(env, "notify", row.id)
     (sent,) = env.mailer.sent
@@ -1072,7 +1072,7 @@ def located(env: Env) -> list[int]:
         env.gateway.hold(message_id, 2, f"bob{i}@example.org")
     report_ids = [submit(env, message_id, ip=f"198.51.100.{i}") for i, message_id in enumerate(BATCH_MESSAGES)]
     with env.db.session() as session:
-        assert env.flow.locate_many(session, report_ids) == {}
+        assert env.steps.reports.locate_many(session, report_ids) == {}
     return report_ids
 
 
@@ -1093,7 +1093,7 @@ def test_a_node_that_is_gone_fails_only_its_own_reports(env: Env) -> None:
         session.get_one(Report, orphan).node = "mx-retired"
         session.commit()
     with env.db.session() as session:
-        failures = env.flow.locate_many(session, [ok, orphan])
+        failures = env.steps.reports.locate_many(session, [ok, orphan])
 
     assert set(failures) == {orphan} and isinstance(failures[orphan], PermanentFailure)
     assert states(env, ok) == {"alice@example.org": "notify_pending"}
@@ -1104,7 +1104,7 @@ def test_an_outage_sends_the_whole_batch_back_to_retry(env: Env) -> None:
     report_id = submit(env, BATCH_MESSAGES[0])
     env.gateway.down.add("find")
     with env.db.session() as session:
-        failures = env.flow.locate_many(session, [report_id])
+        failures = env.steps.reports.locate_many(session, [report_id])
 
     assert isinstance(failures[report_id], RetryLater)
     assert report_of(env, report_id).state == "pending"
@@ -1113,13 +1113,13 @@ def test_an_outage_sends_the_whole_batch_back_to_retry(env: Env) -> None:
 def test_mails_of_a_batch_are_sent_and_recorded_in_chunks_and_fail_one_by_one(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(flow_module, "RECORD_EVERY", 4)
+    monkeypatch.setattr(notify_module, "RECORD_EVERY", 4)
     report_ids = located(env)
     ids = [r.id for report_id in report_ids for r in recipients(env, report_id)]
     env.mailer.fail_next(1, permanent=True)  # alice0: refused for good
     env.mailer.fail_next(1)  # bob0: the server said "try later"
     with env.db.session() as session:
-        failures = env.flow.notify_many(session, ids)
+        failures = env.steps.notifier.notify_many(session, ids)
 
     assert env.mailer.batches == [4, 2]  # recorded after every 4: a crash repeats at most 4 mails
     assert set(failures) == {ids[1]} and isinstance(failures[ids[1]], RetryLater)
@@ -1129,16 +1129,16 @@ def test_mails_of_a_batch_are_sent_and_recorded_in_chunks_and_fail_one_by_one(
 
 
 def test_the_daily_cap_counts_the_batch_itself(env: Env) -> None:
-    limits = dataclasses.replace(env.flow.settings.limits, notifications_per_recipient_per_day=1)
-    env.flow.settings = dataclasses.replace(env.flow.settings, limits=limits)
+    limits = dataclasses.replace(env.ctx.settings.limits, notifications_per_recipient_per_day=1)
+    env.ctx.settings = dataclasses.replace(env.ctx.settings, limits=limits)
     for message_id in BATCH_MESSAGES[:2]:
         env.gateway.hold(message_id, 1, "Carol@example.org" if message_id == BATCH_MESSAGES[0] else "carol@example.org")
     report_ids = [submit(env, m, ip=f"198.51.100.{i}") for i, m in enumerate(BATCH_MESSAGES[:2])]
     with env.db.session() as session:
-        env.flow.locate_many(session, report_ids)
+        env.steps.reports.locate_many(session, report_ids)
     ids = [r.id for report_id in report_ids for r in recipients(env, report_id)]
     with env.db.session() as session:
-        failures = env.flow.notify_many(session, ids)
+        failures = env.steps.notifier.notify_many(session, ids)
 
     assert len(env.mailer.sent) == 1  # one mailbox, whatever the case of its address
     assert set(failures) == {ids[1]} and isinstance(failures[ids[1]], Deferred)
@@ -1166,8 +1166,13 @@ def test_a_claim_fills_slots_with_batches_and_gives_back_what_it_cannot_start(en
         return {}
 
     settings = WorkerSettings(concurrency=3, idle_poll_seconds=0.05)
-    worker = Worker(db, {"release": release}, lambda *_: None, settings, LocalWaker(),
-                    batch_handlers={"notify": notify_many})  # fmt: skip
+    registry = JobRegistry(
+        [
+            JobType(JobKind.RELEASE, release, None, "release", Target.COPY, priority=0),
+            JobType(JobKind.NOTIFY, release, None, "notify", Target.COPY, priority=1, run_many=notify_many),
+        ]
+    )
+    worker = Worker(db, registry, settings, LocalWaker())
 
     assert worker.run_available() == 3  # three slots, three releases (they go first)
     with db.session() as session:

@@ -6,6 +6,7 @@ import threading
 import time
 from collections import Counter
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import event, select
@@ -15,9 +16,12 @@ from release.config import WorkerSettings
 from release.db import migrate
 from release.db.engine import Database
 from release.db.models import Job, utcnow
+from release.db.states import JobKind
 from release.jobs import queue as jobs
 from release.jobs import worker as worker_module
-from release.jobs.worker import LocalWaker, Worker, start_in_thread
+from release.jobs.registry import JobRegistry, JobType, Target
+from release.jobs.wake import LocalWaker
+from release.jobs.worker import Worker, start_in_thread
 
 
 @pytest.fixture
@@ -110,8 +114,8 @@ def test_a_busy_worker_claims_several_jobs_per_query(db: Database, monkeypatch: 
     claims: list[int] = []
     real_claim = jobs.claim
 
-    def counting_claim(session: Session, limit: int, lease_seconds: int) -> list[jobs.ClaimedJob]:
-        claimed = real_claim(session, limit, lease_seconds)
+    def counting_claim(session: Session, limit: int, lease_seconds: int, **options: Any) -> list[jobs.ClaimedJob]:
+        claimed = real_claim(session, limit, lease_seconds, **options)
         if claimed:
             claims.append(len(claimed))
         return claimed
@@ -123,7 +127,8 @@ def test_a_busy_worker_claims_several_jobs_per_query(db: Database, monkeypatch: 
     monkeypatch.setattr(jobs, "claim", counting_claim)
     monkeypatch.setattr(worker_module, "CLAIM_GATHER_SECONDS", 5.0)  # no early claim on a slow machine
     settings = WorkerSettings(concurrency=16, idle_poll_seconds=0.05)
-    worker = Worker(db, {"notify": handler}, lambda *_: None, settings, LocalWaker(), polling=True)
+    registry = JobRegistry([JobType(JobKind.NOTIFY, handler, None, "notify", Target.COPY)])
+    worker = Worker(db, registry, settings, LocalWaker(), polling=True)
     thread = start_in_thread(worker)
     deadline = time.monotonic() + 30
     while len(ran) < 96 and time.monotonic() < deadline:

@@ -7,7 +7,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
 
-from release.core.flow import COUNTED_NOTIFICATIONS
+from release.core.notify import COUNTED_NOTIFICATIONS
 from release.db import migrate
 from release.db.engine import Database
 from release.db.models import Base, utcnow

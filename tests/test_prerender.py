@@ -39,7 +39,7 @@ def _jinja_render(stack: Stack, path: str, headers: dict[str, str], **values: st
         form = ReportForm()
         form.limit_comment(svc.settings.app.max_comment_length)
         with svc.db.session() as session:
-            short_hours = svc.flow.retention(session).short_hours
+            short_hours = svc.ctx.retention(session).short_hours
         return render_template(
             "report_form.html", visit=visit, form=form, captcha_error=None, captcha=svc.captcha,
             challenge_url=url_for("sender.altcha_challenge"), short_hours=short_hours,

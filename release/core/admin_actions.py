@@ -10,21 +10,23 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, or_, select, text
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from release.config import RetentionSettings
+from release.core import history, retention
 from release.core import purge as enforcement
-from release.core import retention
-from release.core.flow import settle_report
-from release.db.models import REPORT_STATES, AuditEntry, Event, Job, Recipient, Report, utcnow
+from release.core.reports import settle_report
+from release.db.models import AuditEntry, Event, Job, Recipient, Report, utcnow
+from release.db.paging import PAGE_SIZE, Page, paginate
+from release.db.states import JobKind, JobState, RecipientState, ReportState
 from release.jobs import queue as jobs
+from release.jobs.registry import JobRegistry, Target
+from release.jobs.wake import wake_workers_on_commit
 
-PAGE_SIZE = 50
 FILTER_FIELDS = ("sender", "recipient", "subject", "message_id", "node", "status", "date_from", "date_to")
-# What on_dead set when a job gave up, and what the job expects to find when it runs again.
-RETRY_STATES = {"locate": ("failed", "pending"), "notify": ("failed", "notify_pending"),
-                "release": ("failed", "release_requested")}  # fmt: skip
+# The copy states an admin may release or notify again.
+ACTIONABLE_STATES = (RecipientState.NOTIFIED, RecipientState.NOTIFY_PENDING, RecipientState.FAILED)
 
 
 class ActionRefused(Exception):
@@ -48,7 +50,7 @@ class ReportFilter:
         """Keep what is usable; explain what is not (a bad date is ignored, not fatal)."""
         values = {k: args.get(k, "").strip()[:320] for k in FILTER_FIELDS if args.get(k, "").strip()}
         errors: list[str] = []
-        if values.get("status") and values["status"] not in REPORT_STATES:
+        if values.get("status") and values["status"] not in list(ReportState):
             errors.append(f"Unknown status {values.pop('status')!r}.")
         dates: dict[str, date | None] = {}
         for name in ("date_from", "date_to"):
@@ -85,33 +87,15 @@ class ReportFilter:
         return where
 
 
-@dataclass(frozen=True)
-class Page:
-    """One page of reports and the total that matched."""
-
-    reports: list[Report]
-    total: int
-    number: int
-
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // PAGE_SIZE))
-
-
-def search_reports(session: Session, flt: ReportFilter, page: int = 1) -> Page:
+def search_reports(session: Session, flt: ReportFilter, page: int = 1) -> Page[Report]:
     """Newest first, 50 a page; recipients loaded in one extra query (no N+1)."""
-    where = flt.conditions()
-    total = session.scalar(select(func.count()).select_from(Report).where(*where)) or 0
-    page = max(1, min(page, max(1, -(-total // PAGE_SIZE))))
-    rows = session.scalars(
+    query = (
         select(Report)
-        .where(*where)
+        .where(*flt.conditions())
         .options(selectinload(Report.recipients))
         .order_by(Report.created_at.desc(), Report.id.desc())
-        .offset((page - 1) * PAGE_SIZE)
-        .limit(PAGE_SIZE)
-    ).all()
-    return Page(list(rows), total, page)
+    )
+    return paginate(session, query, page)
 
 
 @dataclass(frozen=True)
@@ -123,30 +107,25 @@ class ReportDetail:
     jobs: list[Job]
 
 
-def report_detail(session: Session, report_id: int) -> ReportDetail | None:
+def report_detail(session: Session, report_id: int, job_types: JobRegistry) -> ReportDetail | None:
     """The report with its copies, its history (oldest first) and its jobs."""
     report = session.scalar(select(Report).where(Report.id == report_id).options(selectinload(Report.recipients)))
     if report is None:
         return None
     events = session.scalars(select(Event).where(Event.report_id == report_id).order_by(Event.at, Event.id)).all()
     recipient_ids = [r.id for r in report.recipients]
-    mine: ColumnElement[bool] = (Job.kind == "locate") & (Job.ref_id == report_id)
+    mine: ColumnElement[bool] = Job.kind.in_(job_types.targeting(Target.REPORT)) & (Job.ref_id == report_id)
     if recipient_ids:
-        kinds = ("notify", "release", "delete", "discard", "outcome_mail")
-        mine = or_(mine, Job.kind.in_(kinds) & Job.ref_id.in_(recipient_ids))
+        mine = or_(mine, Job.kind.in_(job_types.targeting(Target.COPY)) & Job.ref_id.in_(recipient_ids))
     found = session.scalars(select(Job).where(mine).order_by(Job.id)).all()
     return ReportDetail(report, list(events), list(found))
 
 
-def audit_page(session: Session, page: int = 1, *, action: str | None = None) -> tuple[list[AuditEntry], int]:
-    """The audit log (optionally one action), newest first, and the total count."""
+def audit_page(session: Session, page: int = 1, *, action: str | None = None) -> Page[AuditEntry]:
+    """The audit log (optionally one action), newest first."""
     where = [AuditEntry.action == action] if action else []
-    total = session.scalar(select(func.count()).select_from(AuditEntry).where(*where)) or 0
-    rows = session.scalars(
-        select(AuditEntry).where(*where).order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
-        .offset((max(1, page) - 1) * PAGE_SIZE).limit(PAGE_SIZE)
-    ).all()  # fmt: skip
-    return list(rows), total
+    query = select(AuditEntry).where(*where).order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
+    return paginate(session, query, page)
 
 
 # -- acting -------------------------------------------------------------------------------------
@@ -161,12 +140,9 @@ def _locked_recipient(session: Session, recipient_id: int) -> Recipient:
 
 def _record(session: Session, actor: str, action: str, recipient: Recipient, detail: str = "") -> None:
     """The copy's history (shown on the report page) and the audit log, in one go."""
-    who = f"admin:{actor}"
-    session.add(Event(actor=who, action=action, report_id=recipient.report_id, recipient_id=recipient.id,
-                      detail=detail))  # fmt: skip
-    target = f"recipient:{recipient.id}"
+    history.record(session, f"admin:{actor}", action, recipient.report, recipient, detail)
     what = f"{recipient.report.node}/{recipient.report.message_id}#{recipient.queue}"
-    session.add(AuditEntry(actor=actor, action=f"copy.{action}", target=target, detail=f"{what} {detail}".strip()))
+    history.audit(session, actor, f"copy.{action}", f"recipient:{recipient.id}", f"{what} {detail}".strip())
 
 
 def release_copy(session: Session, recipient_id: int, actor: str, now: datetime | None = None) -> Recipient:
@@ -174,14 +150,14 @@ def release_copy(session: Session, recipient_id: int, actor: str, now: datetime 
     notification); commits."""
     now = now or utcnow()
     recipient = _locked_recipient(session, recipient_id)
-    if recipient.state not in ("notified", "notify_pending", "failed"):
+    if recipient.state not in ACTIONABLE_STATES:
         raise ActionRefused(f"A copy that is {recipient.state.replace('_', ' ')} cannot be released.")
     if recipient.expires_at <= now:
         raise ActionRefused("This copy is past its retention; it is deleted from the gateway.")
-    recipient.state = "release_requested"
+    recipient.state = RecipientState.RELEASE_REQUESTED
     recipient.release_requested_at = now
     _record(session, actor, "release_requested", recipient)
-    jobs.enqueue(session, "release", recipient.id)
+    jobs.enqueue(session, JobKind.RELEASE, recipient.id)
     session.commit()
     settle_report(session, recipient.report_id)  # it may have been the last one waiting for mail
     return recipient
@@ -191,20 +167,20 @@ def resend_notification(session: Session, recipient_id: int, actor: str, now: da
     """Mail the recipient their release link again; commits."""
     now = now or utcnow()
     recipient = _locked_recipient(session, recipient_id)
-    if recipient.state not in ("notified", "notify_pending", "failed"):
+    if recipient.state not in ACTIONABLE_STATES:
         raise ActionRefused(f"A copy that is {recipient.state.replace('_', ' ')} gets no new notification.")
     if recipient.expires_at <= now:
         raise ActionRefused("This copy is past its retention; there is nothing left to release.")
-    if jobs.pending_for(session, "notify", recipient.id) is not None:
+    if jobs.pending_for(session, JobKind.NOTIFY, recipient.id) is not None:
         raise ActionRefused("A notification for this copy is already on its way.")
-    recipient.state = "notify_pending"
+    recipient.state = RecipientState.NOTIFY_PENDING
     recipient.error = None
     recipient.notified_at = None  # a new sending: counted again, and a new Message-ID
     report = recipient.report
-    if report.state == "failed":
-        report.state, report.error = "locating", None  # settles again once the mail is out
+    if report.state == ReportState.FAILED:
+        report.state, report.error = ReportState.LOCATING, None  # settles again once the mail is out
     _record(session, actor, "resend_requested", recipient)
-    jobs.enqueue(session, "notify", recipient.id)
+    jobs.enqueue(session, JobKind.NOTIFY, recipient.id)
     session.commit()
     return recipient
 
@@ -213,11 +189,11 @@ def delete_copy(session: Session, recipient_id: int, actor: str) -> Recipient:
     """Take the copy out of reach at once (no release from now on) and queue its deletion
     on the gateway; commits."""
     recipient = _locked_recipient(session, recipient_id)
-    if recipient.state == "released":
+    if recipient.state == RecipientState.RELEASED:
         raise ActionRefused("This copy was released; the gateway no longer holds it.")
-    recipient.state = "expired"
+    recipient.state = RecipientState.EXPIRED
     _record(session, actor, "delete_requested", recipient)
-    jobs.enqueue(session, "delete", recipient.id)
+    jobs.enqueue(session, JobKind.DELETE, recipient.id)
     session.commit()
     settle_report(session, recipient.report_id)
     return recipient
@@ -227,7 +203,7 @@ def pending_approvals(session: Session) -> list[Recipient]:
     """Releases the policy held back, oldest request first (the approvals queue)."""
     query = (
         select(Recipient)
-        .where(Recipient.state == "approval_pending")
+        .where(Recipient.state == RecipientState.APPROVAL_PENDING)
         .options(selectinload(Recipient.report))
         .order_by(Recipient.release_requested_at, Recipient.id)
         .limit(PAGE_SIZE)
@@ -239,54 +215,47 @@ def decide_release(session: Session, recipient_id: int, actor: str, *, approve: 
     """Approve (queue the release) or deny (final) a held-back release, audited in the same
     transaction; the recipient is mailed the outcome by the worker; commits."""
     recipient = _locked_recipient(session, recipient_id)
-    if recipient.state != "approval_pending":
+    if recipient.state != RecipientState.APPROVAL_PENDING:
         raise ActionRefused(f"This copy is {recipient.state.replace('_', ' ')}; there is nothing to decide.")
     recipient.decision_reason = reason[:2000]
     if approve:
-        recipient.state = "release_requested"
+        recipient.state = RecipientState.RELEASE_REQUESTED
         recipient.release_requested_at = utcnow()
-        jobs.enqueue(session, "release", recipient.id)
+        jobs.enqueue(session, JobKind.RELEASE, recipient.id)
     else:
-        recipient.state = "release_denied"
+        recipient.state = RecipientState.RELEASE_DENIED
     _record(session, actor, "release_approved" if approve else "release_denied", recipient, reason[:2000])
-    jobs.enqueue(session, "outcome_mail", recipient.id)
+    jobs.enqueue(session, JobKind.OUTCOME_MAIL, recipient.id)
     session.commit()
     return recipient
 
 
-def _wake_workers(session: Session) -> None:
-    """Wake workers on commit, as jobs.enqueue does for a new job."""
-    session.info["wake_workers"] = True
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text(f"NOTIFY {jobs.WAKE_CHANNEL}"))
-
-
-def retry_job(session: Session, job_id: int, actor: str) -> Job:
+def retry_job(session: Session, job_id: int, actor: str, job_types: JobRegistry) -> Job:
     """Give a dead job a fresh set of attempts, restoring the state its failure set; commits."""
     job = session.get(Job, job_id, with_for_update=True)
-    if job is None or job.state != "dead":
+    if job is None or job.state != JobState.DEAD:
         raise ActionRefused("Only a job that gave up can be retried.")
     if jobs.pending_for(session, job.kind, job.ref_id) is not None:
         raise ActionRefused("Another attempt of this job is already queued.")
+    job_type = job_types.get(job.kind)
     row: Report | Recipient | None = None
-    if job.kind in RETRY_STATES:
-        if job.kind == "locate":
+    if job_type is not None and job_type.retry_from is not None:
+        if job_type.target == Target.REPORT:
             row = session.get(Report, job.ref_id, with_for_update=True)
         else:
             row = session.get(Recipient, job.ref_id, with_for_update=True)
-        failed, again = RETRY_STATES[job.kind]
+        failed, again = job_type.retry_from
         if row is not None and row.state == failed:
             row.state, row.error = again, None
-    job.state, job.attempts, job.run_after, job.finished_at = "queued", 0, utcnow(), None
-    target = f"job:{job.id}"
-    session.add(AuditEntry(actor=actor, action="job.retried", target=target, detail=f"{job.kind} #{job.ref_id}"))
-    report_id = row.id if isinstance(row, Report) else row.report_id if isinstance(row, Recipient) else None
-    if report_id is not None:
-        session.add(Event(actor=f"admin:{actor}", action="retry_requested", report_id=report_id,
-                          recipient_id=row.id if isinstance(row, Recipient) else None, detail=job.kind))  # fmt: skip
-    if isinstance(row, Recipient) and job.kind == "notify" and row.report.state == "failed":
-        row.report.state, row.report.error = "locating", None
-    _wake_workers(session)
+    job.state, job.attempts, job.run_after, job.finished_at = JobState.QUEUED, 0, utcnow(), None
+    history.audit(session, actor, "job.retried", f"job:{job.id}", f"{job.kind} #{job.ref_id}")
+    if isinstance(row, Report):
+        history.record(session, f"admin:{actor}", "retry_requested", row, detail=job.kind)
+    elif isinstance(row, Recipient):
+        history.record(session, f"admin:{actor}", "retry_requested", row.report, row, job.kind)
+        if job.kind == JobKind.NOTIFY and row.report.state == ReportState.FAILED:
+            row.report.state, row.report.error = ReportState.LOCATING, None
+    wake_workers_on_commit(session)
     session.commit()
     return job
 

@@ -1,8 +1,8 @@
 """The recipient's choices besides a plain release, and the release policy behind them.
 
 Release (held for an admin's approval when the policy says the copy is too risky), delete,
-and "release and always allow this sender". Like flow.py, web-side steps only write rows and
-jobs; the worker runs :meth:`Choices.discard` (gateway delete) and :meth:`Choices.outcome_mail`.
+and "release and always allow this sender". Like every domain step, web-side steps only write
+rows and jobs; the worker runs :meth:`Choices.discard` (gateway delete) and :meth:`Choices.outcome_mail`.
 """
 
 from __future__ import annotations
@@ -12,14 +12,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from release.config import PolicySettings
-from release.core.flow import Flow, PermanentFailure, RetryLater, can_request_release
+from release.core import history
+from release.core.context import Context
+from release.core.release import Releases, can_request_release
 from release.db.models import AllowedSender, Recipient
+from release.db.states import JobKind, RecipientState
 from release.gateway import GatewayError
 from release.jobs import queue as jobs
+from release.jobs.outcomes import PermanentFailure, RetryLater
 from release.mail import Outcome, build_outcome
 
 ADDRESS_LIMIT = 320
-DELETABLE_STATES = ("approval_pending",)
+DELETABLE_STATES = (RecipientState.APPROVAL_PENDING,)
 
 
 def needs_approval(policy: PolicySettings, recipient: Recipient) -> str | None:
@@ -46,14 +50,15 @@ def is_allowed(session: Session, recipient: str, sender: str) -> bool:
 
 
 class Choices:
-    """The steps; holds the flow for its settings, gateways, mailer and helpers."""
+    """The steps; a plain release goes through :class:`Releases`."""
 
-    def __init__(self, flow: Flow) -> None:
-        self.flow = flow
+    def __init__(self, ctx: Context, releases: Releases) -> None:
+        self.ctx = ctx
+        self.releases = releases
 
     @property
     def policy(self) -> PolicySettings:
-        return self.flow.settings.policy
+        return self.ctx.settings.policy
 
     # -- web side --------------------------------------------------------------------------
 
@@ -68,12 +73,12 @@ class Choices:
             if always_allow:
                 # Never for a held-back copy: that would let a phish whitelist its own sender.
                 self._allow(session, recipient)
-            return self.flow.request_release(session, recipient)
-        if recipient.expires_at <= self.flow.clock():
-            return self.flow.request_release(session, recipient)  # marks it expired
-        recipient.state = "approval_pending"
-        recipient.release_requested_at = self.flow.clock()
-        self.flow._event(session, "recipient", "approval_requested", recipient.report, recipient, reason)
+            return self.releases.request(session, recipient)
+        if recipient.expires_at <= self.ctx.clock():
+            return self.releases.request(session, recipient)  # marks it expired
+        recipient.state = RecipientState.APPROVAL_PENDING
+        recipient.release_requested_at = self.ctx.clock()
+        history.record(session, "recipient", "approval_requested", recipient.report, recipient, reason)
         session.commit()
         return recipient
 
@@ -83,9 +88,9 @@ class Choices:
         if not can_delete(recipient):
             session.commit()
             return recipient
-        recipient.state = "deleted"
-        self.flow._event(session, "recipient", "delete_requested", recipient.report, recipient)
-        jobs.enqueue(session, "discard", recipient.id)
+        recipient.state = RecipientState.DELETED
+        history.record(session, "recipient", "delete_requested", recipient.report, recipient)
+        jobs.enqueue(session, JobKind.DISCARD, recipient.id)
         session.commit()
         return recipient
 
@@ -100,17 +105,17 @@ class Choices:
                                           source_recipient_id=recipient.id))  # fmt: skip
         except IntegrityError:
             return  # another click stored it first
-        self.flow._event(session, "recipient", "sender_allowed", recipient.report, recipient, sender)
+        history.record(session, "recipient", "sender_allowed", recipient.report, recipient, sender)
 
     # -- worker side -----------------------------------------------------------------------
 
     def discard(self, session: Session, recipient_id: int) -> None:
         """Delete the copy the recipient threw away; gone already counts as done."""
         recipient = session.get(Recipient, recipient_id)
-        if recipient is None or recipient.state != "deleted":
+        if recipient is None or recipient.state != RecipientState.DELETED:
             return
         report = recipient.report
-        gateway = self.flow.gateways.get(report.node)
+        gateway = self.ctx.gateways.get(report.node)
         if gateway is None:
             raise PermanentFailure(f"node {report.node!r} is no longer configured")
         message_id, queue = report.message_id, recipient.queue
@@ -120,17 +125,17 @@ class Choices:
         except GatewayError as exc:
             raise RetryLater(f"gateway: {exc}") from exc
         detail = "deleted from the gateway" if affected else "already gone from the gateway"
-        self.flow._event(session, "system", "deleted", report, recipient, detail)
+        history.record(session, history.SYSTEM, "deleted", report, recipient, detail)
         session.commit()
 
     def outcome_mail(self, session: Session, recipient_id: int) -> None:
         """Tell the recipient what the admins decided (sent at most once per decision)."""
         recipient = session.get(Recipient, recipient_id)
-        if recipient is None or recipient.state == "approval_pending":
+        if recipient is None or recipient.state == RecipientState.APPROVAL_PENDING:
             return
-        approved = recipient.state != "release_denied"
+        approved = recipient.state != RecipientState.RELEASE_DENIED
         report = recipient.report
-        settings = self.flow.settings
+        settings = self.ctx.settings
         domain = settings.app.public_url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0] or "localhost"
         try:
             message = build_outcome(
@@ -140,31 +145,39 @@ class Choices:
                     reason=recipient.decision_reason or "",
                     blocked_sender=report.envelope_sender or "",
                     blocked_subject=report.subject or "",
-                    release_url=self.flow.release_url(recipient),
+                    release_url=self.ctx.release_url(recipient),
                     message_id=f"<outcome-{recipient.token_hash[:32]}@{domain}>",
                 ),
                 sender=settings.smtp.sender,
                 # In the recipient's language, branded, instance overrides first (like the notification).
-                jinja_env=self.flow.mail_templates.for_address(recipient.address),
+                jinja_env=self.ctx.mail_templates.for_address(recipient.address),
             )
         except ValueError as exc:
             raise PermanentFailure(f"cannot build the outcome mail: {exc}") from exc
         session.commit()
-        (result,) = self.flow.mailer.send([message])
+        (result,) = self.ctx.mailer.send([message])
         if result.temporary:
             raise RetryLater(f"SMTP: {result.error}")
         action = "outcome_mailed" if result.ok else "outcome_mail_failed"
-        self.flow._event(session, "system", action, report, recipient, "" if result.ok else result.error)
+        history.record(session, history.SYSTEM, action, report, recipient, "" if result.ok else result.error)
         session.commit()
 
-    def on_dead(self, session: Session, kind: str, ref_id: int, error: str) -> None:
-        """A discard or outcome mail gave up: record it (the copy's state stays as decided)."""
-        recipient = session.get(Recipient, ref_id)
+    def discard_gave_up(self, session: Session, recipient_id: int, error: str) -> None:
+        """A gateway delete that gave up: recorded; the copy stays deleted (out of reach)."""
+        self._gave_up(session, JobKind.DISCARD, recipient_id, error)
+
+    def outcome_mail_gave_up(self, session: Session, recipient_id: int, error: str) -> None:
+        """An outcome mail that gave up: recorded; the admins' decision stands."""
+        self._gave_up(session, JobKind.OUTCOME_MAIL, recipient_id, error)
+
+    @staticmethod
+    def _gave_up(session: Session, kind: JobKind, recipient_id: int, error: str) -> None:
+        recipient = session.get(Recipient, recipient_id)
         if recipient is not None:
-            self.flow._event(session, "system", f"{kind}_failed", recipient.report, recipient, error)
+            history.record(session, history.SYSTEM, f"{kind}_failed", recipient.report, recipient, error)
 
 
 def pending_count(session: Session) -> int:
     """How many releases wait for an admin (the console's badge)."""
-    query = select(func.count()).select_from(Recipient).where(Recipient.state == "approval_pending")
+    query = select(func.count()).select_from(Recipient).where(Recipient.state == RecipientState.APPROVAL_PENDING)
     return int(session.scalar(query) or 0)

@@ -14,21 +14,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Select, delete, func, or_, select, text, update
+from sqlalchemy import ColumnElement, Select, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from release.config import Settings
-from release.core.flow import PermanentFailure, RetryLater
+from release.core import history
 from release.core.retention import current
-from release.db.models import LIVE_RECIPIENT_STATES, AuditEntry, Event, Job, Recipient, Report, utcnow
+from release.db.models import Job, Recipient, Report, utcnow
+from release.db.states import FINISHED_JOB_STATES, LIVE_RECIPIENT_STATES, JobKind, JobState, RecipientState
 from release.gateway import Gateway, GatewayError
 from release.jobs import queue as jobs
+from release.jobs.outcomes import PermanentFailure, RetryLater
+from release.jobs.wake import wake_workers_on_commit
 from release.jobs.worker import Worker
 
 log = logging.getLogger(__name__)
-SYSTEM = "system"
-FINISHED_JOB_STATES = ("done", "dead")
+SYSTEM = history.SYSTEM
 
 
 @dataclass
@@ -114,13 +116,10 @@ def _delete_expired(
 
 def _mark_deleted(session: Session, recipient: Recipient, why: str, gone: bool) -> None:
     """The copy is no longer on the gateway: expired, in the history and the audit log."""
-    recipient.state = "expired"
+    recipient.state = RecipientState.EXPIRED
     detail = f"{why}: " + ("already gone from the gateway" if gone else "deleted from the gateway")
-    session.add(
-        Event(actor=SYSTEM, action="deleted", report_id=recipient.report_id, recipient_id=recipient.id, detail=detail)
-    )
-    session.add(AuditEntry(actor=SYSTEM, action="copy.deleted", target=f"recipient:{recipient.id}",
-                           detail=f"{_label(recipient)} {detail}"))  # fmt: skip
+    history.record(session, SYSTEM, "deleted", recipient.report, recipient, detail)
+    history.audit(session, SYSTEM, "copy.deleted", f"recipient:{recipient.id}", f"{_label(recipient)} {detail}")
 
 
 def _purge(session: Session, cutoff: datetime, result: EnforcementResult) -> None:
@@ -139,8 +138,8 @@ def _purge(session: Session, cutoff: datetime, result: EnforcementResult) -> Non
     result.reports_purged = int(getattr(reports, "rowcount", 0) or 0)
     result.jobs_purged = int(getattr(finished, "rowcount", 0) or 0)
     if result.reports_purged or result.jobs_purged:
-        session.add(AuditEntry(actor=SYSTEM, action="records.purged", target=f"before {cutoff.isoformat()}",
-                               detail=f"{result.reports_purged} reports, {result.jobs_purged} jobs"))  # fmt: skip
+        history.audit(session, SYSTEM, "records.purged", f"before {cutoff.isoformat()}",
+                      f"{result.reports_purged} reports, {result.jobs_purged} jobs")  # fmt: skip
 
 
 # -- the periodic job ---------------------------------------------------------------------------
@@ -150,7 +149,7 @@ def schedule(session: Session, run_after: datetime) -> bool:
     """Queue the periodic enforcement unless one is already queued (a unique index decides)."""
     try:
         with session.begin_nested():
-            jobs.enqueue(session, "enforce", 0, run_after=run_after)
+            jobs.enqueue(session, JobKind.ENFORCE, 0, run_after=run_after)
     except IntegrityError:
         return False
     return True
@@ -160,13 +159,11 @@ def run_soon(session: Session, now: datetime) -> None:
     """Bring the queued enforcement forward (retention changed: apply it at once)."""
     session.execute(
         update(Job)
-        .where(Job.kind == "enforce", Job.state == "queued")
+        .where(Job.kind == JobKind.ENFORCE, Job.state == JobState.QUEUED)
         .values(run_after=now)
         .execution_options(synchronize_session=False)
     )
-    session.info["wake_workers"] = True
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text(f"NOTIFY {jobs.WAKE_CHANNEL}"))
+    wake_workers_on_commit(session)
 
 
 class Enforcer:
@@ -191,7 +188,7 @@ class Enforcer:
     def delete_copy(self, session: Session, recipient_id: int) -> None:
         """Delete one copy an admin asked to remove; gone already counts as done."""
         recipient = session.get(Recipient, recipient_id)
-        if recipient is None or recipient.state == "released":
+        if recipient is None or recipient.state == RecipientState.RELEASED:
             return
         gateway = self.gateways.get(recipient.report.node)
         if gateway is None:
@@ -203,10 +200,9 @@ class Enforcer:
         _mark_deleted(session, recipient, "admin request", affected == 0)
         session.commit()
 
-    def on_dead(self, session: Session, kind: str, _ref_id: int, error: str) -> None:
+    def on_dead(self, session: Session, _ref_id: int, _error: str) -> None:
         """An enforcement that gave up must not end the schedule."""
-        if kind == "enforce":
-            schedule(session, utcnow() + self.interval)
+        schedule(session, utcnow() + self.interval)
 
 
 class EnforcingWorker(Worker):

@@ -7,6 +7,7 @@ is a timezone-aware UTC datetime (stored naive-UTC on SQLite, converted on the w
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -27,16 +28,11 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, ORMExecuteState, Session, mapped_column, relationship
 
-REPORT_STATES = ("pending", "locating", "notified", "not_found", "failed")
-RECIPIENT_STATES = (
-    "notify_pending", "notified", "release_requested", "released", "expired", "failed",
-    "approval_pending", "release_denied", "deleted",
-)  # fmt: skip
-JOB_STATES = ("queued", "running", "done", "dead")
-JOB_KINDS = ("locate", "notify", "release", "delete", "enforce", "discard", "outcome_mail")
-ADMIN_ROLES = ("admin", "viewer")
-# The recipient states whose copy the gateway still holds for the service.
-LIVE_RECIPIENT_STATES = ("notify_pending", "notified", "release_requested", "approval_pending", "release_denied")
+from release.db.states import AdminRole, JobKind, JobState, RecipientState, ReportState
+
+# The partial unique index that keeps one periodic enforcement queued (its SQL must match
+# the migration that created it).
+ONE_QUEUED_ENFORCE = f"kind = '{JobKind.ENFORCE.value}' AND state = '{JobState.QUEUED.value}'"
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -72,8 +68,8 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _states_check(column: str, states: tuple[str, ...]) -> CheckConstraint:
-    allowed = ", ".join(f"'{s}'" for s in states)
+def _states_check(column: str, states: type[StrEnum]) -> CheckConstraint:
+    allowed = ", ".join(f"'{s.value}'" for s in states)
     return CheckConstraint(f"{column} IN ({allowed})", name=f"{column}_valid")
 
 
@@ -88,7 +84,7 @@ class Report(Base):
     __tablename__ = "reports"
     __table_args__ = (
         UniqueConstraint("node", "message_id"),
-        _states_check("state", REPORT_STATES),
+        _states_check("state", ReportState),
         Index(None, "created_at"),
         Index(None, "sender_ip", "created_at"),
     )
@@ -97,7 +93,7 @@ class Report(Base):
     node: Mapped[str] = mapped_column(String(63))
     message_id: Mapped[str] = mapped_column(String(128))
     link_issued_at: Mapped[datetime]
-    state: Mapped[str] = mapped_column(String(16), default="pending")
+    state: Mapped[str] = mapped_column(String(16), default=ReportState.PENDING)
     comment: Mapped[str] = mapped_column(Text)
     sender_ip: Mapped[str] = mapped_column(String(45))
     # Filled in from the gateway once the copies are located.
@@ -119,7 +115,7 @@ class Recipient(Base):
     __tablename__ = "recipients"
     __table_args__ = (
         UniqueConstraint("report_id", "queue"),
-        _states_check("state", RECIPIENT_STATES),
+        _states_check("state", RecipientState),
         Index(None, "expires_at"),
         # The per-recipient notification cap compares addresses case-insensitively.
         Index("ix_recipients_lower_address_notified_at", text("lower(address)"), "notified_at"),
@@ -129,7 +125,7 @@ class Recipient(Base):
     report_id: Mapped[int] = mapped_column(ForeignKey("reports.id", ondelete="CASCADE"), index=True)
     queue: Mapped[int] = mapped_column(Integer)
     address: Mapped[str] = mapped_column(String(320))
-    state: Mapped[str] = mapped_column(String(20), default="notify_pending")
+    state: Mapped[str] = mapped_column(String(20), default=RecipientState.NOTIFY_PENDING)
     token_nonce: Mapped[str] = mapped_column(String(64))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     spam_score: Mapped[float | None] = mapped_column(Float)
@@ -169,8 +165,8 @@ class Job(Base):
 
     __tablename__ = "jobs"
     __table_args__ = (
-        _states_check("state", JOB_STATES),
-        _states_check("kind", JOB_KINDS),
+        _states_check("state", JobState),
+        _states_check("kind", JobKind),
         Index(None, "state", "run_after"),
         Index(None, "kind", "ref_id"),
         # At most one periodic enforcement waits in the queue, however many workers start.
@@ -178,15 +174,15 @@ class Job(Base):
             "uq_jobs_one_queued_enforce",
             "kind",
             unique=True,
-            sqlite_where=text("kind = 'enforce' AND state = 'queued'"),
-            postgresql_where=text("kind = 'enforce' AND state = 'queued'"),
+            sqlite_where=text(ONE_QUEUED_ENFORCE),
+            postgresql_where=text(ONE_QUEUED_ENFORCE),
         ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))
     ref_id: Mapped[int] = mapped_column(Integer)
-    state: Mapped[str] = mapped_column(String(8), default="queued")
+    state: Mapped[str] = mapped_column(String(8), default=JobState.QUEUED)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     run_after: Mapped[datetime] = mapped_column(default=utcnow)
     locked_until: Mapped[datetime | None]
@@ -225,7 +221,7 @@ class AdminUser(Base):
     """A local console account; the password is stored only as a scrypt hash."""
 
     __tablename__ = "admin_users"
-    __table_args__ = (_states_check("role", ADMIN_ROLES),)
+    __table_args__ = (_states_check("role", AdminRole),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(128), unique=True)

@@ -10,18 +10,21 @@ claimable again after a crashed worker.
 from __future__ import annotations
 
 import random
-import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, insert, or_, select, text, tuple_, update
+from sqlalchemy import case, func, insert, literal, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from release.db.models import Job, utcnow
+from release.db.states import JobState
+from release.jobs.wake import wake_workers_on_commit
 
-WAKE_CHANNEL = "release_jobs"
 ERROR_LIMIT = 2000
+DEFAULT_PRIORITY = 2
+UNFINISHED = (JobState.QUEUED, JobState.RUNNING)
 
 
 @dataclass(frozen=True)
@@ -36,9 +39,9 @@ class ClaimedJob:
 
 def enqueue(session: Session, kind: str, ref_id: int, *, run_after: datetime | None = None) -> Job:
     """Add a job to the session's transaction and arrange for workers to wake on commit."""
-    job = Job(kind=kind, ref_id=ref_id, state="queued", run_after=run_after or utcnow())
+    job = Job(kind=kind, ref_id=ref_id, state=JobState.QUEUED, run_after=run_after or utcnow())
     session.add(job)
-    _wake_on_commit(session)
+    wake_workers_on_commit(session)
     return job
 
 
@@ -47,36 +50,31 @@ def enqueue_many(session: Session, kind: str, ref_ids: list[int]) -> None:
     if not ref_ids:
         return
     now = utcnow()
-    session.execute(insert(Job), [{"kind": kind, "ref_id": r, "state": "queued", "run_after": now} for r in ref_ids])
-    _wake_on_commit(session)
+    session.execute(
+        insert(Job), [{"kind": kind, "ref_id": r, "state": JobState.QUEUED, "run_after": now} for r in ref_ids]
+    )
+    wake_workers_on_commit(session)
 
 
-def _wake_on_commit(session: Session) -> None:
-    session.info["wake_workers"] = True
-    if session.get_bind().dialect.name == "postgresql" and not _notified_in_transaction(session):
-        # Delivered by PostgreSQL only if and when the transaction commits; once per
-        # transaction is enough (PostgreSQL folds identical NOTIFYs into one anyway).
-        session.execute(text(f"NOTIFY {WAKE_CHANNEL}"))
-        session.info["notified_in"] = weakref.ref(session.get_transaction())
-
-
-def _notified_in_transaction(session: Session) -> bool:
-    """Whether this transaction already sent the wake-up NOTIFY (a locate queues several jobs)."""
-    sent = session.info.get("notified_in")
-    transaction = session.get_transaction()
-    return sent is not None and transaction is not None and sent() is transaction
-
-
-def claim(session: Session, limit: int, lease_seconds: int, *, now: datetime | None = None) -> list[ClaimedJob]:
-    """Atomically take up to ``limit`` due jobs (or jobs whose lease ran out) and commit."""
+def claim(
+    session: Session,
+    limit: int,
+    lease_seconds: int,
+    *,
+    priorities: Mapping[str, int] | None = None,
+    now: datetime | None = None,
+) -> list[ClaimedJob]:
+    """Atomically take up to ``limit`` due jobs (or jobs whose lease ran out) and commit;
+    ``priorities`` (kind: rank, lower first, default 2) orders them under a backlog."""
     now = now or utcnow()
     due = or_(
-        (Job.state == "queued") & (Job.run_after <= now),
-        (Job.state == "running") & (Job.locked_until < now),
+        (Job.state == JobState.QUEUED) & (Job.run_after <= now),
+        (Job.state == JobState.RUNNING) & (Job.locked_until < now),
     )
     # Finish what is started before starting more: under a backlog, a report's mail and a
     # recipient's release go ahead of locating further reports.
-    priority = case((Job.kind == "release", 0), (Job.kind == "notify", 1), else_=2)
+    ranks = {kind: rank for kind, rank in (priorities or {}).items() if rank != DEFAULT_PRIORITY}
+    priority = case(ranks, value=Job.kind, else_=DEFAULT_PRIORITY) if ranks else literal(DEFAULT_PRIORITY)
     candidates = (
         select(Job.id)
         .where(due)
@@ -87,7 +85,7 @@ def claim(session: Session, limit: int, lease_seconds: int, *, now: datetime | N
     stmt = (
         update(Job)
         .where(Job.id.in_(candidates.scalar_subquery()))
-        .values(state="running", locked_until=now + timedelta(seconds=lease_seconds), attempts=Job.attempts + 1)
+        .values(state=JobState.RUNNING, locked_until=now + timedelta(seconds=lease_seconds), attempts=Job.attempts + 1)
         .returning(Job.id, Job.kind, Job.ref_id, Job.attempts)
         .execution_options(synchronize_session=False)
     )
@@ -104,12 +102,12 @@ def _owned(job_id: int, attempts: int | None) -> Any:
     """
     if attempts is None:
         return Job.id == job_id
-    return (Job.id == job_id) & (Job.attempts == attempts) & (Job.state == "running")
+    return (Job.id == job_id) & (Job.attempts == attempts) & (Job.state == JobState.RUNNING)
 
 
 def _still_claimed(claims: list[tuple[int, int]]) -> Any:
     """:func:`_owned` for many claims: each (id, attempts) only while that claim holds it."""
-    return tuple_(Job.id, Job.attempts).in_(claims) & (Job.state == "running")
+    return tuple_(Job.id, Job.attempts).in_(claims) & (Job.state == JobState.RUNNING)
 
 
 def finish(session: Session, job_id: int, *, attempts: int | None = None) -> None:
@@ -117,7 +115,7 @@ def finish(session: Session, job_id: int, *, attempts: int | None = None) -> Non
     session.execute(
         update(Job)
         .where(_owned(job_id, attempts))
-        .values(state="done", finished_at=utcnow(), locked_until=None)
+        .values(state=JobState.DONE, finished_at=utcnow(), locked_until=None)
         .execution_options(synchronize_session=False)
     )
 
@@ -129,7 +127,7 @@ def finish_many(session: Session, claims: list[tuple[int, int]]) -> None:
     session.execute(
         update(Job)
         .where(_still_claimed(claims))
-        .values(state="done", finished_at=utcnow(), locked_until=None)
+        .values(state=JobState.DONE, finished_at=utcnow(), locked_until=None)
         .execution_options(synchronize_session=False)
     )
 
@@ -142,7 +140,7 @@ def unclaim(session: Session, claims: list[tuple[int, int]]) -> None:
     session.execute(
         update(Job)
         .where(_still_claimed(claims))
-        .values(state="queued", locked_until=None, attempts=Job.attempts - 1)
+        .values(state=JobState.QUEUED, locked_until=None, attempts=Job.attempts - 1)
         .execution_options(synchronize_session=False)
     )
 
@@ -162,7 +160,7 @@ def retry_later(
     the claim counted, so waiting never uses up ``max_attempts``.
     """
     values: dict[str, Any] = {
-        "state": "queued",
+        "state": JobState.QUEUED,
         "run_after": utcnow() + timedelta(seconds=delay_seconds),
         "locked_until": None,
         "last_error": error[:ERROR_LIMIT],
@@ -179,7 +177,7 @@ def bury(session: Session, job_id: int, error: str, *, attempts: int | None = No
     result = session.execute(
         update(Job)
         .where(_owned(job_id, attempts))
-        .values(state="dead", finished_at=utcnow(), locked_until=None, last_error=error[:ERROR_LIMIT])
+        .values(state=JobState.DEAD, finished_at=utcnow(), locked_until=None, last_error=error[:ERROR_LIMIT])
         .execution_options(synchronize_session=False)
     )
     return bool(getattr(result, "rowcount", 1))
@@ -194,8 +192,8 @@ def backoff_seconds(attempts: int, base: float, maximum: float) -> float:
 def next_due(session: Session) -> datetime | None:
     """When the earliest job becomes claimable (for the worker's sleep): a queued job's
     ``run_after``, or the end of a running job's lease (its worker may have died)."""
-    queued = session.scalar(select(func.min(Job.run_after)).where(Job.state == "queued"))
-    leased = session.scalar(select(func.min(Job.locked_until)).where(Job.state == "running"))
+    queued = session.scalar(select(func.min(Job.run_after)).where(Job.state == JobState.QUEUED))
+    leased = session.scalar(select(func.min(Job.locked_until)).where(Job.state == JobState.RUNNING))
     return min((t for t in (queued, leased) if t is not None), default=None)
 
 
@@ -203,7 +201,7 @@ def pending_for(session: Session, kind: str, ref_id: int) -> Job | None:
     """The newest unfinished job of a kind for a row, if any (shown as 'next attempt')."""
     return session.scalar(
         select(Job)
-        .where(Job.kind == kind, Job.ref_id == ref_id, Job.state.in_(("queued", "running")))
+        .where(Job.kind == kind, Job.ref_id == ref_id, Job.state.in_(UNFINISHED))
         .order_by(Job.id.desc())
         .limit(1)
     )

@@ -11,26 +11,21 @@ import ctypes
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Protocol
+from typing import Any
 
-import psycopg
-from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from release.config import WorkerSettings
-from release.core.flow import Deferred, PermanentFailure
 from release.db.engine import Database
 from release.db.models import utcnow
 from release.jobs import queue as jobs
+from release.jobs.outcomes import Deferred, PermanentFailure
+from release.jobs.registry import JobRegistry
+from release.jobs.wake import Waker
 
 log = logging.getLogger("release.worker")  # the name operators filter job lines on (docs/operations.md)
-Handler = Callable[[Session, int], None]
-# Runs many jobs of one kind together and commits its own work; returns, per ref id, why that
-# one did not finish (absent: done). One failure never holds back the others.
-BatchHandler = Callable[[Session, Sequence[int]], Mapping[int, Exception]]
-DeadHandler = Callable[[Session, str, int, str], None]
 BATCH_LIMIT = 16  # jobs per batch handler call: one gateway request, one SMTP session each
 MAX_IDLE_WAIT = 30.0
 CLAIM_BATCH_DIVISOR = 4  # under a backlog, claim once a quarter of the slots is free...
@@ -39,111 +34,24 @@ CLAIM_GATHER_SECONDS = 0.05  # ...or after this long, whichever comes first
 SHORT_POLL_SECONDS = 1.0
 
 
-class Waker(Protocol):
-    """Something the worker can sleep on until new work may be there."""
-
-    def wait(self, timeout: float) -> None: ...
-
-    def notify(self) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class LocalWaker:
-    """Wakes a worker in the same process (demo mode, single-process server, tests)."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-
-    def wait(self, timeout: float) -> None:
-        self._event.wait(timeout)
-        self._event.clear()
-
-    def notify(self) -> None:
-        self._event.set()
-
-    def close(self) -> None:
-        self._event.set()
-
-
-class PostgresWaker(LocalWaker):
-    """LISTENs on the jobs channel; web processes NOTIFY it when they commit a job."""
-
-    def __init__(self, conninfo: str) -> None:
-        super().__init__()
-        self._conninfo = conninfo
-        self._conn = psycopg.connect(conninfo, autocommit=True)
-        self._conn.execute(f"LISTEN {jobs.WAKE_CHANNEL}")
-        self._lock = threading.Lock()
-
-    def wait(self, timeout: float) -> None:
-        # Wait in short slices so a local notify() (stop, in-process commit) is seen quickly;
-        # a NOTIFY from PostgreSQL ends the wait at once.
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while not self._event.is_set():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return
-                if self._conn.closed or self._conn.broken:
-                    # Terminated while we were not reading from it: listen again (a NOTIFY
-                    # sent meanwhile is lost, so look at the queue once more too).
-                    self._reconnect()
-                    break
-                try:
-                    if any(True for _ in self._conn.notifies(timeout=min(remaining, 0.25), stop_after=1)):
-                        break
-                except psycopg.Error:  # connection lost: sleep instead, reconnect afterwards
-                    log.warning("lost the LISTEN connection; polling until it is back")
-                    self._event.wait(min(remaining, 1.0))
-                    self._reconnect()
-                    break  # a NOTIFY sent while we were not listening is lost: look again
-            self._event.clear()
-
-    def _reconnect(self) -> None:
-        try:
-            self._conn.close()
-            # The original conninfo: info.dsn would lack the password.
-            self._conn = psycopg.connect(self._conninfo, autocommit=True)
-            self._conn.execute(f"LISTEN {jobs.WAKE_CHANNEL}")
-        except psycopg.Error:
-            log.warning("could not re-establish LISTEN yet")
-
-    def close(self) -> None:
-        super().close()
-        self._conn.close()
-
-
-def wake_on_commit(db: Database, waker: Waker) -> None:
-    """Notify the waker after any commit that enqueued jobs (in this process)."""
-
-    def after_commit(session: Session) -> None:
-        if session.info.pop("wake_workers", False):
-            waker.notify()
-
-    event.listen(db.sessions, "after_commit", after_commit)
-
-
 class Worker:
     """Runs job handlers from a thread pool; one instance per worker process."""
 
     def __init__(
         self,
         db: Database,
-        handlers: Mapping[str, Handler],
-        on_dead: DeadHandler,
+        job_types: JobRegistry,
         settings: WorkerSettings,
         waker: Waker,
         *,
         polling: bool = False,
-        batch_handlers: Mapping[str, BatchHandler] | None = None,
     ) -> None:
-        """``polling``: no one can wake this worker (SQLite shared across processes).
-        ``batch_handlers``: kinds whose claimed jobs run together, up to BATCH_LIMIT a call."""
+        """``polling``: no one can wake this worker (SQLite shared across processes). Kinds
+        with a ``run_many`` have their claimed jobs run together, up to BATCH_LIMIT a call."""
         self.db = db
-        self.handlers = handlers
-        self.batch_handlers = batch_handlers or {}
-        self.on_dead = on_dead
+        self.job_types = job_types
+        self._batched = {kind for kind, t in job_types.items() if t.run_many is not None}
+        self._priorities = job_types.priorities()
         self.settings = settings
         self.waker = waker
         self.max_idle = settings.idle_poll_seconds if polling else MAX_IDLE_WAIT
@@ -196,9 +104,9 @@ class Worker:
         free = self._free_slots()
         if free == 0:
             return 0
-        limit = free * BATCH_LIMIT if self.batch_handlers else free
+        limit = free * BATCH_LIMIT if self._batched else free
         with self.db.session() as session:
-            claimed = jobs.claim(session, limit, self.settings.lease_seconds)
+            claimed = jobs.claim(session, limit, self.settings.lease_seconds, priorities=self._priorities)
             batches = self._batches(claimed)
             if len(batches) > free:
                 jobs.unclaim(session, [(job.id, job.attempts) for batch in batches[free:] for job in batch])
@@ -217,7 +125,7 @@ class Worker:
         batches: list[list[jobs.ClaimedJob]] = []
         filling: dict[str, list[jobs.ClaimedJob]] = {}
         for job in claimed:
-            if job.kind not in self.batch_handlers:
+            if job.kind not in self._batched:
                 batches.append([job])
                 continue
             batch = filling.get(job.kind)
@@ -294,15 +202,14 @@ class Worker:
         with self.db.session() as session:
             failures: Mapping[int, Exception]
             try:
-                batch_handler = self.batch_handlers.get(kind)
-                handler = self.handlers.get(kind)
-                if batch_handler is not None:
-                    failures = batch_handler(session, [job.ref_id for job in batch])
-                elif handler is None:
+                job_type = self.job_types.get(kind)
+                if job_type is None:
                     raise PermanentFailure(f"no handler for job kind {kind!r}")
+                if job_type.run_many is not None:
+                    failures = job_type.run_many(session, [job.ref_id for job in batch])
                 else:
                     (job,) = batch
-                    handler(session, job.ref_id)
+                    job_type.run(session, job.ref_id)
                     failures = {}
             except Exception as exc:  # noqa: BLE001 - every failure is retried, then buried
                 session.rollback()
@@ -347,7 +254,9 @@ class Worker:
     def _give_up(self, session: Session, job: jobs.ClaimedJob, error: str) -> None:
         log.error("job %s %d for #%d gave up after %d attempts: %s", job.kind, job.id, job.ref_id, job.attempts, error)
         if jobs.bury(session, job.id, error, attempts=job.attempts):  # else: another worker claimed it since
-            self.on_dead(session, job.kind, job.ref_id, error)
+            job_type = self.job_types.get(job.kind)
+            if job_type is not None and job_type.on_dead is not None:
+                job_type.on_dead(session, job.ref_id, error)
         session.commit()
 
 

@@ -17,7 +17,8 @@ from release.container import Services
 from release.core import links
 from release.core import purge as enforcement
 from release.db import migrate
-from release.db.models import ADMIN_ROLES, utcnow
+from release.db.models import utcnow
+from release.db.states import AdminRole
 from release.jobs.worker import limit_malloc_arenas
 from release.web.admin import auth
 
@@ -132,7 +133,9 @@ def _check_smtp(svc: Services) -> tuple[bool, str]:
 @click.command("create-admin")
 @with_appcontext
 @click.argument("username")
-@click.option("--role", type=click.Choice(ADMIN_ROLES), default="admin", show_default=True)
+@click.option(
+    "--role", type=click.Choice([r.value for r in AdminRole]), default=AdminRole.ADMIN.value, show_default=True
+)
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input")
 def create_admin_command(username: str, role: str, password_stdin: bool) -> None:
     """Create an admin console account (the password is asked for, hidden, twice)."""

@@ -24,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from release.db.engine import Database
 from release.db.models import Job, Recipient, Report, utcnow
+from release.db.states import JobState
 from release.gateway import Gateway, GatewayRejected, NodeHealth, QuarantinedCopy
 from release.mail import Mailer, SendResult
 
@@ -169,7 +170,7 @@ class DatabaseCollector(Collector):
             rows = session.execute(select(Job.kind, Job.state, func.count()).group_by(Job.kind, Job.state))
             for kind, state, count in rows:
                 jobs.add_metric([kind, state], count)
-            due = select(func.min(Job.run_after)).where(Job.state == "queued", Job.run_after <= now)
+            due = select(func.min(Job.run_after)).where(Job.state == JobState.QUEUED, Job.run_after <= now)
             first = session.scalar(due)
         oldest.add_metric([], max(0.0, (now - first).total_seconds()) if first else 0.0)
         return [reports, recipients, jobs, oldest]

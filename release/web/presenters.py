@@ -12,59 +12,66 @@ from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 
 from release.core.choices import can_delete
-from release.core.flow import FINAL_RECIPIENT_STATES, FINAL_REPORT_STATES, can_request_release, mask_address
+from release.core.release import can_request_release
 from release.core.summaries import ReportSummary
 from release.db.models import Recipient
+from release.db.states import FINAL_RECIPIENT_STATES, FINAL_REPORT_STATES, RecipientState, ReportState
 
-REPORT_WORDS = {
-    "pending": (_l("Report received"), _l("We are looking for your message on the mail server.")),
-    "locating": (_l("Working on it"), _l("We found your message and are notifying the recipients.")),
-    "notified": (_l("Recipients notified"), _l("The recipients were told and can now release your message.")),
-    "not_found": (
+REPORT_WORDS: dict[str, tuple[Any, Any]] = {
+    ReportState.PENDING: (_l("Report received"), _l("We are looking for your message on the mail server.")),
+    ReportState.LOCATING: (_l("Working on it"), _l("We found your message and are notifying the recipients.")),
+    ReportState.NOTIFIED: (_l("Recipients notified"), _l("The recipients were told and can now release your message.")),
+    ReportState.NOT_FOUND: (
         _l("Message not found"),
         _l(
             "The mail server no longer holds this message: it is older than the retention time or "
             "was already removed. Please send it again."
         ),
     ),
-    "failed": (
+    ReportState.FAILED: (
         _l("Something went wrong"),
         _l("We could not complete your report. The administrators can see what happened."),
     ),
 }
-RECIPIENT_WORDS = {
-    "notify_pending": _l("notification being sent"),
-    "notified": _l("notified"),
-    "release_requested": _l("release requested"),
-    "released": _l("released"),
-    "expired": _l("expired (no longer held)"),
-    "failed": _l("could not be notified"),
-    "approval_pending": _l("release waiting for an administrator's approval"),
-    "release_denied": _l("release refused by an administrator"),
-    "deleted": _l("deleted by the recipient"),
+RECIPIENT_WORDS: dict[str, Any] = {
+    RecipientState.NOTIFY_PENDING: _l("notification being sent"),
+    RecipientState.NOTIFIED: _l("notified"),
+    RecipientState.RELEASE_REQUESTED: _l("release requested"),
+    RecipientState.RELEASED: _l("released"),
+    RecipientState.EXPIRED: _l("expired (no longer held)"),
+    RecipientState.FAILED: _l("could not be notified"),
+    RecipientState.APPROVAL_PENDING: _l("release waiting for an administrator's approval"),
+    RecipientState.RELEASE_DENIED: _l("release refused by an administrator"),
+    RecipientState.DELETED: _l("deleted by the recipient"),
 }
-RELEASE_WORDS = {
-    "notified": (_l("Held as suspected spam"), _l("You can release this message to your mailbox.")),
-    "release_requested": (
+RELEASE_WORDS: dict[str, tuple[Any, Any]] = {
+    RecipientState.NOTIFIED: (_l("Held as suspected spam"), _l("You can release this message to your mailbox.")),
+    RecipientState.RELEASE_REQUESTED: (
         _l("Releasing"),
         _l("We asked the mail server to deliver this message. This takes a moment."),
     ),
-    "released": (_l("Released"), _l("The message was handed back for delivery to your mailbox.")),
-    "expired": (_l("Expired"), _l("The mail server no longer holds this message, so it cannot be released.")),
-    "failed": (_l("Release failed"), _l("The message could not be released. Please contact your mail administrator.")),
-    "notify_pending": (_l("Held as suspected spam"), _l("You can release this message to your mailbox.")),
-    "approval_pending": (
+    RecipientState.RELEASED: (_l("Released"), _l("The message was handed back for delivery to your mailbox.")),
+    RecipientState.EXPIRED: (
+        _l("Expired"),
+        _l("The mail server no longer holds this message, so it cannot be released."),
+    ),
+    RecipientState.FAILED: (
+        _l("Release failed"),
+        _l("The message could not be released. Please contact your mail administrator."),
+    ),
+    RecipientState.NOTIFY_PENDING: (_l("Held as suspected spam"), _l("You can release this message to your mailbox.")),
+    RecipientState.APPROVAL_PENDING: (
         _l("Waiting for approval"),
         _l(
             "This message looks risky, so your mail administrators check it before it is released. "
             "We will email you their decision."
         ),
     ),
-    "release_denied": (
+    RecipientState.RELEASE_DENIED: (
         _l("Release refused"),
         _l("Your mail administrators decided not to release this message. It stays held and is deleted."),
     ),
-    "deleted": (_l("Deleted"), _l("You deleted this message. It will not be delivered.")),
+    RecipientState.DELETED: (_l("Deleted"), _l("You deleted this message. It will not be delivered.")),
 }
 NEEDS_APPROVAL_DETAIL = _l(
     "This message looks risky (for example a high spam score), so your mail administrators must "
@@ -72,34 +79,34 @@ NEEDS_APPROVAL_DETAIL = _l(
 )
 
 
-STATE_LABELS = {
-    "pending": _l("pending"),
-    "locating": _l("locating"),
-    "notified": _l("notified"),
-    "not_found": _l("not found"),
-    "failed": _l("failed"),
-    "notify_pending": _l("notify pending"),
-    "release_requested": _l("release requested"),
-    "released": _l("released"),
-    "expired": _l("expired"),
-    "approval_pending": _l("approval pending"),
-    "release_denied": _l("release denied"),
-    "deleted": _l("deleted"),
+STATE_LABELS: dict[str, Any] = {
+    ReportState.PENDING: _l("pending"),
+    ReportState.LOCATING: _l("locating"),
+    ReportState.NOTIFIED: _l("notified"),
+    ReportState.NOT_FOUND: _l("not found"),
+    ReportState.FAILED: _l("failed"),
+    RecipientState.NOTIFY_PENDING: _l("notify pending"),
+    RecipientState.RELEASE_REQUESTED: _l("release requested"),
+    RecipientState.RELEASED: _l("released"),
+    RecipientState.EXPIRED: _l("expired"),
+    RecipientState.APPROVAL_PENDING: _l("approval pending"),
+    RecipientState.RELEASE_DENIED: _l("release denied"),
+    RecipientState.DELETED: _l("deleted"),
 }
 
-TONES = {
-    "released": "success",
-    "notified": "primary",
-    "expired": "warning",
-    "not_found": "warning",
-    "failed": "danger",
-    "release_denied": "danger",
-    "approval_pending": "info",
+TONES: dict[str, str] = {
+    RecipientState.RELEASED: "success",
+    ReportState.NOTIFIED: "primary",
+    RecipientState.EXPIRED: "warning",
+    ReportState.NOT_FOUND: "warning",
+    ReportState.FAILED: "danger",
+    RecipientState.RELEASE_DENIED: "danger",
+    RecipientState.APPROVAL_PENDING: "info",
 }
 
 
 # The report states whose status tells the sender that a failing gateway call is being retried.
-RETRY_SHOWN_STATES = frozenset({"pending", "locating"})
+RETRY_SHOWN_STATES = (ReportState.PENDING, ReportState.LOCATING)
 
 
 def report_status(report: ReportSummary, *, still_retrying: bool = False) -> dict[str, Any]:
@@ -107,8 +114,8 @@ def report_status(report: ReportSummary, *, still_retrying: bool = False) -> dic
     headline, detail = (str(words) for words in REPORT_WORDS[report.state])
     if still_retrying and report.state in RETRY_SHOWN_STATES:
         detail = gettext("The mail server is not answering right now; we keep trying, nothing is lost.")
-    released = sum(r.state == "released" for r in report.recipients)
-    if report.state == "notified" and released:
+    released = sum(r.state == RecipientState.RELEASED for r in report.recipients)
+    if report.state == ReportState.NOTIFIED and released:
         total = len(report.recipients)
         headline = (
             gettext("Released")
@@ -132,8 +139,8 @@ def report_status(report: ReportSummary, *, still_retrying: bool = False) -> dic
 
 def release_status(recipient: Recipient, *, expired_now: bool = False, needs_approval: bool = False) -> dict[str, Any]:
     """The recipient's view of their copy; a copy past its time shows as expired."""
-    live = ("notified", "notify_pending", "approval_pending")
-    state = "expired" if expired_now and recipient.state in live else recipient.state
+    live = (RecipientState.NOTIFIED, RecipientState.NOTIFY_PENDING, RecipientState.APPROVAL_PENDING)
+    state = RecipientState.EXPIRED if expired_now and recipient.state in live else recipient.state
     headline, detail = (str(words) for words in RELEASE_WORDS[state])
     can_release = state == recipient.state and can_request_release(recipient)
     if can_release and needs_approval:
@@ -149,3 +156,12 @@ def release_status(recipient: Recipient, *, expired_now: bool = False, needs_app
         "needs_approval": can_release and needs_approval,
         "can_delete": state == recipient.state and can_delete(recipient),
     }
+
+
+def mask_address(address: str) -> str:
+    """Show enough of an address for a sender to recognise it, not enough to harvest it."""
+    local, _, domain = address.partition("@")
+    if not domain:
+        return "***"
+    shown = local[:1] if len(local) <= 3 else local[:2]
+    return f"{shown}{'*' * 3}@{domain}"

@@ -8,8 +8,8 @@ from flask_babel import gettext
 from werkzeug.wrappers import Response as BaseResponse
 
 from release.container import services
-from release.core.choices import Choices, needs_approval
-from release.core.flow import find_recipient_by_token
+from release.core.choices import needs_approval
+from release.core.release import find_recipient_by_token
 from release.db.models import Recipient, utcnow
 from release.web.database import db_session
 from release.web.forms import ActionForm
@@ -51,7 +51,7 @@ def release(token: str) -> BaseResponse:
     choice = request.form.get("choice", "release")
     if choice not in CHOICES:
         abort(400, description=gettext("Unknown choice. Please use the buttons on the page."))
-    choices = Choices(services().flow)
+    choices = services().steps.choices
     if choice == "delete":
         choices.delete(db_session(), recipient)
     else:

@@ -13,7 +13,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from release.container import services
 from release.core import links
-from release.core.flow import Submission
+from release.core.reports import Submission
 from release.web.csrf import CsrfTokens
 from release.web.database import db_session, format_datetime
 from release.web.forms import ReportForm
@@ -57,7 +57,7 @@ def _verified_link() -> links.ReportLink:
         keys=svc.settings.links.keys,
         nodes=svc.gateways.keys(),
         # Read from the database only for a genuinely signed link.
-        max_age_seconds=lambda: int(svc.flow.retention(db_session).short.total_seconds()),
+        max_age_seconds=lambda: int(svc.ctx.retention(db_session).short.total_seconds()),
         now=time.time(),
         clock_skew_seconds=svc.settings.links.clock_skew_seconds,
     )
@@ -81,7 +81,7 @@ def report() -> str | BaseResponse | tuple[str, int]:
     if status is not None:
         return render_template("report_status.html", status=status, link=link)
     svc = services()
-    short_hours = svc.flow.retention(db_session).short_hours
+    short_hours = svc.ctx.retention(db_session).short_hours
     visit = FormVisit(
         action=request.full_path, csrf_token=current_app.extensions[CSRF_TOKENS].token(), node=link.node,
         issued=format_datetime(link.issued_at), message_id=link.message_id, language_prefix=language_prefix(),
@@ -103,7 +103,7 @@ def report() -> str | BaseResponse | tuple[str, int]:
             submission = Submission(
                 link=link, comment=(form.comment.data or "").strip(), sender_ip=request.remote_addr or ""
             )
-            svc.flow.submit_report(db_session(), submission)
+            svc.steps.reports.submit(db_session(), submission)
             return redirect(request.full_path, code=303)
         captcha_error = gettext("The anti-robot check did not pass. Please try it again.")
     else:

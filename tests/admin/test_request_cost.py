@@ -129,12 +129,12 @@ def test_retention_cache_rereads_after_its_ttl_and_at_once_after_a_local_write(s
 def test_short_retention_change_expires_links_within_the_bound(stack: Stack) -> None:
     """Changes by another process reach link checks within retention.CACHE_SECONDS."""
     path = report_path(
-        stack, "cost-expiring-1", issued_at=int((stack.services.flow.clock() - timedelta(hours=4)).timestamp())
+        stack, "cost-expiring-1", issued_at=int((stack.services.ctx.clock() - timedelta(hours=4)).timestamp())
     )
     client = stack.new_client()
     assert client.get(path).status_code == 200
     with stack.services.db.session() as session:
         session.add(Setting(key=retention.SHORT_KEY, value="2", updated_by="elsewhere"))
         session.commit()
-    stack.services.flow._retention.ttl = 0.0  # as if CACHE_SECONDS had passed
+    stack.services.ctx.retention_cache.ttl = 0.0  # as if CACHE_SECONDS had passed
     assert client.get(path).status_code == 410

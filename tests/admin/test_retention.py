@@ -55,7 +55,7 @@ def test_change_is_audited_and_applies_to_report_links_at_once(console: Console)
     audit = client.get("/admin/audit").text
     assert "retention.short_hours" in audit and "24 → 2" in audit and "7 → 5" in audit and "90 → 30" in audit
     with stack.services.db.session() as session:
-        retention = stack.services.flow.retention(session)
+        retention = stack.services.ctx.retention(session)
     assert (retention.short_hours, retention.long_days, retention.record_days) == (2, 5, 30)
 
     # Saving the same values again changes nothing and logs nothing.

@@ -23,7 +23,7 @@ from release.db.engine import Database
 from release.db.models import Event, Job, Recipient, Report
 from release.devtools.mailcapture import CaptureServer
 from release.devtools.simulator import HalonSimulator, Ids, RecordedRequest, SimulatorServer
-from release.jobs.queue import WAKE_CHANNEL
+from release.jobs.wake import CHANNEL as WAKE_CHANNEL
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

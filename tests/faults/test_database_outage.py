@@ -15,8 +15,8 @@ from urllib.parse import parse_qsl
 import psycopg
 import pytest
 
-from release.core.flow import Submission
 from release.core.links import verify
+from release.core.reports import Submission
 from release.devtools.mailcapture import CaptureServer
 from release.devtools.simulator import SimulatorServer
 from release.jobs.worker import start_in_thread
@@ -92,7 +92,7 @@ def test_database_connections_killed(pg_stack: tuple[Stack, str]) -> None:
     query = dict(parse_qsl(report_path(stack, tx).split("?", 1)[1]))
     link = verify(query, keys=settings.links.keys, nodes=["mx1"], max_age_seconds=3600, now=time.time())
     with db.session() as session:
-        stack.services.flow.submit_report(session, Submission(link, "after", "192.0.2.9"))
+        stack.services.steps.reports.submit(session, Submission(link, "after", "192.0.2.9"))
     waited = wait_for(lambda: report_states(db).get("notified", 0) == 3, 20, "the job enqueued after the storm")
     stack.worker.stop()
     thread.join(timeout=10)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import time
 
-from release.core.flow import Flow
+from release.core.context import Context
 from tests.conftest import Stack
 
 from .helpers import FaultSim, count_mail, figures, insert_backlog, job_states, recipient_states, report_states
@@ -81,4 +81,4 @@ def test_gateway_outage_loses_nothing(fault_stack: Stack, db_kind: str) -> None:
     # The outage really was hit: every injected 503 and stall was answered to the worker.
     assert sum(1 for r in sim.requests_log if r.status == 503) == failures
     assert len(sim.stalled) == stalls
-    assert isinstance(stack.services.flow, Flow)
+    assert isinstance(stack.services.ctx, Context)

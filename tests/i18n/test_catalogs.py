@@ -67,7 +67,9 @@ def test_no_stale_strings_linger(msgids: set[str]) -> None:
 
 def test_every_state_has_translatable_words() -> None:
     """A state added to the schema must get its words (else the status page would raise KeyError)."""
-    from release.db.models import RECIPIENT_STATES, REPORT_STATES
+    from release.db.states import RecipientState, ReportState
+
+    REPORT_STATES, RECIPIENT_STATES = set(ReportState), set(RecipientState)
     from release.web.presenters import RECIPIENT_WORDS, RELEASE_WORDS, REPORT_WORDS, STATE_LABELS
 
     assert set(REPORT_STATES) <= set(STATE_LABELS) and set(REPORT_STATES) <= set(REPORT_WORDS)

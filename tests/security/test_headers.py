@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 from werkzeug.test import TestResponse
 
 from release.core import links
-from release.core.flow import Submission
+from release.core.reports import Submission
 from tests.conftest import Stack
 from tests.integration.helpers import report_path
 from tests.security.conftest import StackFactory
@@ -45,7 +45,7 @@ def sample(stack: Stack) -> dict[str, TestResponse]:
         now=time.time(),
     )
     with stack.services.db.session() as session:
-        stack.services.flow.submit_report(session, Submission(link, "hello", "192.0.2.1"))
+        stack.services.steps.reports.submit(session, Submission(link, "hello", "192.0.2.1"))
     expired = urlsplit(
         links.build_report_url(settings.app.public_url, settings.links.keys[0], "mx1", unreported, 1_000_000)
     )

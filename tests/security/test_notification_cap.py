@@ -84,7 +84,7 @@ def test_a_temporary_smtp_failure_keeps_its_place(make_stack: StackFactory) -> N
     stack = make_stack(limits={"notifications_per_recipient_per_day": 1})
     mailer = RecordingMailer()
     mailer.fail_next(2)  # SMTP trouble for the first two attempts
-    stack.services.flow.mailer = mailer
+    stack.services.ctx.mailer = mailer
     first = stack.sim.add_message("a@partner.example", ["solo@example.com"], "Hi")
     assert submit_report(stack.new_client(), stack, report_path(stack, first)).status_code == 303
     drain_due(stack.worker)
@@ -104,7 +104,7 @@ def test_a_permanently_refused_notification_frees_its_place(make_stack: StackFac
     stack = make_stack(limits={"notifications_per_recipient_per_day": 1})
     mailer = RecordingMailer()
     mailer.fail_next(1, permanent=True)
-    stack.services.flow.mailer = mailer
+    stack.services.ctx.mailer = mailer
     for subject in ("One", "Two"):
         tx = stack.sim.add_message("a@partner.example", ["solo@example.com"], subject)
         assert submit_report(stack.new_client(), stack, report_path(stack, tx)).status_code == 303

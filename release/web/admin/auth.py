@@ -21,7 +21,9 @@ from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from release.container import services
-from release.db.models import ADMIN_ROLES, AdminUser, AuditEntry, utcnow
+from release.core import history
+from release.db.models import AdminUser, utcnow
+from release.db.states import AdminRole
 from release.web.database import db_session
 
 MIN_PASSWORD_LENGTH = 12
@@ -48,14 +50,14 @@ def create_admin(db: Session, username: str, password: str, role: str, actor: st
     """Add an account (and its audit entry) in the caller's transaction."""
     if not USERNAME_RE.match(username):
         raise AccountError("user names are 1-128 characters of A-Z a-z 0-9 . _ @ -")
-    if role not in ADMIN_ROLES:
-        raise AccountError(f"the role must be one of {', '.join(ADMIN_ROLES)}")
+    if role not in list(AdminRole):
+        raise AccountError(f"the role must be one of {', '.join(AdminRole)}")
     check_new_password(password)
     if db.scalar(select(AdminUser.id).where(AdminUser.username == username)) is not None:
         raise AccountError(f"an account named {username!r} already exists")
     user = AdminUser(username=username, password_hash=generate_password_hash(password), role=role)
     db.add(user)
-    db.add(AuditEntry(actor=actor, action="admin.created", target=f"admin:{username}", detail=f"role {role}"))
+    history.audit(db, actor, "admin.created", f"admin:{username}", f"role {role}")
     db.flush()
     return user
 
@@ -79,7 +81,7 @@ def sign_in(db: Session, user: AdminUser) -> None:
     nonce = secrets.token_urlsafe(32)
     user.session_nonce = nonce
     user.last_login_at = utcnow()
-    db.add(AuditEntry(actor=user.username, action="admin.login", target=f"admin:{user.username}"))
+    history.audit(db, user.username, "admin.login", f"admin:{user.username}")
     db.commit()
     session.clear()  # nothing from before sign-in survives (session fixation)
     session["admin_id"] = user.id
@@ -90,7 +92,7 @@ def sign_in(db: Session, user: AdminUser) -> None:
 def sign_out(db: Session, user: AdminUser) -> None:
     """End the session here and everywhere; commits."""
     user.session_nonce = None
-    db.add(AuditEntry(actor=user.username, action="admin.logout", target=f"admin:{user.username}"))
+    history.audit(db, user.username, "admin.logout", f"admin:{user.username}")
     db.commit()
     session.clear()
 
@@ -137,9 +139,9 @@ def current_admin() -> AdminUser | None:
     return user
 
 
-def login_required(role: str = "viewer") -> Callable[[Callable[P, R]], Callable[P, R]]:
+def login_required(role: str = AdminRole.VIEWER) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Anonymous visitors go to the sign-in page; a viewer on an admin-only view gets 403."""
-    if role not in ADMIN_ROLES:
+    if role not in list(AdminRole):
         raise ValueError(f"unknown role {role!r}")
 
     def decorate(view: Callable[P, R]) -> Callable[P, R]:
@@ -149,7 +151,7 @@ def login_required(role: str = "viewer") -> Callable[[Callable[P, R]], Callable[
             if user is None:
                 target = request.full_path if request.method == "GET" else request.path
                 abort(redirect(url_for("admin.login", next=target.rstrip("?"))))
-            if role == "admin" and user.role != "admin":
+            if role == AdminRole.ADMIN and user.role != AdminRole.ADMIN:
                 abort(403, description="Your account can look but not change anything (viewer role).")
             return view(*args, **kwargs)
 

@@ -13,7 +13,8 @@ from wtforms.validators import DataRequired, InputRequired, Length
 from release.container import services
 from release.core import admin_actions, retention, stats
 from release.core.admin_actions import ActionRefused, ReportFilter
-from release.db.models import REPORT_STATES, AdminUser
+from release.db.models import AdminUser
+from release.db.states import AdminRole, JobState, RecipientState, ReportState
 from release.web.admin import auth, charts
 from release.web.database import db_session
 from release.web.limits import login_limit
@@ -107,21 +108,30 @@ def reports() -> str:
     flt = ReportFilter.from_args(request.args)
     page = admin_actions.search_reports(db_session(), flt, request.args.get("page", 1, type=int) or 1)
     nodes = [n.name for n in services().settings.nodes]
-    return render_template("admin/reports.html", page=page, flt=flt, states=REPORT_STATES, nodes=nodes)
+    return render_template("admin/reports.html", page=page, flt=flt, states=list(ReportState), nodes=nodes)
 
 
 @bp.get("/reports/<int:report_id>")
 @auth.login_required()
 def report(report_id: int) -> str:
     """One report: its copies, their history, its jobs, and the actions."""
-    detail = admin_actions.report_detail(db_session(), report_id)
+    detail = admin_actions.report_detail(db_session(), report_id, services().job_types)
     if detail is None:
         abort(404)
-    return render_template("admin/report.html", d=detail, form=ConfirmForm(), now=admin_actions.utcnow())
+    return render_template(
+        "admin/report.html",
+        d=detail,
+        form=ConfirmForm(),
+        now=admin_actions.utcnow(),
+        job_types=services().job_types,
+        actionable=admin_actions.ACTIONABLE_STATES,
+        RecipientState=RecipientState,
+        JobState=JobState,
+    )
 
 
 @bp.post("/recipients/<int:recipient_id>/<action>")
-@auth.login_required("admin")
+@auth.login_required(AdminRole.ADMIN)
 def act_on_copy(recipient_id: int, action: str) -> BaseResponse:
     """Release, resend or delete one copy, after a ticked confirmation."""
     if action not in ACTIONS:
@@ -132,10 +142,13 @@ def act_on_copy(recipient_id: int, action: str) -> BaseResponse:
 
 
 @bp.post("/jobs/<int:job_id>/retry")
-@auth.login_required("admin")
+@auth.login_required(AdminRole.ADMIN)
 def retry_job(job_id: int) -> BaseResponse:
     """Give a dead job new attempts."""
-    _act(lambda: admin_actions.retry_job(db_session(), job_id, _admin().username).id, "The job will run again.")
+    _act(
+        lambda: admin_actions.retry_job(db_session(), job_id, _admin().username, services().job_types).id,
+        "The job will run again.",
+    )
     return redirect(request.form.get("back", "") if request.form.get("back", "").startswith("/admin/")
                     else url_for("admin.reports"), code=303)  # fmt: skip
 
@@ -165,7 +178,7 @@ def approvals() -> str:
 
 
 @bp.post("/approvals/<int:recipient_id>/<decision>")
-@auth.login_required("admin")
+@auth.login_required(AdminRole.ADMIN)
 def decide(recipient_id: int, decision: str) -> BaseResponse:
     """Approve or deny one held-back release, with a reason the recipient is mailed."""
     if decision not in ("approve", "deny"):
@@ -196,7 +209,7 @@ def settings() -> str:
 
 
 @bp.post("/settings")
-@auth.login_required("admin")
+@auth.login_required(AdminRole.ADMIN)
 def save_settings() -> str | tuple[str, int] | BaseResponse:
     """Validate and store new retention times; they apply at once."""
     form = RetentionForm()
@@ -216,7 +229,7 @@ def save_settings() -> str | tuple[str, int] | BaseResponse:
 
 
 def _settings_page(form: RetentionForm) -> str:
-    rows, _total = admin_actions.audit_page(db_session(), 1, action="retention.changed")
+    rows = admin_actions.audit_page(db_session(), 1, action="retention.changed").items
     return render_template("admin/settings.html", form=form, history=rows[:10],
                            defaults=services().settings.retention)  # fmt: skip
 
@@ -245,7 +258,5 @@ def stats_page() -> str:
 @auth.login_required()
 def audit() -> str:
     """The audit log, newest first."""
-    page = max(1, request.args.get("page", 1, type=int) or 1)
-    rows, total = admin_actions.audit_page(db_session(), page)
-    pages = max(1, -(-total // admin_actions.PAGE_SIZE))
-    return render_template("admin/audit.html", rows=rows, total=total, page=page, pages=pages)
+    page = admin_actions.audit_page(db_session(), request.args.get("page", 1, type=int) or 1)
+    return render_template("admin/audit.html", page=page)

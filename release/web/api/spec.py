@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from release.core.retention import BOUNDS
-from release.db.models import RECIPIENT_STATES, REPORT_STATES
+from release.db.states import RecipientState, ReportState
 
 JSON = "application/json"
 
@@ -29,7 +29,7 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["state", "final", "tone", "headline", "detail", "can_release"],
         "properties": {
-            "state": {"type": "string", "enum": list(RECIPIENT_STATES)},
+            "state": {"type": "string", "enum": [s.value for s in RecipientState]},
             "final": {"type": "boolean"},
             "tone": {"type": "string"},
             "headline": {"type": "string"},
@@ -43,7 +43,7 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "id": {"type": "integer"},
             "address": {"type": "string"},
-            "state": {"type": "string", "enum": list(RECIPIENT_STATES)},
+            "state": {"type": "string", "enum": [s.value for s in RecipientState]},
             "expires_at": {"type": "string", "format": "date-time"},
             "released_at": {"type": ["string", "null"], "format": "date-time"},
         },
@@ -55,7 +55,7 @@ SCHEMAS: dict[str, Any] = {
             "id": {"type": "integer"},
             "node": {"type": "string"},
             "message_id": {"type": "string"},
-            "state": {"type": "string", "enum": list(REPORT_STATES)},
+            "state": {"type": "string", "enum": [s.value for s in ReportState]},
             "sender": {"type": ["string", "null"]},
             "subject": {"type": ["string", "null"]},
             "created_at": {"type": "string", "format": "date-time"},
@@ -76,7 +76,10 @@ SCHEMAS: dict[str, Any] = {
     "ReleaseQueued": {
         "type": "object",
         "required": ["id", "state"],
-        "properties": {"id": {"type": "integer"}, "state": {"type": "string", "enum": ["release_requested"]}},
+        "properties": {
+            "id": {"type": "integer"},
+            "state": {"type": "string", "enum": [RecipientState.RELEASE_REQUESTED.value]},
+        },
     },
     "Retention": {
         "type": "object",
@@ -129,7 +132,11 @@ def openapi_document(public_url: str) -> dict[str, Any]:
                     "operationId": "listReports",
                     "security": ADMIN,
                     "parameters": [
-                        {"name": "state", "in": "query", "schema": {"type": "string", "enum": list(REPORT_STATES)}},
+                        {
+                            "name": "state",
+                            "in": "query",
+                            "schema": {"type": "string", "enum": [s.value for s in ReportState]},
+                        },
                         {
                             "name": "page",
                             "in": "query",

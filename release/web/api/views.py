@@ -19,8 +19,9 @@ from flask import Blueprint, Flask, Response, g, jsonify, request
 from release.container import services
 from release.core import admin_actions, retention
 from release.core.admin_actions import ActionRefused, ReportFilter
-from release.core.flow import find_recipient_by_token
-from release.db.models import REPORT_STATES, Recipient, Report, utcnow
+from release.core.release import find_recipient_by_token
+from release.db.models import Recipient, Report, utcnow
+from release.db.states import ReportState
 from release.web.api.spec import openapi_document
 from release.web.database import db_session
 from release.web.presenters import release_status
@@ -124,15 +125,15 @@ def release(token: str) -> Response:
 def reports() -> Response:
     """Reports, newest first, 50 a page, optionally of one state."""
     state = request.args.get("state", "")
-    if state and state not in REPORT_STATES:
-        return api_error(400, "bad_request", f"state must be one of {', '.join(REPORT_STATES)}.")
+    if state and state not in list(ReportState):
+        return api_error(400, "bad_request", f"state must be one of {', '.join(ReportState)}.")
     raw_page = request.args.get("page", "1")
     if not raw_page.isdigit() or not 1 <= int(raw_page) <= 1_000_000:
         return api_error(400, "bad_request", "page must be a whole number from 1.")
     flt = ReportFilter(values={"status": state} if state else {})
     page = admin_actions.search_reports(db_session(), flt, int(raw_page))
-    body = {"page": page.number, "pages": page.pages, "total": page.total, "per_page": admin_actions.PAGE_SIZE,
-            "reports": [_report_json(r) for r in page.reports]}  # fmt: skip
+    body = {"page": page.number, "pages": page.pages, "total": page.total, "per_page": page.size,
+            "reports": [_report_json(r) for r in page.items]}  # fmt: skip
     return _no_store(jsonify(body))
 
 
