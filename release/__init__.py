@@ -16,7 +16,6 @@ from release.config import ConfigError, Settings, load_settings
 from release.container import Services, build_services
 from release.paths import INSTANCE, PROJECT_ROOT, STATIC, TEMPLATES
 from release.web.retry import ReleaseFlask
-from release.web.sessions import CachedSignerSessionInterface
 
 DEFAULT_CONFIG = "instance/config.toml"
 
@@ -59,7 +58,6 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         PREFERRED_URL_SCHEME="https" if secure else "http",
         TEMPLATES_AUTO_RELOAD=False,
     )
-    app.session_interface = CachedSignerSessionInterface()
     if settings.app.trusted_proxies:
         n = settings.app.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
