@@ -75,14 +75,13 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
 
 def _register(app: Flask, settings: Settings) -> None:
     from release.ops import cli
-    from release.web import branding, errors, i18n, probes, recipient, sender
-    from release.web import database as web
+    from release.web import branding, database, errors, home, i18n, probes, recipient, sender
     from release.web import gateway_endpoints as gateway_api
     from release.web import headers as security
     from release.web.admin import views as admin
     from release.web.api import views as api
 
-    app.register_blueprint(web.bp)
+    app.register_blueprint(home.bp)
     app.register_blueprint(probes.bp)
     api.register(app)
     app.register_blueprint(admin.bp)
@@ -97,5 +96,5 @@ def _register(app: Flask, settings: Settings) -> None:
     i18n.register(app, settings)
     branding.register(app, settings)
     security.register(app)
-    web.register(app)
+    database.register(app)
     cli.register(app)
