@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     _register(app, settings)
     from release.web import limits
 
-    limits.init_app(app, settings)  # after _register: it limits the views registered there
+    limits.init_app(app, settings)  # its hook after CSRFProtect's: a forged POST is refused before it counts
     return app
 
 
