@@ -16,7 +16,6 @@ from release.config import ConfigError, Settings, load_settings
 from release.container import Services, build_services
 from release.paths import INSTANCE, PROJECT_ROOT, STATIC, TEMPLATES
 from release.web.retry import ReleaseFlask
-from release.web.sessions import CachedSignerSessionInterface
 
 DEFAULT_CONFIG = "instance/config.toml"
 
@@ -59,7 +58,6 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         PREFERRED_URL_SCHEME="https" if secure else "http",
         TEMPLATES_AUTO_RELOAD=False,
     )
-    app.session_interface = CachedSignerSessionInterface()
     if settings.app.trusted_proxies:
         n = settings.app.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
@@ -71,20 +69,19 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     _register(app, settings)
     from release.web import limits
 
-    limits.init_app(app, settings)  # after _register: it limits the views registered there
+    limits.init_app(app, settings)  # its hook after CSRFProtect's: a forged POST is refused before it counts
     return app
 
 
 def _register(app: Flask, settings: Settings) -> None:
     from release.ops import cli
-    from release.web import branding, errors, i18n, probes, recipient, sender
-    from release.web import database as web
+    from release.web import branding, database, errors, home, i18n, probes, recipient, sender
     from release.web import gateway_endpoints as gateway_api
     from release.web import headers as security
     from release.web.admin import views as admin
     from release.web.api import views as api
 
-    app.register_blueprint(web.bp)
+    app.register_blueprint(home.bp)
     app.register_blueprint(probes.bp)
     api.register(app)
     app.register_blueprint(admin.bp)
@@ -99,5 +96,5 @@ def _register(app: Flask, settings: Settings) -> None:
     i18n.register(app, settings)
     branding.register(app, settings)
     security.register(app)
-    web.register(app)
+    database.register(app)
     cli.register(app)

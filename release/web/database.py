@@ -1,20 +1,16 @@
-"""Per-request database session, the landing page and the liveness probe."""
+"""The request's database session: opened on first use, closed at teardown."""
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 
-from flask import Blueprint, Flask, g, redirect, render_template, request, url_for
-from flask_babel import gettext
+from flask import Flask, g, request
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
-from werkzeug.wrappers import Response as BaseResponse
 
 from release.container import services
 
 log = logging.getLogger(__name__)
-bp = Blueprint("web", __name__)
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 
 
@@ -46,30 +42,6 @@ def _close_session(_exc: BaseException | None) -> None:
         session.invalidate()
 
 
-def format_datetime(value: datetime | int | float | None) -> str:
-    """Dates as people read them, always in UTC and saying so."""
-    if value is None:
-        return gettext("unknown")
-    if not isinstance(value, datetime):
-        value = datetime.fromtimestamp(value, tz=UTC)
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
 def register(app: Flask) -> None:
-    """Hook the per-request session and template helpers into the app."""
+    """Close the request's session when its app context ends."""
     app.teardown_appcontext(_close_session)
-    app.add_template_filter(format_datetime, "datetime")
-
-
-@bp.get("/")
-def index() -> str | BaseResponse:
-    """What this service is, for someone who lands on its front page (the demo: its guide)."""
-    if services().settings.app.demo:
-        return redirect(url_for("demo.index"))
-    return render_template("index.html")
-
-
-@bp.get("/healthz")
-def healthz() -> tuple[str, int, dict[str, str]]:
-    """Process is up (no dependencies checked)."""
-    return "ok\n", 200, {"Content-Type": "text/plain"}

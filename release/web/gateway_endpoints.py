@@ -6,26 +6,15 @@ constant time; off (404) while no key is configured.
 
 from __future__ import annotations
 
-import hmac
-
 from flask import Blueprint, Response, abort, jsonify, request
 
 from release.container import services
 from release.core.choices import is_allowed
+from release.web import bearer
 from release.web.database import db_session
 
 bp = Blueprint("gateway_api", __name__, url_prefix="/gateway/v1")
 ADDRESS_LIMIT = 320
-
-
-def _authorised(keys: tuple[str, ...]) -> bool:
-    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not presented:
-        return False
-    given = presented.strip().encode()
-    # Compare against every key (no early exit), so timing tells nothing about which matched.
-    matches = [hmac.compare_digest(given, key.encode()) for key in keys]
-    return any(matches)
 
 
 def _json(body: dict[str, object], status: int = 200) -> tuple[Response, int]:
@@ -40,9 +29,9 @@ def allowed() -> tuple[Response, int]:
     keys = services().settings.policy.allowlist_keys
     if not keys:
         abort(404)
-    if not _authorised(keys):
+    if not bearer.matches_any(keys):
         response, status = _json({"error": "a valid bearer key is required"}, 401)
-        response.headers["WWW-Authenticate"] = 'Bearer realm="gateway"'
+        response.headers.update(bearer.challenge("gateway"))
         return response, status
     recipient = request.args.get("recipient", "").strip()
     sender = request.args.get("sender", "").strip()

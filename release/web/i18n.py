@@ -63,11 +63,10 @@ def language_prefix() -> str:
     return f"{request.path}?{kept}&" if kept else f"{request.path}?"
 
 
-def language_links(prefix: str | None = None) -> list[dict[str, object]]:
-    """The switcher: this page in each language (the query kept, ``lang`` replaced);
-    ``prefix``: :func:`language_prefix`, when the page has it already."""
+def language_links() -> list[dict[str, object]]:
+    """The switcher: this page in each language (the query kept, ``lang`` replaced)."""
     current = current_locale()
-    prefix = prefix or language_prefix()
+    prefix = language_prefix()
     return [
         {"code": code, "name": NAMES[code], "url": f"{prefix}{COOKIE}={code}", "current": code == current}
         for code in LOCALES

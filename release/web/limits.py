@@ -1,12 +1,15 @@
 """Rate limits (Flask-Limiter): report submissions per IP and per message, ALTCHA
 challenges per IP, admin logins per IP.
 
-Views declare their limits with the decorators below (:func:`report_limits`,
-:data:`challenge_limit`, :data:`login_limit`); :func:`init_app` builds one
-:class:`~flask_limiter.Limiter` per application and installs the declared limits on the
-registered views. One limiter per app (not one per module) because Flask-Limiter keeps its
-storage on the limiter object: two apps in one process (tests, the demo) must not overwrite
-each other's storage.
+Views declare their limits with the decorators below (:data:`report_limits`,
+:data:`challenge_limit`, :data:`login_limit`), above or below ``@bp.route``: the decorator
+only records the limit on the view. :func:`init_app` builds one
+:class:`~flask_limiter.Limiter` per application whose default limits are the limits of
+:data:`ALL`, each exempt where the request's view did not declare it. Default limits are
+checked in the limiter's own before-request hook (after CSRF), with the same keys and
+scopes as decorated ones (``<endpoint>:<scope>``). One limiter per app (not one per module)
+because Flask-Limiter keeps its storage on the limiter object: two apps in one process
+(tests, the demo) must not share or overwrite each other's storage.
 
 Storage: ``limits.storage_url`` - ``memory://`` counts per process; ``redis://`` lets every
 web process share the counters.
@@ -31,7 +34,7 @@ from typing import Any, TypeVar
 
 from flask import Flask, current_app, request
 from flask.typing import ResponseReturnValue
-from flask_limiter import Limiter, RateLimitExceeded
+from flask_limiter import Limit, Limiter, RateLimitExceeded
 
 from release.config import LimitsSettings, Settings
 
@@ -51,9 +54,9 @@ class RateLimit:
 
     rate: Callable[[LimitsSettings], str]
     message: str
+    scope: str  # names the limit in the storage keys (two limits on one view stay apart)
     key: Callable[[], str] | None = None  # None: the client IP
     methods: tuple[str, ...] | None = None  # None: every method
-    scope: str | None = None  # separates two limits on one view in the storage keys
 
 
 def client_ip() -> str:
@@ -67,18 +70,6 @@ def reported_message() -> str:
     message_id = request.args.get("m", "")[:128]
     digest = hashlib.sha256(f"{node}\0{message_id}".encode()).hexdigest()[:32]
     return f"message:{digest}"
-
-
-def rate_limited(*limits: RateLimit) -> Callable[[F], F]:
-    """Declare limits on a view; they are installed when the app is built (order-independent
-    with respect to ``@bp.route``)."""
-
-    def mark(view: F) -> F:
-        declared: list[RateLimit] = list(getattr(view, ATTRIBUTE, ()))
-        setattr(view, ATTRIBUTE, [*declared, *limits])
-        return view
-
-    return mark
 
 
 REPORTS_PER_IP = RateLimit(
@@ -106,6 +97,25 @@ LOGINS_PER_IP = RateLimit(
     scope="logins-per-ip",
 )
 
+#: Every limit a view may declare: each app's limiter knows these.
+ALL = (REPORTS_PER_IP, REPORTS_PER_MESSAGE, CHALLENGES_PER_IP, LOGINS_PER_IP)
+
+
+def rate_limited(*limits: RateLimit) -> Callable[[F], F]:
+    """Declare limits on a view (each one of :data:`ALL`); the view itself is not wrapped, so
+    this works above or below ``@bp.route``."""
+    unknown = [spec for spec in limits if spec not in ALL]
+    if unknown:
+        raise ValueError(f"not in limits.ALL, so no limiter would enforce them: {unknown}")
+
+    def mark(view: F) -> F:
+        declared: list[RateLimit] = list(getattr(view, ATTRIBUTE, ()))
+        setattr(view, ATTRIBUTE, [*declared, *limits])
+        return view
+
+    return mark
+
+
 #: POST /report: per client IP and per reported (node, message id).
 report_limits = rate_limited(REPORTS_PER_IP, REPORTS_PER_MESSAGE)
 #: GET /captcha/altcha-challenge: per client IP.
@@ -116,18 +126,16 @@ login_limit = rate_limited(LOGINS_PER_IP)
 
 
 def init_app(app: Flask, settings: Settings) -> Limiter:
-    """Build this app's limiter and install the limits declared on its views.
-
-    Call after every blueprint is registered (views registered later are not limited).
-    """
+    """Build this app's limiter: the limits of :data:`ALL`, each where a view declared it."""
     storage_url = settings.limits.storage_url
     options: dict[str, str | int] = {}
     if storage_url.startswith(("redis://", "rediss://")):
         # Flask-Limiter types the options as str | int; redis-py takes float seconds.
         timeout: Any = REDIS_TIMEOUT_SECONDS
         options = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
-    limiter = DeclaredLimiter(
+    limiter = Limiter(
         key_func=client_ip,
+        default_limits=[_limit(spec, settings.limits) for spec in ALL],
         storage_uri=storage_url,
         storage_options=options,
         strategy="moving-window",  # no double burst at a window boundary
@@ -136,73 +144,33 @@ def init_app(app: Flask, settings: Settings) -> Limiter:
         swallow_errors=True,
         in_memory_fallback_enabled=True,
     )
+    # Most requests reach views that declare no limit: skip the limiter's lookups for them.
+    limiter.request_filter(lambda: not _declared())
     limiter.init_app(app)
-    # Only the limits declared here exist (no default or application-wide ones), so a request
-    # that none of them applies to (a GET of the report page, the status endpoint) can skip
-    # the limiter's per-request lookups altogether.
-    limited_methods: dict[str, frozenset[str] | None] = {}
-    for endpoint, view in list(app.view_functions.items()):
-        limited: Callable[..., Any] = view
-        declared: list[RateLimit] = getattr(view, ATTRIBUTE, [])
-        if declared:
-            limited_methods[endpoint] = _methods_of(declared)
-        for spec in declared:
-            limited = limiter.limit(
-                spec.rate(settings.limits),
-                key_func=spec.key or client_ip,
-                methods=list(spec.methods) if spec.methods else None,
-                error_message=spec.message,
-                scope=spec.scope,
-            )(limited)
-        methods = limited_methods.get(endpoint)
-        app.view_functions[endpoint] = _only_for(methods, limited, view) if methods else limited
     app.extensions[EXTENSION] = limiter
     app.register_error_handler(RateLimitExceeded, _too_many)
-    limiter.limited_methods = limited_methods
-    limiter.request_filter(lambda: _no_limit_applies(limited_methods))
     return limiter
 
 
-class DeclaredLimiter(Limiter):
-    """A Limiter whose per-request hook returns at once where no declared limit applies.
-
-    The request filter above says the same, but Flask-Limiter asks it only after working out
-    the request's limits and exemptions: 0.05 ms per page view that no limit covers.
-    """
-
-    limited_methods: dict[str, frozenset[str] | None] | None = None
-
-    def _check_request_limit(self, callable_name: str | None = None, in_middleware: bool = True) -> None:
-        if in_middleware and self.limited_methods is not None and _no_limit_applies(self.limited_methods):
-            return
-        super()._check_request_limit(callable_name, in_middleware)
+def _limit(spec: RateLimit, settings: LimitsSettings) -> Limit:
+    return Limit(
+        spec.rate(settings),
+        key_function=spec.key,
+        scope=spec.scope,
+        methods=spec.methods,
+        error_message=spec.message,
+        exempt_when=functools.partial(_not_declared, spec),
+    )
 
 
-def _methods_of(declared: list[RateLimit]) -> frozenset[str] | None:
-    """The methods any of ``declared`` applies to; None: every method."""
-    if any(spec.methods is None for spec in declared):
-        return None
-    return frozenset(method for spec in declared for method in spec.methods or ())
+def _declared() -> tuple[RateLimit, ...]:
+    """The limits the view of this request declared."""
+    view = current_app.view_functions.get(request.endpoint or "")
+    return tuple(getattr(view, ATTRIBUTE, ()))
 
 
-def _only_for(methods: frozenset[str], limited: Callable[..., Any], view: Callable[..., Any]) -> Callable[..., Any]:
-    """``limited`` for requests with one of ``methods``, the bare ``view`` for the others
-    (Flask-Limiter's wrapper looks the limits up again even when none applies)."""
-
-    @functools.wraps(view)
-    def dispatch(*args: Any, **kwargs: Any) -> Any:
-        return (limited if request.method in methods else view)(*args, **kwargs)
-
-    return dispatch
-
-
-def _no_limit_applies(limited_methods: dict[str, frozenset[str] | None]) -> bool:
-    """True (exempt) when no declared limit covers this request's endpoint and method."""
-    endpoint = request.endpoint
-    if endpoint not in limited_methods:
-        return True
-    methods = limited_methods[endpoint]
-    return methods is not None and request.method not in methods
+def _not_declared(spec: RateLimit) -> bool:
+    return spec not in _declared()
 
 
 def limiter_for(app: Flask | None = None) -> Limiter:

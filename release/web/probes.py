@@ -9,7 +9,6 @@ per cache period and a probe never hangs on a slow node.
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 import json
 import logging
@@ -27,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from release.container import services
 from release.gateway import Gateway
 from release.ops import metrics
+from release.web import bearer
 from release.web.database import db_session
 
 log = logging.getLogger(__name__)
@@ -142,10 +142,8 @@ def _metrics_refusal() -> tuple[int, dict[str, str]] | None:
             return 403, {}
         if not any(client in ipaddress.ip_network(net, strict=False) for net in config.allowed_ips):
             return 403, {}
-    if config.token:
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), config.token.encode()):
-            return 401, {"WWW-Authenticate": 'Bearer realm="metrics"'}
+    if config.token and not bearer.matches_any([config.token]):
+        return 401, bearer.challenge("metrics")
     return None
 
 

@@ -3,50 +3,22 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
-from flask import Blueprint, Response, abort, current_app, jsonify, redirect, render_template, request, url_for
-from flask.blueprints import BlueprintSetupState
+from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext
 from werkzeug.wrappers import Response as BaseResponse
 
 from release.container import services
 from release.core import links
 from release.core.reports import Submission
-from release.web.csrf import CsrfTokens
-from release.web.database import db_session, format_datetime
+from release.web.database import db_session
 from release.web.forms import ReportForm
 from release.web.headers import allow_captcha
-from release.web.i18n import current_locale, language_prefix
 from release.web.limits import challenge_limit, report_limits
-from release.web.prerender import Prerendered
 from release.web.presenters import RETRY_SHOWN_STATES, report_status
 
 bp = Blueprint("sender", __name__)
-
-
-@dataclass(frozen=True)
-class FormVisit:
-    """What differs between two visitors' view of the report form (the rest is prerendered)."""
-
-    action: str
-    csrf_token: str
-    node: str
-    issued: str
-    message_id: str
-    language_prefix: str
-
-
-FORM_PAGE, CSRF_TOKENS = "release.report_form_page", "release.csrf_tokens"  # app.extensions keys
-
-
-@bp.record_once
-def _per_app(state: BlueprintSetupState) -> None:
-    # Per app, not per process: the page carries the app's branding and template folder.
-    app = state.app
-    app.extensions[FORM_PAGE] = Prerendered("report_form.html", FormVisit)
-    app.extensions[CSRF_TOKENS] = CsrfTokens(app.config.get("WTF_CSRF_SECRET_KEY") or app.secret_key)
 
 
 def _verified_link() -> links.ReportLink:
@@ -80,45 +52,25 @@ def report() -> str | BaseResponse | tuple[str, int]:
     status = _status(link)
     if status is not None:
         return render_template("report_status.html", status=status, link=link)
-    svc = services()
-    short_hours = svc.ctx.retention(db_session).short_hours
-    visit = FormVisit(
-        action=request.full_path, csrf_token=current_app.extensions[CSRF_TOKENS].token(), node=link.node,
-        issued=format_datetime(link.issued_at), message_id=link.message_id, language_prefix=language_prefix(),
-    )  # fmt: skip
     allow_captcha()
+    svc = services()
     max_comment = svc.settings.app.max_comment_length
-    context = {"captcha": svc.captcha, "short_hours": short_hours, "config_max_comment": max_comment}
-    if request.method != "POST":
-        # The first view: the same for everyone with this language and retention.
-        def first_view() -> dict[str, Any]:
-            form = _new_form(max_comment)
-            return {"form": form, "captcha_error": None, "challenge_url": url_for("sender.altcha_challenge"), **context}
-
-        return current_app.extensions[FORM_PAGE].render((current_locale(), short_hours), visit, first_view)
-    form = _new_form(max_comment)
+    form = ReportForm()
+    form.limit_comment(max_comment)
+    captcha_error = None
     if form.validate_on_submit():
-        result = svc.captcha.verify(request.form.get(svc.captcha.field_name), request.remote_addr)
-        if result.ok:
-            submission = Submission(
-                link=link, comment=(form.comment.data or "").strip(), sender_ip=request.remote_addr or ""
-            )
+        if svc.captcha.verify(request.form.get(svc.captcha.field_name), request.remote_addr).ok:
+            comment = (form.comment.data or "").strip()
+            submission = Submission(link=link, comment=comment, sender_ip=request.remote_addr or "")
             svc.steps.reports.submit(db_session(), submission)
             return redirect(request.full_path, code=303)
         captcha_error = gettext("The anti-robot check did not pass. Please try it again.")
-    else:
-        captcha_error = None
-    challenge_url = url_for("sender.altcha_challenge")
     page = render_template(
-        "report_form.html", visit=visit, form=form, captcha_error=captcha_error, challenge_url=challenge_url, **context
-    )
-    return page, 400
-
-
-def _new_form(max_comment_length: int) -> ReportForm:
-    form = ReportForm()
-    form.limit_comment(max_comment_length)
-    return form
+        "report_form.html", link=link, form=form, captcha=svc.captcha, captcha_error=captcha_error,
+        challenge_url=url_for("sender.altcha_challenge"), short_hours=svc.ctx.retention(db_session).short_hours,
+        config_max_comment=max_comment,
+    )  # fmt: skip
+    return (page, 400) if request.method == "POST" else page
 
 
 @bp.get("/report/status")

@@ -8,8 +8,6 @@ key, never the session cookie: a cross-site form cannot send the Authorization h
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
@@ -22,6 +20,7 @@ from release.core.admin_actions import ActionRefused, ReportFilter
 from release.core.release import find_recipient_by_token
 from release.db.models import Recipient, Report, utcnow
 from release.db.states import ReportState
+from release.web import bearer
 from release.web.api.spec import openapi_document
 from release.web.database import db_session
 from release.web.presenters import release_status
@@ -42,23 +41,9 @@ def api_error(status: int, error: str, message: str, headers: dict[str, str] | N
 
 def _stored_digests() -> list[str]:
     return [
-        key[len(KEY_PREFIX) :] if key.startswith(KEY_PREFIX) else hashlib.sha256(key.encode()).hexdigest()
+        key[len(KEY_PREFIX) :] if key.startswith(KEY_PREFIX) else bearer.key_digest(key)
         for key in services().settings.api.keys
     ]
-
-
-def key_id_for(presented: str) -> str | None:
-    """The id (a digest prefix) of the configured key ``presented`` matches, else None.
-
-    Digests are compared, in constant time and against every key, so neither the key's
-    length nor which key matched leaks through timing.
-    """
-    digest = hashlib.sha256(presented.encode()).hexdigest()
-    found = None
-    for stored in _stored_digests():
-        if hmac.compare_digest(digest, stored):
-            found = stored[:12]
-    return found
 
 
 def key_required(view: F) -> F:
@@ -66,12 +51,11 @@ def key_required(view: F) -> F:
 
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
-        key_id = key_id_for(presented.strip()) if scheme.lower() == "bearer" and presented.strip() else None
-        if key_id is None:
+        digest = bearer.matching_digest(_stored_digests())
+        if digest is None:
             return api_error(401, "unauthorized", "A valid API key is required (Authorization: Bearer <key>).",
-                             {"WWW-Authenticate": 'Bearer realm="api"'})  # fmt: skip
-        g.api_actor = f"api-key:{key_id}"
+                             bearer.challenge("api"))  # fmt: skip
+        g.api_actor = f"api-key:{digest[:12]}"  # the key's id: a digest prefix
         return view(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
