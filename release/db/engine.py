@@ -48,7 +48,9 @@ class Database:
         os.register_at_fork(after_in_child=functools.partial(_forget_parent_connections, weakref.ref(self)))
 
     def _create_engine(self, url: str, echo: bool) -> Engine:
-        kwargs: dict[str, Any] = {"echo": echo}
+        # hide_parameters: error messages (and tracebacks in logs) show the SQL, never the
+        # values (comments, addresses, user names).
+        kwargs: dict[str, Any] = {"echo": echo, "hide_parameters": True}
         if self.is_sqlite:
             kwargs["connect_args"] = SQLITE_CONNECT_ARGS
             if self.url.database in (None, "", ":memory:"):
@@ -75,14 +77,14 @@ class Database:
         # PostgreSQL per page view: about 0.1 ms of CPU and 0.4 ms of wall time here).
         if self.is_postgres:
             engine = create_engine(url, echo=echo, isolation_level="AUTOCOMMIT", pool_reset_on_return=None,
-                                   pool_size=5, max_overflow=20, pool_recycle=1800)  # fmt: skip
+                                   pool_size=5, max_overflow=20, pool_recycle=1800, hide_parameters=True)  # fmt: skip
             event.listen(engine.pool, "checkin", note_checkin)
             event.listen(engine.pool, "checkout", check_on_checkout(engine.dialect))
             return engine
         # Pooled, so the PRAGMAs run once per connection, not once per page view; a pooled
         # connection holds no lock (nothing begins a transaction on it). 5x the page views
         # per second of one connection and BEGIN IMMEDIATE per request (bench/web.py).
-        engine = create_engine(url, echo=echo, poolclass=QueuePool, pool_size=5, max_overflow=20,
+        engine = create_engine(url, echo=echo, poolclass=QueuePool, pool_size=5, max_overflow=20, hide_parameters=True,
                                pool_reset_on_return=None, connect_args=SQLITE_CONNECT_ARGS)  # fmt: skip
         event.listen(engine, "connect", _sqlite_on_connect)
         return engine
@@ -161,7 +163,7 @@ class DriverStatement:
                 connection.invalidate(exc)
             raise DBAPIError.instance(
                 self.sql, driver_params, exc, dialect.loaded_dbapi.Error,
-                connection_invalidated=lost, dialect=dialect,
+                connection_invalidated=lost, dialect=dialect, hide_parameters=self.engine.hide_parameters,
             ) from exc  # fmt: skip
         finally:
             if connection is not None:

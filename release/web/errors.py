@@ -13,6 +13,7 @@ from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 from release.core.links import LinkError
+from release.web.headers import redact_path
 
 log = logging.getLogger(__name__)
 
@@ -75,5 +76,5 @@ def register(app: Flask) -> None:
     def unexpected(exc: Exception) -> ResponseReturnValue:
         if isinstance(exc, HTTPException):
             return http_error(exc)
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        log.exception("unhandled error on %s %s", request.method, redact_path(request.path))
         return render_error(500, gettext("Please try again later; the error has been logged."))

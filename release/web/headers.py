@@ -1,4 +1,5 @@
-"""Security headers on every response, and release tokens kept out of access logs.
+"""Security headers on every response, and release tokens and query strings kept out of
+access logs.
 
 The Content-Security-Policy forbids inline script everywhere; only the report page (which
 shows the CAPTCHA) allows the provider's origins.
@@ -91,13 +92,16 @@ def _header_hook(settings: Settings, captcha: Captcha) -> Callable[[Response], R
     return add_headers
 
 
-# A release token is a working credential: access logs (werkzeug's server, gunicorn's
-# accesslog, which `python app.py` turns on) would otherwise keep it in the request line
-# and in the Referer of the release POST.
+# A release token is a working credential, and a report link's query string carries its
+# signature: access logs (werkzeug's server in demo mode, gunicorn's accesslog, which
+# `python app.py` turns on) would otherwise keep both in the request line and in the Referer.
 # Whatever follows /release/ is redacted, not only well-formed tokens: a mistyped or
 # truncated link still carries most of a working token.
 _TOKEN_IN_PATH = re.compile(r"/(release|api/v1/releases)/[^/?#\s\"']+")
-ACCESS_LOGGERS = ("werkzeug", "gunicorn.access")
+# A query string: from a "?" after a path (or URL) up to the next space or double quote.
+_QUERY_AFTER_PATH = re.compile(r"(/[^\s?\"]*)\?[^\s\"]*")
+# gunicorn.error names the request (with its query) when a request fails outside the app.
+ACCESS_LOGGERS = ("werkzeug", "gunicorn.access", "gunicorn.error")
 
 
 def redact_path(path: str) -> str:
@@ -105,16 +109,24 @@ def redact_path(path: str) -> str:
     return _TOKEN_IN_PATH.sub(r"/\1/[token]", path) if "/release" in path else path
 
 
+def redact_request_line(message: str) -> str:
+    """``message`` with release tokens replaced and query strings left out."""
+    if "?" in message:
+        message = _QUERY_AFTER_PATH.sub(r"\1", message)
+    return redact_path(message)
+
+
 class RedactTokens(logging.Filter):
-    """Replace release tokens in a log record's message with a placeholder."""
+    """Replace release tokens in a log record's message with a placeholder and drop query
+    strings."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a broken record is logging's problem, not ours
             return True
-        if "/release" in message:
-            redacted = _TOKEN_IN_PATH.sub(r"/\1/[token]", message)
+        if "/release" in message or "?" in message:
+            redacted = redact_request_line(message)
             if redacted != message:
                 record.msg, record.args = redacted, None
         return True

@@ -16,6 +16,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import DBAPIError
 
 from release.web.database import SAFE_METHODS, discard_session
+from release.web.headers import redact_path
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ class ReleaseFlask(Flask):
         except DBAPIError as exc:
             if not exc.connection_invalidated or request.method not in SAFE_METHODS:
                 raise
-            log.warning("database connection lost during %s %s; retrying once", request.method, request.path)
+            path = redact_path(request.path)
+            log.warning("database connection lost during %s %s; retrying once", request.method, path)
             discard_session()
             return super().dispatch_request()
