@@ -17,12 +17,15 @@ from sqlalchemy.exc import DBAPIError
 
 from release.web.database import SAFE_METHODS, discard_session
 from release.web.headers import redact_path
+from release.web.jsonbody import JsonProvider
 
 log = logging.getLogger(__name__)
 
 
 class ReleaseFlask(Flask):
-    """Flask, with the read-only retry described above."""
+    """Flask, with the read-only retry described above (and JSON bodies parsed as jsonbody.py says)."""
+
+    json_provider_class = JsonProvider
 
     def dispatch_request(self) -> ResponseReturnValue:
         """Run the view; once more for a GET/HEAD whose database connection was lost."""
