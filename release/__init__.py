@@ -15,7 +15,6 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from release.config import ConfigError, Settings, load_settings
 from release.container import Services, build_services
 from release.paths import INSTANCE, PROJECT_ROOT, STATIC, TEMPLATES
-from release.web.retry import ReleaseFlask
 
 DEFAULT_CONFIG = "instance/config.toml"
 
@@ -40,7 +39,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
                 "`python app.py` runs the demo without one",
             )
         settings = load_settings(path)
-    app = ReleaseFlask(
+    app = Flask(
         __name__,
         template_folder=str(TEMPLATES),
         static_folder=str(STATIC),

@@ -18,8 +18,6 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool, QueuePool
 
-from release.db.liveness import check_on_checkout, note_checkin
-
 # Connections cross threads (the pool hands them out) and wait up to 30 s for the write lock.
 SQLITE_CONNECT_ARGS = {"check_same_thread": False, "timeout": 30}
 
@@ -52,16 +50,13 @@ class Database:
             # ~15 % more expensive on SQLite (the reads below are pooled).
             kwargs["poolclass"] = NullPool
         else:
-            # No pool_pre_ping (a round trip per checkout): liveness.py checks the socket
-            # locally and pings only connections that sat idle; see there.
-            kwargs.update(pool_size=10, max_overflow=20, pool_recycle=1800)
+            # pool_pre_ping: a pooled connection the server closed (restart, idle timeout) is
+            # found at checkout and replaced, so a request never runs on it (here and below).
+            kwargs.update(pool_size=10, max_overflow=20, pool_recycle=1800, pool_pre_ping=True)
         engine = create_engine(url, **kwargs)
         if self.is_sqlite:
             event.listen(engine, "connect", _sqlite_on_connect)
             event.listen(engine, "begin", _sqlite_on_begin)
-        else:
-            event.listen(engine.pool, "checkin", note_checkin)
-            event.listen(engine.pool, "checkout", check_on_checkout(engine.dialect))
         return engine
 
     def _create_reader(self, url: str, echo: bool) -> Engine:
@@ -69,11 +64,8 @@ class Database:
         # ROLLBACK the pool otherwise sends when a connection comes back (a round trip on
         # PostgreSQL per page view: about 0.1 ms of CPU and 0.4 ms of wall time here).
         if self.is_postgres:
-            engine = create_engine(url, echo=echo, isolation_level="AUTOCOMMIT", pool_reset_on_return=None,
-                                   pool_size=5, max_overflow=20, pool_recycle=1800)  # fmt: skip
-            event.listen(engine.pool, "checkin", note_checkin)
-            event.listen(engine.pool, "checkout", check_on_checkout(engine.dialect))
-            return engine
+            return create_engine(url, echo=echo, isolation_level="AUTOCOMMIT", pool_reset_on_return=None,
+                                 pool_size=5, max_overflow=20, pool_recycle=1800, pool_pre_ping=True)  # fmt: skip
         # Pooled, so the PRAGMAs run once per connection, not once per page view; a pooled
         # connection holds no lock (nothing begins a transaction on it). 5x the page views
         # per second of one connection and BEGIN IMMEDIATE per request (bench/web.py).
