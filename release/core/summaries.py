@@ -15,6 +15,8 @@ from sqlalchemy import String, bindparam, literal, select
 
 from release.db.engine import Database
 from release.db.models import Job, Recipient, Report
+from release.db.states import JobKind
+from release.jobs.queue import UNFINISHED
 
 
 @dataclass(frozen=True)
@@ -37,8 +39,8 @@ _reports, _recipients, _jobs = Report.__table__, Recipient.__table__, Job.__tabl
 # The statement's constants are written into its SQL, quoted by the dialect (literal_execute):
 # with them bound, SQLite plans the subquery's indexed comparison (jobs.kind = ?) anew on
 # every run, 21 µs a lookup instead of 2. The values of a visit (node, message id) stay bound.
-_LOCATE, _ONE = literal("locate", literal_execute=True), literal(1, literal_execute=True)
-_UNFINISHED = bindparam("unfinished", ("queued", "running"), String, expanding=True, literal_execute=True)
+_LOCATE, _ONE = literal(JobKind.LOCATE, String, literal_execute=True), literal(1, literal_execute=True)
+_UNFINISHED = bindparam("unfinished", UNFINISHED, String, expanding=True, literal_execute=True)
 # The newest unfinished locate job's attempts, as jobs.pending_for finds it (index (kind, ref_id)).
 _LOCATE_ATTEMPTS = (
     select(_jobs.c.attempts)
