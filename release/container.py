@@ -16,8 +16,8 @@ from release.core.summaries import ReportSummaries
 from release.db.engine import Database
 from release.gateway import Gateway, gateway_for
 from release.jobs.worker import LocalWaker, PostgresWaker, Waker, Worker, wake_on_commit
-from release.mail import Mailer, SmtpMailer
 from release.mail.brand import brand_from
+from release.mail.sending import Mailer, SmtpMailer
 from release.mail.templates import MailTemplates
 from release.ops.metrics import InstrumentedGateway, InstrumentedMailer
 from release.paths import INSTANCE

@@ -40,8 +40,8 @@ from release.db.models import Event, Job, Recipient, Report, utcnow
 from release.gateway import GatewayError, GatewayRejected, NodeHealth, QuarantinedCopy
 from release.jobs import queue as jobs
 from release.jobs.worker import BATCH_LIMIT, LocalWaker, Worker
-from release.mail import RecordingMailer
 from release.mail.templates import MailTemplates
+from tests.support.mailer import RecordingMailer
 
 NODE = "mx1"
 SHORT = "mailquarantine:1"

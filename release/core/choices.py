@@ -16,7 +16,7 @@ from release.core.flow import Flow, PermanentFailure, RetryLater, can_request_re
 from release.db.models import AllowedSender, Recipient
 from release.gateway import GatewayError
 from release.jobs import queue as jobs
-from release.mail import Outcome, build_outcome
+from release.mail.compose import Outcome, build_outcome
 
 ADDRESS_LIMIT = 320
 DELETABLE_STATES = ("approval_pending",)

@@ -24,7 +24,8 @@ from release.core.retention import Retention, RetentionCache
 from release.db.models import Event, Recipient, Report, utcnow
 from release.gateway import Gateway, GatewayError, GatewayRejected, QuarantinedCopy
 from release.jobs import queue as jobs
-from release.mail import Mailer, Notification, build_notification
+from release.mail.compose import Notification, build_notification
+from release.mail.sending import Mailer
 from release.mail.templates import MailTemplates
 
 SUBJECT_LIMIT = 1000

@@ -25,7 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from release.db.engine import Database
 from release.db.models import Job, Recipient, Report, utcnow
 from release.gateway import Gateway, GatewayRejected, NodeHealth, QuarantinedCopy
-from release.mail import Mailer, SendResult
+from release.mail.sending import Mailer, SendResult
 
 GATEWAY_SECONDS = Histogram(
     "release_gateway_request_seconds",
