@@ -58,7 +58,7 @@ from _stack import (  # noqa: E402
     write_config,
 )
 
-from release.captcha import solve_altcha  # noqa: E402
+from tests.support.altcha import solve_altcha  # noqa: E402
 
 BAR = 0.40
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}

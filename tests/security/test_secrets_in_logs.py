@@ -21,11 +21,11 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from werkzeug.serving import make_server
 
-from release.captcha import solve_altcha
 from release.devtools.mailcapture import free_port
 from release.ops.logs import JsonFormatter
 from tests.integration.helpers import CSRF_RE, release_token_from, report_path
 from tests.security.conftest import StackFactory, drain_due
+from tests.support.altcha import solve_altcha
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning"),
