@@ -46,6 +46,7 @@ from release.devtools.simulator import HalonSimulator, Ids, SimItem, SimulatorSe
 from release.jobs.wake import CHANNEL as WAKE_CHANNEL  # noqa: E402
 
 BIN = Path(sys.executable).parent
+WORKER_UNIT = ROOT / "docs" / "deploy" / "release-worker.service"
 PG_ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 # Fresh per run, like a production config (real random secrets, not demo ones).
 SIM_USER, SIM_PASSWORD = "release", secrets.token_urlsafe(16)
@@ -72,6 +73,13 @@ def machine() -> str:
                 model = line.split(":", 1)[1].strip()
                 break
     return f"{os.cpu_count()} CPU ({model}), Python {platform.python_version()}, {platform.platform()}"
+
+
+def require_tool(name: str, how: str) -> None:
+    """Stop with a line saying how to install ``name`` when it is not on PATH (not a traceback
+    minutes into a run)."""
+    if shutil.which(name) is None:
+        sys.exit(f"{name} is needed and not installed: {how}")
 
 
 def header(title: str) -> None:
@@ -424,7 +432,8 @@ class Stack:
         return proc
 
     def worker(self) -> Proc:
-        proc = self._spawn("worker", [BIN / "flask", "--app", "app", "worker"])
+        """`flask --app app worker` with the malloc settings production's unit gives it."""
+        proc = self._spawn("worker", [BIN / "flask", "--app", "app", "worker"], {**self.env, **worker_malloc_env()})
         deadline = time.monotonic() + 30
         while "worker started" not in proc.log_path.read_text(errors="replace"):
             if proc.popen.poll() is not None or time.monotonic() > deadline:
@@ -445,6 +454,17 @@ class Stack:
                 proc.popen.wait(timeout=5)
             proc.log.close()
             self.procs.remove(proc)
+
+
+def worker_malloc_env() -> dict[str, str]:
+    """The glibc malloc variables (MALLOC_*) that release-worker.service sets: read from the
+    unit, so the benchmarks' worker runs as production's does."""
+    found = {}
+    for line in WORKER_UNIT.read_text().splitlines():
+        if line.startswith("Environment=MALLOC_"):
+            name, _, value = line.removeprefix("Environment=").partition("=")
+            found[name] = value
+    return found
 
 
 @contextlib.contextmanager

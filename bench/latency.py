@@ -49,9 +49,9 @@ from _stack import (  # noqa: E402
     write_config,
 )
 
-from release.captcha import solve_altcha  # noqa: E402
 from release.db.engine import Database  # noqa: E402
 from release.db.models import Report  # noqa: E402
+from tests.support.altcha import solve_altcha  # noqa: E402
 
 SIM_RTT = 0.02
 PHASES = (

@@ -11,6 +11,7 @@ One stack: `gunicorn app:app` (2 workers) and one `flask --app app worker` proce
 
 The worker runs at the service's default `[worker] concurrency` unless `--concurrency` says
 otherwise: each batch in flight holds its jobs, mails and gateway answers, so RSS grows with it.
+It gets the environment release-worker.service gives it (MALLOC_ARENA_MAX). Needs wrk.
 
     .venv/bin/python bench/memory.py [--reports 5000] [--db postgres] [--concurrency 8]
 """
@@ -33,12 +34,14 @@ from _stack import (  # noqa: E402
     header,
     insert_backlog,
     report_link,
+    require_tool,
     rss_mb,
     say,
     stack,
     table,
     watch_backlog,
     workdir,
+    worker_malloc_env,
     write_config,
 )
 from web import report_once, wrk  # noqa: E402
@@ -59,8 +62,11 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=900, help="cap per backlog round, seconds")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
+    require_tool("wrk", "install it with your package manager (Debian, Ubuntu: `apt-get install wrk`)")
     header(f"memory: web workers after wrk, worker after 2 x {args.reports} reports ({args.db}, "
            f"concurrency {args.concurrency})")  # fmt: skip
+    malloc = " ".join(f"{k}={v}" for k, v in worker_malloc_env().items()) or "none"
+    say(f"   worker environment as release-worker.service sets it: {malloc}")
     rows = []
     with workdir(args.keep) as tmp, gear(0.05) as g, database(args.db, tmp) as url:
         port = free_port()

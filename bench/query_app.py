@@ -2,9 +2,9 @@
 
 `gunicorn --pythonpath bench query_app:app` with RELEASE_CONFIG set: one view that reads
 the report for a (node, message id) nobody reported, the way the service reads it (the same
-statement on the driver through the reader pool, with its liveness check: ReportSummaries),
-and answers "none". No template, no form, no
-session, no hooks: what any page that reads the database once per visit costs at least.
+statement in a read-only Session on the reader pool: ReportSummaries), and answers "none".
+No template, no form, no cookie session, no hooks: what any page that reads the database
+once per visit costs at least.
 """
 
 from __future__ import annotations

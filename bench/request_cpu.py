@@ -112,7 +112,7 @@ def report_once_in_process(client: object, link: str) -> None:
     """Submit one report through the test client (form, CSRF, ALTCHA), as a sender would."""
     from _stack import CSRF_RE
 
-    from release.captcha import solve_altcha
+    from tests.support.altcha import solve_altcha
 
     path = "/" + link.split("://", 1)[-1].split("/", 1)[-1]
     page = client.get(path)  # type: ignore[attr-defined]

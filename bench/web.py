@@ -50,6 +50,7 @@ from _stack import (  # noqa: E402
     py_spy_summary,
     py_spy_wait,
     report_link,
+    require_tool,
     say,
     sender_headers,
     stack,
@@ -58,7 +59,7 @@ from _stack import (  # noqa: E402
     write_config,
 )
 
-from release.captcha import solve_altcha  # noqa: E402
+from tests.support.altcha import solve_altcha  # noqa: E402
 
 BAR = 0.40
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
@@ -154,6 +155,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="py-spy one web worker under load (page, status)")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
+    require_tool("wrk", "install it with your package manager (Debian, Ubuntu: `apt-get install wrk`)")
     header(f"web: wrk -t2 -c32 -d{args.duration}s, gunicorn --workers {args.workers} --threads {args.threads}, "
            f"database {args.db}")  # fmt: skip
     with workdir(args.keep) as tmp, gear(0.0) as g, database(args.db, tmp) as url:

@@ -15,7 +15,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from release.config import ConfigError, Settings, load_settings
 from release.container import Services, build_services
 from release.paths import INSTANCE, PROJECT_ROOT, STATIC, TEMPLATES
-from release.web.retry import ReleaseFlask
+from release.web.jsonbody import JsonProvider
 
 DEFAULT_CONFIG = "instance/config.toml"
 
@@ -40,12 +40,13 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
                 "`python app.py` runs the demo without one",
             )
         settings = load_settings(path)
-    app = ReleaseFlask(
+    app = Flask(
         __name__,
         template_folder=str(TEMPLATES),
         static_folder=str(STATIC),
         instance_path=str(INSTANCE),
     )
+    app.json = JsonProvider(app)  # JSON nested too deep to parse is a 400 (web/jsonbody.py)
     secure = settings.app.public_url.startswith("https://")
     app.config.update(
         SECRET_KEY=settings.app.secret_key,

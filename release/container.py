@@ -22,8 +22,8 @@ from release.gateway import Gateway, gateway_for
 from release.jobs.registry import JobRegistry, JobType, Target
 from release.jobs.wake import LocalWaker, PostgresWaker, Waker, wake_on_commit
 from release.jobs.worker import Worker
-from release.mail import Mailer, SmtpMailer
 from release.mail.brand import brand_from
+from release.mail.sending import Mailer, SmtpMailer
 from release.mail.templates import MailTemplates
 from release.ops.metrics import InstrumentedGateway, InstrumentedMailer
 from release.paths import INSTANCE

@@ -22,8 +22,8 @@ from release.db.models import AllowedSender, AuditEntry, Job, Recipient
 from release.devtools.mailcapture import text_and_html
 from release.jobs import queue as jobs
 from release.jobs.registry import JobRegistry
-from release.mail import RecordingMailer
 from release.mail.templates import MailTemplates
+from tests.support.mailer import RecordingMailer
 from tests.test_flow import COMMENT, LONG, NODE, SHORT, Clock, FakeGateway, make_settings
 
 HIGH_RISK = "mailquarantine:5"

@@ -5,14 +5,16 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import String, bindparam, insert, literal, select, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Engine, String, bindparam, event, insert, literal, select, text
 
-from release.core.summaries import SUMMARY_BY_LINK
+from release.core.summaries import RecipientSummary, ReportSummaries
 from release.db import migrate
 from release.db.engine import Database
 from release.db.models import Job, Recipient, Report
@@ -93,65 +95,69 @@ def _summary_rows(db: Database) -> None:
         session.commit()
 
 
-def test_a_driver_statement_returns_what_sqlalchemy_returns(database_url: str) -> None:
-    """The sender pages' lookup, run on the driver, gives the rows a Session gives."""
+def test_report_summaries_read_a_report_its_copies_and_its_locate_attempts(database_url: str) -> None:
+    """The sender pages' lookup: the report, its copies in queue order, the attempts of its
+    unfinished locate job; None for a link nobody reported."""
     db = Database(database_url)
     migrate.upgrade(db)
     try:
         _summary_rows(db)
-        statement = db.driver_statement(SUMMARY_BY_LINK)
-        for params in ({"node": "mx1", "message_id": "m-1"}, {"node": "mx1", "message_id": "nobody"}):
-            with db.read_sessions() as session:
-                expected = [tuple(row) for row in session.execute(SUMMARY_BY_LINK, params)]
-            assert [tuple(row) for row in statement.all(params)] == expected
-        assert [row[3] for row in statement.all({"node": "mx1", "message_id": "m-1"})] == [
-            "r1@example.com", "r2@example.com",
-        ]  # fmt: skip
+        summaries = ReportSummaries(db)
+        found = summaries.find("mx1", "m-1")
+        assert found is not None and found.state == "locating" and found.locate_attempts == 3
+        assert found.recipients == (
+            RecipientSummary("r1@example.com", "notify_pending"), RecipientSummary("r2@example.com", "notify_pending"),
+        )  # fmt: skip
+        assert summaries.find("mx1", "nobody") is None
     finally:
         db.dispose()
 
 
-def test_a_driver_statement_writes_its_constants_into_the_sql(database_url: str) -> None:
-    """Constants are part of the SQL (SQLite re-plans a statement whose subquery compares a
-    bound value with an index, on every run), quoted as the dialect quotes; values given per
-    run stay parameters."""
-    db = Database(database_url)
+@contextmanager
+def sent_sql(engine: Engine) -> Iterator[list[tuple[str, Any]]]:
+    """(SQL, parameters) of every statement the engine hands its driver meanwhile."""
+    seen: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_args: Any) -> None:
+        seen.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", record)
     try:
-        summary = db.driver_statement(SUMMARY_BY_LINK)
-        assert "jobs.kind = 'locate'" in summary.sql and "('queued', 'running')" in summary.sql
-        assert "'mx1'" not in summary.sql
-        awkward = 'it\'s; -- \\ "q"'
-        echo = db.driver_statement(select(literal(awkward), bindparam("given", type_=String)))
-        assert "it''s" in echo.sql
-        assert [tuple(row) for row in echo.all({"given": "o'k"})] == [(awkward, "o'k")]
+        yield seen
     finally:
-        db.dispose()
+        event.remove(engine, "before_cursor_execute", record)
 
 
-def test_a_driver_statement_fails_as_sqlalchemy_would(database_url: str) -> None:
-    """Errors come out as SQLAlchemy's (the 503 page and the GET retry catch those), and the
-    pooled connection stays usable after a statement error."""
+def test_the_summary_lookup_has_its_constants_in_its_sql(database_url: str) -> None:
+    """Constants are part of the SQL the engine sends (SQLite re-plans a statement whose
+    subquery compares a bound value with an index, on every run), quoted as the dialect quotes;
+    values given per visit stay parameters. Engine events see the statement."""
     db = Database(database_url)
     migrate.upgrade(db)
     try:
-        broken = db.driver_statement(select(text("id")).select_from(text("no_such_table")))
-        with pytest.raises(DBAPIError) as raised:
-            broken.all({})
-        assert not raised.value.connection_invalidated
-        assert db.driver_statement(SUMMARY_BY_LINK).all({"node": "mx1", "message_id": "m"}) == []
+        with sent_sql(db.read_engine) as seen:
+            assert ReportSummaries(db).find("mx1", "m-1") is None
+        [(sql, parameters)] = seen
+        assert "jobs.kind = 'locate'" in sql and "('queued', 'running')" in sql and "LIMIT 1" in sql
+        assert "'mx1'" not in sql and "m-1" not in sql
+        assert {"mx1", "m-1"} <= set(parameters.values() if isinstance(parameters, dict) else parameters)
+        awkward = 'it\'s; -- \\ "q"'
+        with sent_sql(db.read_engine) as seen, db.read_sessions() as session:
+            echo = select(literal(awkward, literal_execute=True), bindparam("given", type_=String))
+            assert session.execute(echo, {"given": "o'k"}).all() == [(awkward, "o'k")]
+        assert "it''s" in seen[0][0] and "o'k" not in seen[0][0]
     finally:
         db.dispose()
 
 
 @pytest.mark.postgres
-def test_a_driver_statement_survives_a_terminated_connection(postgres_url: str) -> None:
+def test_report_summaries_survive_a_terminated_connection(postgres_url: str) -> None:
     """A pooled connection the server terminated is replaced at checkout, not used."""
     db = Database(postgres_url)
     migrate.upgrade(db)
-    statement = db.driver_statement(SUMMARY_BY_LINK)
-    params = {"node": "mx1", "message_id": "m"}
+    summaries = ReportSummaries(db)
     try:
-        assert statement.all(params) == []
+        assert summaries.find("mx1", "m") is None
         assert db.read_engine.pool.checkedin() == 1
         with db.session() as session:
             killed = session.execute(
@@ -161,6 +167,6 @@ def test_a_driver_statement_survives_a_terminated_connection(postgres_url: str) 
             ).scalar()  # fmt: skip
         assert killed >= 1  # the reader's pooled connection among them
         time.sleep(0.2)  # the server's goodbye reaches the idle socket
-        assert statement.all(params) == []
+        assert summaries.find("mx1", "m") is None
     finally:
         db.dispose()

@@ -40,8 +40,8 @@ from release.jobs.outcomes import Deferred, PermanentFailure, RetryLater
 from release.jobs.registry import JobRegistry, JobType, Target
 from release.jobs.wake import LocalWaker
 from release.jobs.worker import BATCH_LIMIT, Worker
-from release.mail import RecordingMailer
 from release.mail.templates import MailTemplates
+from tests.support.mailer import RecordingMailer
 
 NODE = "mx1"
 SHORT = "mailquarantine:1"

@@ -20,7 +20,7 @@ from release.db.states import JobKind, RecipientState
 from release.gateway import GatewayError
 from release.jobs import queue as jobs
 from release.jobs.outcomes import PermanentFailure, RetryLater
-from release.mail import Outcome, build_outcome
+from release.mail.compose import Outcome, build_outcome
 
 ADDRESS_LIMIT = 320
 DELETABLE_STATES = (RecipientState.APPROVAL_PENDING,)

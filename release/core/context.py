@@ -15,7 +15,7 @@ from release.core.retention import Retention, RetentionCache
 from release.db.models import Recipient, utcnow
 from release.gateway import Gateway, GatewayError
 from release.jobs.outcomes import RetryLater
-from release.mail import Mailer
+from release.mail.sending import Mailer
 from release.mail.templates import MailTemplates
 
 

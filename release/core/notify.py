@@ -18,7 +18,7 @@ from release.core.reports import ERROR_LIMIT, fail_copy, raise_failure, settle_r
 from release.db.models import Recipient, Report
 from release.db.states import RecipientState
 from release.jobs.outcomes import Deferred, RetryLater
-from release.mail import Notification, build_notification
+from release.mail.compose import Notification, build_notification
 
 NOTIFY_WINDOW = timedelta(hours=24)
 RECORD_EVERY = 8  # notifications sent between two commits (the pooled SMTP session stays open)

@@ -9,21 +9,14 @@ from __future__ import annotations
 import functools
 import os
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Engine, bindparam, create_engine, event
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool, QueuePool
-from sqlalchemy.sql import visitors
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.elements import BindParameter
-from sqlalchemy.sql.expression import ClauseElement
-
-from release.db.liveness import check_on_checkout, note_checkin
 
 # Connections cross threads (the pool hands them out) and wait up to 30 s for the write lock.
 SQLITE_CONNECT_ARGS = {"check_same_thread": False, "timeout": 30}
@@ -59,16 +52,13 @@ class Database:
             # ~15 % more expensive on SQLite (the reads below are pooled).
             kwargs["poolclass"] = NullPool
         else:
-            # No pool_pre_ping (a round trip per checkout): liveness.py checks the socket
-            # locally and pings only connections that sat idle; see there.
-            kwargs.update(pool_size=10, max_overflow=20, pool_recycle=1800)
+            # pool_pre_ping: a pooled connection the server closed (restart, idle timeout) is
+            # found at checkout and replaced, so a request never runs on it (here and below).
+            kwargs.update(pool_size=10, max_overflow=20, pool_recycle=1800, pool_pre_ping=True)
         engine = create_engine(url, **kwargs)
         if self.is_sqlite:
             event.listen(engine, "connect", _sqlite_on_connect)
             event.listen(engine, "begin", _sqlite_on_begin)
-        else:
-            event.listen(engine.pool, "checkin", note_checkin)
-            event.listen(engine.pool, "checkout", check_on_checkout(engine.dialect))
         return engine
 
     def _create_reader(self, url: str, echo: bool) -> Engine:
@@ -76,11 +66,9 @@ class Database:
         # ROLLBACK the pool otherwise sends when a connection comes back (a round trip on
         # PostgreSQL per page view: about 0.1 ms of CPU and 0.4 ms of wall time here).
         if self.is_postgres:
-            engine = create_engine(url, echo=echo, isolation_level="AUTOCOMMIT", pool_reset_on_return=None,
-                                   pool_size=5, max_overflow=20, pool_recycle=1800, hide_parameters=True)  # fmt: skip
-            event.listen(engine.pool, "checkin", note_checkin)
-            event.listen(engine.pool, "checkout", check_on_checkout(engine.dialect))
-            return engine
+            return create_engine(url, echo=echo, isolation_level="AUTOCOMMIT", pool_reset_on_return=None,
+                                 pool_size=5, max_overflow=20, pool_recycle=1800, pool_pre_ping=True,
+                                 hide_parameters=True)  # fmt: skip
         # Pooled, so the PRAGMAs run once per connection, not once per page view; a pooled
         # connection holds no lock (nothing begins a transaction on it). 5x the page views
         # per second of one connection and BEGIN IMMEDIATE per request (bench/web.py).
@@ -107,81 +95,10 @@ class Database:
         statement)."""
         return (self.engine, self.read_engine)
 
-    def driver_statement(self, statement: ClauseElement) -> DriverStatement:
-        """``statement`` compiled once, run through the reader's driver (see DriverStatement)."""
-        return DriverStatement(self.read_engine, statement)
-
     def dispose(self) -> None:
         """Close pooled connections (tests, shutdown)."""
         for engine in self.engines:
             engine.dispose()
-
-
-class DriverStatement:
-    """A read-only Core statement compiled once for an engine and run on a pooled driver
-    connection, for the hottest reads (the sender pages' one query).
-
-    Through a Session or a Connection, SQLAlchemy does per-execution work that costs more
-    than the indexed lookup itself (cache key, Connection and Result objects): measured here,
-    0.45-0.52 ms of CPU per lookup through a Session, 0.09-0.16 ms this way. Errors come out
-    as SQLAlchemy's, and a lost connection is invalidated as SQLAlchemy would, so the 503
-    page and the GET retry (application.py) work as for any other query.
-    """
-
-    def __init__(self, engine: Engine, statement: ClauseElement) -> None:
-        self.engine = engine
-        compiled = _constants_inline(statement).compile(dialect=engine.dialect)
-        if not isinstance(compiled, SQLCompiler):
-            raise TypeError("a DriverStatement runs a query, not DDL")
-        # Expanding parameters (IN) are rendered once; names stay, only their values change.
-        names = [bind.key for bind in compiled.binds.values() if bind.required]
-        expanded = compiled.construct_expanded_state(dict.fromkeys(names, ""))
-        self.sql = expanded.statement
-        self._constants = {k: v for k, v in expanded.parameters.items() if k not in names}
-        self._order = expanded.positiontup  # None for drivers that take named parameters
-
-    def _driver_parameters(self, params: Mapping[str, Any]) -> Any:
-        merged = {**self._constants, **params}
-        return merged if self._order is None else tuple(merged[name] for name in self._order)
-
-    def all(self, params: Mapping[str, Any]) -> list[Any]:
-        """The rows as the driver returns them (tuples; no type processing either way)."""
-        driver_params = self._driver_parameters(params)
-        dialect = self.engine.dialect
-        connection = cursor = None
-        try:
-            connection = self.engine.raw_connection()  # may connect (and first-connect) here
-            cursor = connection.cursor()
-            cursor.execute(self.sql, driver_params)
-            rows = list(cursor.fetchall())
-            cursor.close()
-            return rows
-        except dialect.loaded_dbapi.Error as exc:
-            dbapi_connection = connection.dbapi_connection if connection is not None else None
-            lost = dialect.is_disconnect(exc, dbapi_connection, cursor)
-            if lost and connection is not None:
-                connection.invalidate(exc)
-            raise DBAPIError.instance(
-                self.sql, driver_params, exc, dialect.loaded_dbapi.Error,
-                connection_invalidated=lost, dialect=dialect, hide_parameters=self.engine.hide_parameters,
-            ) from exc  # fmt: skip
-        finally:
-            if connection is not None:
-                connection.close()
-
-
-def _constants_inline(statement: ClauseElement) -> ClauseElement:
-    """``statement`` with the values it carries (not the ones given per run) written into its
-    SQL. SQLite plans a bound value that a subquery compares with an indexed column anew each
-    time it is bound: the sender pages' statement cost 21 µs a run instead of 2 that way."""
-
-    def inline(element: Any, **_kw: Any) -> BindParameter[Any] | None:
-        if isinstance(element, BindParameter) and not element.required:
-            value, expanding = element.value, element.expanding
-            return bindparam(element.key, value, element.type, expanding=expanding, literal_execute=True)
-        return None
-
-    return cast(ClauseElement, visitors.replacement_traverse(statement, {}, inline))
 
 
 def _forget_parent_connections(ref: weakref.ref[Database]) -> None:

@@ -7,7 +7,6 @@ in-process event when web and worker share a process. Polling is only the fallba
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import threading
 import time
@@ -258,25 +257,6 @@ class Worker:
             if job_type is not None and job_type.on_dead is not None:
                 job_type.on_dead(session, job.ref_id, error)
         session.commit()
-
-
-M_ARENA_MAX = -8  # glibc's mallopt() parameter number (malloc.h)
-MALLOC_ARENAS = 2
-
-
-def limit_malloc_arenas() -> None:
-    """Let glibc keep at most MALLOC_ARENAS malloc arenas (its default: 8 per core).
-
-    Each job thread would otherwise get an arena of its own, and freed memory stays in it:
-    5 MB of the worker's RSS after a 5,000-report backlog. The threads mostly wait on the
-    network, so they hardly contend for the two arenas. Call before threads start; a no-op
-    where there is no glibc.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    libc.mallopt(M_ARENA_MAX, MALLOC_ARENAS)
 
 
 def start_in_thread(worker: Worker) -> threading.Thread:

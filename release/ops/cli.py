@@ -19,7 +19,6 @@ from release.core import purge as enforcement
 from release.db import migrate
 from release.db.models import utcnow
 from release.db.states import AdminRole
-from release.jobs.worker import limit_malloc_arenas
 from release.web.admin import auth
 
 
@@ -67,7 +66,6 @@ def worker_command() -> None:
     """Run a worker process (any number may run against one PostgreSQL database)."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    limit_malloc_arenas()
     worker = _services().build_worker(in_process=False)
 
     def stop(_signum: int, _frame: FrameType | None) -> None:

@@ -26,7 +26,7 @@ from release.db.engine import Database
 from release.db.models import Job, Recipient, Report, utcnow
 from release.db.states import JobState
 from release.gateway import Gateway, GatewayRejected, NodeHealth, QuarantinedCopy
-from release.mail import Mailer, SendResult
+from release.mail.sending import Mailer, SendResult
 
 GATEWAY_SECONDS = Histogram(
     "release_gateway_request_seconds",

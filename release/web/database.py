@@ -24,11 +24,6 @@ def db_session() -> Session:
     return session
 
 
-def discard_session() -> None:
-    """Close the request's session (if any): the next db_session() opens a new one."""
-    _close_session(None)
-
-
 def _close_session(_exc: BaseException | None) -> None:
     session = g.pop("db_session", None)
     if session is None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, Response, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
@@ -30,6 +31,33 @@ TITLES = {
 }
 
 
+# The one JSON error shape of the service's APIs (/api/, /gateway/): a stable code per status
+# for programs, and a sentence for people.
+API_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "refused",
+    410: "gone",
+    413: "too_large",
+    422: "invalid",
+    429: "too_many_requests",
+    500: "internal_error",
+    503: "unavailable",
+}
+API_PREFIXES = ("/api/", "/gateway/")
+
+
+def api_error(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
+    """An API error: ``{"error": <code for the status>, "message": <plain words>}``."""
+    response = jsonify(error=API_CODES.get(status, "error"), message=message)
+    response.status_code = status
+    response.headers.update(headers or {})
+    return response
+
+
 def _wants_json() -> bool:
     return (
         request.path.endswith("/status")
@@ -40,6 +68,8 @@ def _wants_json() -> bool:
 
 def render_error(status: int, message: str) -> ResponseReturnValue:
     """An error page (or JSON) with a plain-words message and no internals."""
+    if request.path.startswith(API_PREFIXES):
+        return api_error(status, message)
     title = str(TITLES.get(status, _l("Error")))
     if _wants_json():
         return jsonify(error=title, message=message), status

@@ -12,6 +12,7 @@ from release.container import services
 from release.core.choices import is_allowed
 from release.web import bearer
 from release.web.database import db_session
+from release.web.errors import api_error
 
 bp = Blueprint("gateway_api", __name__, url_prefix="/gateway/v1")
 ADDRESS_LIMIT = 320
@@ -30,11 +31,9 @@ def allowed() -> tuple[Response, int]:
     if not keys:
         abort(404)
     if not bearer.matches_any(keys):
-        response, status = _json({"error": "a valid bearer key is required"}, 401)
-        response.headers.update(bearer.challenge("gateway"))
-        return response, status
+        return api_error(401, "A valid bearer key is required.", bearer.challenge("gateway")), 401
     recipient = request.args.get("recipient", "").strip()
     sender = request.args.get("sender", "").strip()
     if not recipient or not sender or len(recipient) > ADDRESS_LIMIT or len(sender) > ADDRESS_LIMIT:
-        return _json({"error": "recipient and sender (addresses) are required"}, 400)
+        return api_error(400, "The recipient and sender addresses are required."), 400
     return _json({"allowed": is_allowed(db_session(), recipient, sender)})

@@ -11,7 +11,6 @@ from sqlalchemy import event
 
 from release.config import RetentionSettings
 from release.core import retention
-from release.db.engine import DriverStatement
 from release.db.models import Setting
 from tests.admin.conftest import Console, seed_report
 from tests.conftest import Stack
@@ -20,28 +19,20 @@ from tests.integration.helpers import report_path, submit_report
 
 @contextmanager
 def statements(stack: Stack) -> Iterator[list[str]]:
-    """Every SQL statement the app sends while the block runs (BEGIN excluded): through its
-    engines, and through the driver for the statements that bypass them (DriverStatement)."""
+    """Every SQL statement the app sends through its engines while the block runs (BEGIN
+    excluded)."""
     seen: list[str] = []
 
     def record(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
         if not statement.startswith("BEGIN"):  # SQLite's explicit BEGIN IMMEDIATE
             seen.append(statement)
 
-    run_on_driver = DriverStatement.all
-
-    def recorded(self: DriverStatement, params):  # type: ignore[no-untyped-def]
-        seen.append(self.sql)
-        return run_on_driver(self, params)
-
     engines = stack.services.db.engines  # GETs read through the reader engine
     for engine in engines:
         event.listen(engine, "before_cursor_execute", record)
-    DriverStatement.all = recorded  # type: ignore[method-assign]
     try:
         yield seen
     finally:
-        DriverStatement.all = run_on_driver  # type: ignore[method-assign]
         for engine in engines:
             event.remove(engine, "before_cursor_execute", record)
 

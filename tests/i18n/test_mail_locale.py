@@ -9,8 +9,8 @@ import pytest
 
 from release.config import BrandingSettings, ConfigError, I18nSettings, settings_from_mapping
 from release.devtools.mailcapture import text_and_html
-from release.mail import Notification, Outcome, build_notification, build_outcome
 from release.mail.brand import brand_from
+from release.mail.compose import Notification, Outcome, build_notification, build_outcome
 from release.mail.templates import MailTemplates, locale_for, mail_environment
 
 SENDER = "Release <release@example.org>"

@@ -10,10 +10,10 @@ from urllib.parse import urlsplit
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from release.captcha import solve_altcha
 from release.core import links
 from release.devtools.mailcapture import text_and_html
 from tests.conftest import Stack
+from tests.support.altcha import solve_altcha
 
 CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 RELEASE_URL_RE = re.compile(r"https?://\S+/release/([A-Za-z0-9_-]{43})")

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from release.captcha import solve_altcha
 from release.db.models import Event, Job, Recipient, Report
 from release.jobs.worker import start_in_thread
 from tests.conftest import Stack
 from tests.integration.helpers import csrf_token, release_token_from, report_path, submit_report, wait_until
+from tests.support.altcha import solve_altcha
 
 
 def count(stack: Stack, model: Any) -> int:

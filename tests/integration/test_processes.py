@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 import requests
 
-from release.captcha import solve_altcha
 from release.core.links import build_report_url
 from release.devtools.mailcapture import CaptureServer, free_port
 from release.devtools.simulator import SimulatorServer
+from tests.support.altcha import solve_altcha
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

@@ -201,3 +201,19 @@ def test_set_retention_validates_audits_and_applies_at_once(api_stack: Stack) ->
     for bad in ([1, 2, 3], {"short_hours": "12", "long_days": 10, "record_days": 30}, {"short_hours": 12}):
         assert put("/api/v1/retention", json=bad, headers=bearer()).status_code == 400
     assert api_stack.client.get("/api/v1/retention", headers=bearer()).json == wanted  # nothing half-applied
+
+
+def test_every_api_error_has_one_shape(make_stack: StackFactory) -> None:
+    """Errors the framework raises (unknown path, wrong method) and the gateway endpoint's own
+    answer the way /api/v1's views do: a stable code and a sentence, never a page title."""
+    stack = make_stack(api={"keys": [KEY]}, policy={"allowlist_keys": [KEY]})
+    unknown = stack.client.get("/api/v1/no-such-thing")
+    wrong_method = stack.client.delete("/api/v1/retention", headers=bearer())
+    no_key = stack.client.get("/gateway/v1/allowed?recipient=a@example.test&sender=b@example.test")
+    missing = stack.client.get("/gateway/v1/allowed", headers=bearer())
+    for response, status, code in [(unknown, 404, "not_found"), (wrong_method, 405, "method_not_allowed"),
+                                   (no_key, 401, "unauthorized"), (missing, 400, "bad_request")]:  # fmt: skip
+        assert response.status_code == status
+        assert response.json is not None and set(response.json) == {"error", "message"}
+        assert response.json["error"] == code and response.json["message"]
+    assert no_key.headers["WWW-Authenticate"] == 'Bearer realm="gateway"'

@@ -15,7 +15,7 @@ from sqlalchemy import create_engine
 from release.config import ConfigError, settings_from_mapping
 from release.db.models import Job, utcnow
 from release.gateway import GatewayError
-from release.mail import SendStatus
+from release.mail.sending import SendStatus
 from tests.conftest import Stack, make_config
 from tests.integration.helpers import report_path, submit_report
 from tests.security.conftest import StackFactory, drain_due

@@ -8,10 +8,10 @@ from datetime import timedelta
 from sqlalchemy import select, update
 
 from release.db.models import Job, Recipient, Report, utcnow
-from release.mail import RecordingMailer
 from tests.conftest import Stack
 from tests.integration.helpers import report_path, submit_report
 from tests.security.conftest import StackFactory, drain_due
+from tests.support.mailer import RecordingMailer
 
 CAP = 2
 

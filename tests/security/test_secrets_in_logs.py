@@ -31,7 +31,6 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from sqlalchemy import Engine, create_engine
 from werkzeug.serving import make_server
 
-from release.captcha import solve_altcha
 from release.core import links
 from release.devtools.mailcapture import CaptureServer, free_port
 from release.devtools.simulator import SimulatorServer
@@ -39,6 +38,7 @@ from release.ops.logs import JsonFormatter
 from release.web.admin import auth
 from tests.integration.helpers import CSRF_RE, release_token_from, report_path
 from tests.security.conftest import StackFactory, drain_due
+from tests.support.altcha import solve_altcha
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning"),

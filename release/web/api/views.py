@@ -23,20 +23,13 @@ from release.db.states import ReportState
 from release.web import bearer
 from release.web.api.spec import openapi_document
 from release.web.database import db_session
+from release.web.errors import api_error
 from release.web.presenters import release_status
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 F = TypeVar("F", bound=Callable[..., Any])
 KEY_PREFIX = "sha256:"
 MAX_ID = 2**31 - 1  # ids are 32-bit integers in the schema
-
-
-def api_error(status: int, error: str, message: str, headers: dict[str, str] | None = None) -> Response:
-    """The API's one error shape: a machine-readable code and a sentence."""
-    response = jsonify(error=error, message=message)
-    response.status_code = status
-    response.headers.update(headers or {})
-    return response
 
 
 def _stored_digests() -> list[str]:
@@ -53,7 +46,7 @@ def key_required(view: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         digest = bearer.matching_digest(_stored_digests())
         if digest is None:
-            return api_error(401, "unauthorized", "A valid API key is required (Authorization: Bearer <key>).",
+            return api_error(401, "A valid API key is required (Authorization: Bearer <key>).",
                              bearer.challenge("api"))  # fmt: skip
         g.api_actor = f"api-key:{digest[:12]}"  # the key's id: a digest prefix
         return view(*args, **kwargs)
@@ -99,7 +92,7 @@ def release(token: str) -> Response:
     """Public: the state of the copy a release token stands for (the token is the credential)."""
     recipient = find_recipient_by_token(db_session(), token)
     if recipient is None:
-        return _no_store(api_error(404, "not_found", "No release matches this token."))
+        return _no_store(api_error(404, "No release matches this token."))
     status = release_status(recipient, expired_now=recipient.expires_at <= utcnow())
     return _no_store(jsonify(status))
 
@@ -110,10 +103,10 @@ def reports() -> Response:
     """Reports, newest first, 50 a page, optionally of one state."""
     state = request.args.get("state", "")
     if state and state not in list(ReportState):
-        return api_error(400, "bad_request", f"state must be one of {', '.join(ReportState)}.")
+        return api_error(400, f"state must be one of {', '.join(ReportState)}.")
     raw_page = request.args.get("page", "1")
     if not raw_page.isdigit() or not 1 <= int(raw_page) <= 1_000_000:
-        return api_error(400, "bad_request", "page must be a whole number from 1.")
+        return api_error(400, "page must be a whole number from 1.")
     flt = ReportFilter(values={"status": state} if state else {})
     page = admin_actions.search_reports(db_session(), flt, int(raw_page))
     body = {"page": page.number, "pages": page.pages, "total": page.total, "per_page": page.size,
@@ -127,12 +120,12 @@ def release_copy(recipient_id: int) -> Response:
     """Queue the release of one copy, as the console's Release action does (audited)."""
     session = db_session()
     if recipient_id > MAX_ID or session.get(Recipient, recipient_id) is None:
-        return api_error(404, "not_found", "No copy has this id.")
+        return api_error(404, "No copy has this id.")
     try:
         recipient = admin_actions.release_copy(session, recipient_id, g.api_actor)
     except ActionRefused as exc:
         session.rollback()
-        return api_error(409, "refused", str(exc))
+        return api_error(409, str(exc))
     response = jsonify(id=recipient.id, state=recipient.state)
     response.status_code = 202
     return response
@@ -164,14 +157,14 @@ def change_retention() -> Response:
     body = request.get_json(silent=True)
     names = tuple(retention.KEYS)
     if not isinstance(body, dict) or set(body) != set(names) or not all(map(_whole, body.values())):
-        return api_error(400, "bad_request", f"A JSON object with exactly the whole numbers {', '.join(names)}.")
+        return api_error(400, f"A JSON object with exactly the whole numbers {', '.join(names)}.")
     session = db_session()
     defaults = services().settings.retention
     try:
         admin_actions.change_retention(session, {name: int(body[name]) for name in names}, g.api_actor, defaults)
     except retention.RetentionInvalid as exc:
         session.rollback()
-        return api_error(422, "invalid", str(exc))
+        return api_error(422, str(exc))
     return _retention_json(retention.current(session, defaults))
 
 

@@ -1,17 +1,14 @@
-"""Notification building and SMTP sending, against a real aiosmtpd server."""
+"""Sending over SMTP against a real aiosmtpd server, and the recording fake tests use."""
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta, timezone
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.policy import default as default_policy
-from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -21,185 +18,9 @@ from aiosmtpd.smtp import AuthResult
 
 from release.config import SmtpSettings
 from release.devtools.mailcapture import CaptureServer, free_port, text_and_html
-from release.mail import (
-    Notification,
-    RecordingMailer,
-    SendStatus,
-    SmtpMailer,
-    _scrub,
-    build_notification,
-    clean_text,
-    defang,
-)
-from release.mail.templates import mail_environment
-
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-SENDER = "Quarantine release <release@example.org>"
-RELEASE_URL = "https://release.example.com/release/AbC-123_xyz"
-RECEIVED = datetime(2026, 3, 1, 14, 5, tzinfo=UTC)
-EXPIRES = datetime(2026, 3, 8, 14, 5, tzinfo=UTC)
-
-
-@pytest.fixture
-def jinja_env() -> jinja2.Environment:
-    return mail_environment("en")
-
-
-def make_notification(**overrides: Any) -> Notification:
-    values: dict[str, Any] = {
-        "to_address": "bob@example.net",
-        "release_url": RELEASE_URL,
-        "blocked_sender": "alice@partner.example",
-        "blocked_subject": "Quarterly figures",
-        "received_at": RECEIVED,
-        "expires_at": EXPIRES,
-        "node": "mx1",
-        "message_id": "<notify-42-7@release.example.com>",
-        "organisation": "Example Corp",
-    }
-    values.update(overrides)
-    return Notification(**values)
-
-
-def roundtrip(msg: EmailMessage) -> EmailMessage:
-    """Serialise and parse again, as the receiving side would see it."""
-    return BytesParser(policy=default_policy).parsebytes(msg.as_bytes())
-
-
-def build(jinja_env: jinja2.Environment, **overrides: Any) -> EmailMessage:
-    return build_notification(make_notification(**overrides), sender=SENDER, jinja_env=jinja_env)
-
-
-# --------------------------------------------------------------------------- building
-
-
-def test_headers_and_parts(jinja_env: jinja2.Environment) -> None:
-    msg = roundtrip(build(jinja_env))
-    assert msg["From"] == SENDER
-    assert msg["To"] == "bob@example.net"
-    assert msg["Subject"] == "A message to you was held as spam: Quarterly figures"
-    assert msg["Message-ID"] == "<notify-42-7@release.example.com>"
-    assert msg["Auto-Submitted"] == "auto-generated"
-    assert msg["Date"]
-    assert msg.get_content_type() == "multipart/alternative"
-    text, html = text_and_html(msg)
-    assert html is not None
-    for body in (text, html):
-        assert RELEASE_URL in body
-        assert "2026-03-08 14:05 UTC" in body  # until when the link works
-        assert "2026-03-01 14:05 UTC" in body  # when it was received
-        assert "alice@partner[.]example" in body
-        assert "Quarterly figures" in body
-        assert "not spam" in body
-        assert "Example Corp" in body
-    assert f'href="{RELEASE_URL}"' in html
-
-
-def test_sender_comment_cannot_reach_the_mail() -> None:
-    assert "comment" not in {f.name for f in dataclasses.fields(Notification)}
-
-
-def test_same_message_id_on_rebuild(jinja_env: jinja2.Environment) -> None:
-    assert build(jinja_env)["Message-ID"] == build(jinja_env)["Message-ID"]
-    assert build(jinja_env, message_id="x1@host")["Message-ID"] == "<x1@host>"
-
-
-@pytest.mark.parametrize("field", ["blocked_subject", "blocked_sender"])
-@pytest.mark.parametrize("newline", ["\r\n", "\n", "\r", "\x00", "\u2028", "\x85"])
-def test_line_breaks_never_make_headers(jinja_env: jinja2.Environment, field: str, newline: str) -> None:
-    evil = f"hello{newline}Bcc: victim@example.com{newline}X-Evil: 1"
-    msg = roundtrip(build(jinja_env, **{field: evil}))
-    assert "Bcc" not in msg
-    assert "X-Evil" not in msg
-    assert sorted(msg.keys()) == sorted(
-        ["From", "To", "Subject", "Date", "Message-ID", "Auto-Submitted", "X-Auto-Response-Suppress"]
-        + ["MIME-Version", "Content-Type"]
-    )
-    assert "\n" not in str(msg["Subject"]) and "\r" not in str(msg["Subject"])
-
-
-def test_bad_recipient_or_message_id_is_refused(jinja_env: jinja2.Environment) -> None:
-    for to in ["bob@example.net\r\nBcc: x@y.z", "not an address", "Bob <bob@example.net>", "a" * 250 + "@x.org"]:
-        with pytest.raises(ValueError):
-            build(jinja_env, to_address=to)
-    with pytest.raises(ValueError):
-        build(jinja_env, message_id="no-at-sign")
-
-
-def test_markup_in_subject_is_escaped_in_html(jinja_env: jinja2.Environment) -> None:
-    subject = '<script>alert(1)</script><a href="x">click</a> & more'
-    text, html = text_and_html(roundtrip(build(jinja_env, blocked_subject=subject, blocked_sender="<b>x</b>@y")))
-    assert html is not None
-    assert "<script>" not in html and '<a href="x">' not in html and "<b>x</b>" not in html
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-    assert "&amp; more" in html
-    assert "<script>alert(1)</script>" in text  # plain text is not markup
-
-
-def test_links_in_untrusted_text_are_inert(jinja_env: jinja2.Environment) -> None:
-    msg = roundtrip(
-        build(
-            jinja_env,
-            blocked_subject="Pay now at https://evil.example/pay or www.evil.example",
-            blocked_sender="x@evil.example",
-        )
-    )
-    text, html = text_and_html(msg)
-    assert html is not None
-    for part in (str(msg["Subject"]), text, html):
-        assert "https://" not in part.replace(RELEASE_URL, "")
-        assert "evil.example" not in part
-        assert "www." not in part
-        assert "evil[.]example" in part
-
-
-def test_long_subject_and_sender_are_bounded(jinja_env: jinja2.Environment) -> None:
-    msg = roundtrip(build(jinja_env, blocked_subject="S" * 5000, blocked_sender="a" * 5000 + "@x.org"))
-    prefix = "A message to you was held as spam: "
-    subject = str(msg["Subject"])
-    assert subject.startswith(prefix)
-    assert len(subject) - len(prefix) == 100
-    assert subject.endswith("…")
-    text, html = text_and_html(msg)
-    assert "S" * 100 not in text and "S" * 99 + "…" in text
-    assert "a" * 255 not in text
-    assert html is not None and "S" * 100 not in html
-
-
-def test_empty_subject_and_unicode(jinja_env: jinja2.Environment) -> None:
-    msg = roundtrip(build(jinja_env, blocked_subject="", blocked_sender="jörg@bücher.example"))
-    assert str(msg["Subject"]).endswith("(no subject)")
-    text, _ = text_and_html(msg)
-    assert "jörg@bücher[.]example" in text
-
-
-def test_bidi_and_control_characters_are_removed() -> None:
-    assert clean_text("a\u202eb\u200bc\x07d\t e", 100) == "abc d e"
-    assert clean_text("x" * 10, 5) == "xxxx…"
-
-
-def test_defang_leaves_ordinary_text_alone() -> None:
-    assert defang("Invoice 3.5, Re: meeting at 10.30") == "Invoice 3.5, Re: meeting at 10.30"
-    assert defang("http://a.bc/d") == "hxxp[://]a[.]bc/d"
-    assert defang("10.0.0.1") == "10[.]0[.]0[.]1"
-
-
-def test_naive_times_are_refused(jinja_env: jinja2.Environment) -> None:
-    with pytest.raises(ValueError, match="timezone"):
-        build(jinja_env, expires_at=datetime(2026, 1, 1))
-
-
-def test_other_time_zones_are_shown_in_utc(jinja_env: jinja2.Environment) -> None:
-    cet = timezone(timedelta(hours=1))
-    text, _ = text_and_html(build(jinja_env, expires_at=datetime(2026, 3, 8, 15, 5, tzinfo=cet)))
-    assert "2026-03-08 14:05 UTC" in text
-
-
-def test_html_must_be_autoescaped() -> None:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=False)  # noqa: S701 - the refusal is under test
-    with pytest.raises(ValueError, match="autoescape"):
-        build(env)
-
+from release.mail.sending import SendStatus, SmtpMailer, scrub
+from tests.mail.helpers import RELEASE_URL, build
+from tests.support.mailer import RecordingMailer
 
 # --------------------------------------------------------------------------- recording fake
 
@@ -398,7 +219,7 @@ def test_failed_login_is_temporary_and_hides_the_password(jinja_env: jinja2.Envi
 def test_scrub_removes_password_and_its_auth_encodings() -> None:
     settings = SmtpSettings(username="release", password="hunter2-very-secret")
     text = "535 bad hunter2-very-secret aHVudGVyMi12ZXJ5LXNlY3JldA== AHJlbGVhc2UAaHVudGVyMi12ZXJ5LXNlY3JldA==\r\nx"
-    scrubbed = _scrub(text, settings)
+    scrubbed = scrub(text, settings)
     assert "hunter2" not in scrubbed and "aHVudGVy" not in scrubbed and "AHJlbGVh" not in scrubbed
     assert "\n" not in scrubbed
 

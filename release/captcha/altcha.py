@@ -1,0 +1,187 @@
+"""ALTCHA: a self-hosted proof of work (widget 2.x, PoW v1), verified offline with HMAC.
+
+Challenges and verification are the altcha library's; what is ours is the expiry in the salt
+checked against our clock, the bounds on a stranger's payload, and single use.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, Final, Literal
+
+from altcha import ChallengeOptionsV1, PayloadV1, create_challenge_v1, verify_solution_v1
+
+from release.captcha.base import CaptchaResult
+
+# Widget base64 payloads are ~300 bytes; the bound keeps decoding cheap.
+MAX_ALTCHA_PAYLOAD_LENGTH = 2048
+ALTCHA_TTL_SECONDS = 600
+ALTCHA_ALGORITHM: Final[Literal["SHA-256"]] = "SHA-256"
+# Solved challenges remembered per process for replay protection (each lives ≤ the TTL).
+ALTCHA_REPLAY_CAPACITY = 100_000
+
+
+def _default_static_url(filename: str) -> str:
+    return "/static/" + filename
+
+
+class MemoryReplayGuard:
+    """Remembers used ALTCHA challenges until they expire, in this process only.
+
+    With several processes (gunicorn workers) a payload could be replayed once per process;
+    plug a shared store (e.g. a UNIQUE row in the database) into ``AltchaCaptcha(seen=...)`` to
+    close that. Bounded: past ``capacity`` the oldest entries are forgotten first.
+    """
+
+    def __init__(self, capacity: int = ALTCHA_REPLAY_CAPACITY, clock: Callable[[], float] = time.time) -> None:
+        self._entries: OrderedDict[str, float] = OrderedDict()
+        self._capacity = capacity
+        self._clock = clock
+        self._lock = threading.Lock()
+
+    def __call__(self, key: str, expires: float) -> bool:
+        """Record ``key`` until ``expires``; True if it was already recorded (a replay)."""
+        with self._lock:
+            now = self._clock()
+            # Entries arrive in roughly expiry order (fixed TTL), so expired ones sit in front.
+            while self._entries and next(iter(self._entries.values())) < now:
+                self._entries.popitem(last=False)
+            if key in self._entries:
+                return True
+            while len(self._entries) >= self._capacity:
+                self._entries.popitem(last=False)
+            self._entries[key] = expires
+            return False
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class AltchaCaptcha:
+    """Self-hosted ALTCHA proof of work (widget 2.x, PoW v1), verified offline with HMAC."""
+
+    provider = "altcha"
+    field_name = "altcha"
+    site_key = ""
+    csp_sources: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        hmac_key: str,
+        *,
+        max_number: int = 100_000,
+        ttl_seconds: int = ALTCHA_TTL_SECONDS,
+        static_url: Callable[[str], str] | None = None,
+        seen: Callable[[str, float], bool] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not hmac_key:
+            raise ValueError("ALTCHA needs an HMAC key")
+        if max_number < 1:
+            raise ValueError("max_number must be at least 1")
+        self._key = hmac_key
+        self.max_number = max_number
+        self.ttl_seconds = ttl_seconds
+        self._static_url = static_url or _default_static_url
+        self._seen = seen or MemoryReplayGuard(clock=clock)
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return f"AltchaCaptcha(max_number={self.max_number}, ttl_seconds={self.ttl_seconds})"
+
+    # URLs are built on access so that a url_for-based ``static_url`` runs inside a request.
+    @property
+    def script_urls(self) -> tuple[str, ...]:
+        """The vendored widget (UMD build; finds worker.js next to itself)."""
+        return (self._static_url("vendor/altcha/altcha.umd.js"),)
+
+    @property
+    def style_urls(self) -> tuple[str, ...]:
+        """The widget's stylesheet (external build: no injected <style>, CSP-friendly)."""
+        return (self._static_url("vendor/altcha/altcha.css"),)
+
+    @property
+    def worker_url(self) -> str:
+        """The proof-of-work worker script, same origin."""
+        return self._static_url("vendor/altcha/worker.js")
+
+    def challenge(self) -> dict[str, Any]:
+        """A fresh signed challenge for the widget's ``challengeurl`` (JSON-able, no secret)."""
+        expires = int(self._clock()) + self.ttl_seconds
+        options = ChallengeOptionsV1(
+            algorithm=ALTCHA_ALGORITHM,
+            max_number=self.max_number,
+            hmac_key=self._key,
+            salt=f"{secrets.token_hex(12)}?expires={expires}",
+        )
+        challenge = create_challenge_v1(options)
+        data: dict[str, Any] = challenge.to_dict()
+        return data
+
+    def verify(self, response: str | None, remote_ip: str | None) -> CaptchaResult:
+        """Check the widget's base64 payload offline: signature, solution, expiry, single use."""
+        if not response:
+            return CaptchaResult(False, "missing altcha payload")
+        if len(response) > MAX_ALTCHA_PAYLOAD_LENGTH:
+            return CaptchaResult(False, "altcha payload too long")
+        payload = _decode_payload(response)
+        if payload is None:
+            return CaptchaResult(False, "malformed altcha payload")
+        if payload["algorithm"] != ALTCHA_ALGORITHM:
+            return CaptchaResult(False, "unexpected altcha algorithm")
+        expires = _salt_expiry(payload["salt"])
+        # Our challenges always carry an expiry; one without it was not issued by us.
+        if expires is None:
+            return CaptchaResult(False, "altcha challenge has no expiry")
+        if expires < self._clock():
+            return CaptchaResult(False, "altcha challenge expired")
+        solution = PayloadV1(
+            ALTCHA_ALGORITHM, payload["challenge"], payload["number"], payload["salt"], payload["signature"]
+        )
+        # Expiry is checked above against our clock; the lib would use time.time().
+        ok, error = verify_solution_v1(solution, self._key, False)
+        if not ok:
+            return CaptchaResult(False, f"altcha verification failed ({error or 'bad solution or signature'})")
+        if self._seen(payload["signature"], expires):
+            return CaptchaResult(False, "altcha payload already used")
+        return CaptchaResult(True)
+
+
+def _decode_payload(response: str) -> dict[str, Any] | None:
+    """Strictly parse the widget payload; None for anything not shaped like one."""
+    try:
+        data = json.loads(base64.b64decode(response, validate=True))
+    except (binascii.Error, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    for field in ("algorithm", "challenge", "salt", "signature"):
+        if not isinstance(data.get(field), str):
+            return None
+    number = data.get("number")
+    if isinstance(number, bool) or not isinstance(number, int) or number < 0:
+        return None
+    return data
+
+
+def _salt_expiry(salt: str) -> float | None:
+    """The ``expires`` our challenges put in the salt's query part (unique key, else None)."""
+    _, _, query = salt.partition("?")
+    values = [v for k, _, v in (p.partition("=") for p in query.split("&")) if k == "expires"]
+    if len(values) != 1 or not values[0].isdigit():
+        return None
+    return float(values[0])
+
+
+def altcha_key(app_secret: str) -> str:
+    """A per-purpose ALTCHA HMAC key derived from the app secret (never the secret itself)."""
+    return hmac.new(app_secret.encode(), b"sender-fp-release/altcha-hmac", hashlib.sha256).hexdigest()
