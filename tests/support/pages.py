@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 # Elements whose name is submitted; a custom element with a name (a CAPTCHA widget) fills a
 # field of that name when it has done its work.
@@ -60,7 +60,7 @@ class Page(HTMLParser):
         self.close()
 
     def _same_site(self, value: str) -> str | None:
-        return same_site(urljoin(self.url, value) if value.startswith("/") else value, self.hosts)
+        return same_site(value, self.hosts)
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = {k: v or "" for k, v in attrs}

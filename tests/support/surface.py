@@ -66,7 +66,6 @@ class Endpoint:
     form: dict[str, Field] = field(default_factory=dict)
     widgets: dict[str, dict[str, str]] = field(default_factory=dict)
     json: dict[str, Any] | None = None  # JSON Schema of the body (OpenAPI)
-    documented: bool = False  # in the OpenAPI document
     _template: tuple[str, dict[str, str]] | None = field(default=None, repr=False)
 
     @property
@@ -232,7 +231,6 @@ class Surface:
                 if found is None:
                     raise AssertionError(f"OpenAPI {method.upper()} {path} matches no route")
                 endpoint = found[0]
-                endpoint.documented = True
                 for param in params:
                     if param["in"] == "query":
                         endpoint.query.add(param["name"])
