@@ -65,6 +65,9 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     from release.ops import logs
 
     logs.init_app(app, settings.logging)  # first: its hooks see every request, even refused ones
+    from release.web import input_guard
+
+    input_guard.init_app(app)  # before anything reads input (CSRF, limits, CAPTCHA, database)
     CSRFProtect(app)
     _register(app, settings)
     from release.web import limits

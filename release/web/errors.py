@@ -32,7 +32,7 @@ TITLES = {
 def _wants_json() -> bool:
     return (
         request.path.endswith("/status")
-        or request.path.startswith("/api/")
+        or request.path.startswith(("/api/", "/gateway/"))
         or (request.accept_mimetypes.best == "application/json")
     )
 

@@ -65,7 +65,9 @@ def _no_store(response: Response) -> Response:
 
 @bp.context_processor
 def _layout() -> dict[str, object]:
-    return {"admin_user": auth.current_admin(), "logout_form": PostForm()}
+    # formdata=None: the layout's form never reads the request body (while a 413 page is
+    # rendered, reading it again would raise once more).
+    return {"admin_user": auth.current_admin(), "logout_form": PostForm(formdata=None)}
 
 
 @bp.route("/login", methods=["GET", "POST"])
