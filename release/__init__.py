@@ -78,12 +78,13 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
 
 def _register(app: Flask, settings: Settings) -> None:
     from release.ops import cli
-    from release.web import branding, database, errors, home, i18n, probes, recipient, sender
+    from release.web import branding, converters, database, errors, home, i18n, probes, recipient, sender
     from release.web import gateway_endpoints as gateway_api
     from release.web import headers as security
     from release.web.admin import views as admin
     from release.web.api import views as api
 
+    converters.register(app)  # first: the routes below use <id:...>
     app.register_blueprint(home.bp)
     app.register_blueprint(probes.bp)
     api.register(app)

@@ -15,6 +15,7 @@ from release.core import admin_actions, retention, stats
 from release.core.admin_actions import ActionRefused, ReportFilter
 from release.db.models import AdminUser
 from release.db.states import AdminRole, JobState, RecipientState, ReportState
+from release.web import converters
 from release.web.admin import auth, charts
 from release.web.database import db_session
 from release.web.limits import login_limit
@@ -113,7 +114,7 @@ def reports() -> str:
     return render_template("admin/reports.html", page=page, flt=flt, states=list(ReportState), nodes=nodes)
 
 
-@bp.get("/reports/<int:report_id>")
+@bp.get("/reports/<id:report_id>")
 @auth.login_required()
 def report(report_id: int) -> str:
     """One report: its copies, their history, its jobs, and the actions."""
@@ -132,7 +133,7 @@ def report(report_id: int) -> str:
     )
 
 
-@bp.post("/recipients/<int:recipient_id>/<action>")
+@bp.post("/recipients/<id:recipient_id>/<action>")
 @auth.login_required(AdminRole.ADMIN)
 def act_on_copy(recipient_id: int, action: str) -> BaseResponse:
     """Release, resend or delete one copy, after a ticked confirmation."""
@@ -143,7 +144,7 @@ def act_on_copy(recipient_id: int, action: str) -> BaseResponse:
     return redirect(url_for("admin.report", report_id=report_id) if report_id else url_for("admin.reports"), code=303)
 
 
-@bp.post("/jobs/<int:job_id>/retry")
+@bp.post("/jobs/<id:job_id>/retry")
 @auth.login_required(AdminRole.ADMIN)
 def retry_job(job_id: int) -> BaseResponse:
     """Give a dead job new attempts."""
@@ -160,13 +161,13 @@ def _act(action: Callable[[], int], done: str) -> int | None:
     form = ConfirmForm()
     if not form.validate_on_submit():
         flash("Tick the confirmation box to do this.", "danger")
-        return request.form.get("report_id", type=int)
+        return converters.parse_id(request.form.get("report_id"))
     try:
         result = action()
     except ActionRefused as exc:
         db_session().rollback()
         flash(str(exc), "warning")
-        return request.form.get("report_id", type=int)
+        return converters.parse_id(request.form.get("report_id"))
     flash(done, "success")
     return result
 
@@ -179,7 +180,7 @@ def approvals() -> str:
     return render_template("admin/approvals.html", rows=rows, form=DecisionForm())
 
 
-@bp.post("/approvals/<int:recipient_id>/<decision>")
+@bp.post("/approvals/<id:recipient_id>/<decision>")
 @auth.login_required(AdminRole.ADMIN)
 def decide(recipient_id: int, decision: str) -> BaseResponse:
     """Approve or deny one held-back release, with a reason the recipient is mailed."""

@@ -6,6 +6,7 @@ from typing import Any
 
 from release.core.retention import BOUNDS
 from release.db.states import RecipientState, ReportState
+from release.web.converters import MAX_ID
 
 JSON = "application/json"
 
@@ -162,7 +163,12 @@ def openapi_document(public_url: str) -> dict[str, Any]:
                     "operationId": "releaseCopy",
                     "security": ADMIN,
                     "parameters": [
-                        {"name": "id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}
+                        {
+                            "name": "id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+                        }
                     ],
                     "responses": {
                         "202": _ok("The release is queued.", "ReleaseQueued"),
