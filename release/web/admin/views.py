@@ -152,8 +152,7 @@ def retry_job(job_id: int) -> BaseResponse:
         lambda: admin_actions.retry_job(db_session(), job_id, _admin().username, services().job_types).id,
         "The job will run again.",
     )
-    return redirect(request.form.get("back", "") if request.form.get("back", "").startswith("/admin/")
-                    else url_for("admin.reports"), code=303)  # fmt: skip
+    return redirect(auth.safe_next(request.form.get("back")), code=303)
 
 
 def _act(action: Callable[[], int], done: str) -> int | None:
