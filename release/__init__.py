@@ -78,7 +78,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
 
 def _register(app: Flask, settings: Settings) -> None:
     from release.ops import cli
-    from release.web import branding, converters, database, errors, home, i18n, probes, recipient, sender
+    from release.web import branding, converters, database, errors, home, i18n, probes, recipient, sender, untrusted
     from release.web import gateway_endpoints as gateway_api
     from release.web import headers as security
     from release.web.admin import views as admin
@@ -97,6 +97,7 @@ def _register(app: Flask, settings: Settings) -> None:
 
         app.register_blueprint(demo.bp)
     errors.register(app)
+    untrusted.register(app)
     i18n.register(app, settings)
     branding.register(app, settings)
     security.register(app)
