@@ -148,7 +148,7 @@ def test_openapi_document_describes_the_routes(api_stack: Stack) -> None:
     assert doc["servers"] == [{"url": "https://release.example.test/api/v1"}]
     api_rules = {r.rule for r in api_stack.app.url_map.iter_rules() if r.rule.startswith("/api/v1/")}
     documented = {
-        "/api/v1" + p.replace("{token}", "<token>").replace("{id}", "<int:recipient_id>") for p in doc["paths"]
+        "/api/v1" + p.replace("{token}", "<token>").replace("{id}", "<id:recipient_id>") for p in doc["paths"]
     }
     assert api_rules - {"/api/v1/openapi.json"} == documented
 

@@ -59,7 +59,7 @@ def urls_for(stack: Stack, tokens: list[str], queries: list[str]) -> tuple[list[
                 values: list[object] = [*tokens, "A" * 43, "short"]
             elif arg == "filename":
                 values = list(STATIC_SAMPLES)
-            elif converter in ("IntegerConverter", "FloatConverter"):
+            elif converter in ("IntegerConverter", "FloatConverter", "IdConverter"):
                 values = [1, 2, 999]
             else:
                 values = ["x"]

@@ -161,7 +161,8 @@ def login_required(role: str = AdminRole.VIEWER) -> Callable[[Callable[P, R]], C
 
 
 def safe_next(target: str | None) -> str:
-    """Where to go after sign-in: only a path inside the console, never another site."""
-    if target and target.startswith("/admin") and not target.startswith("//") and "\\" not in target:
+    """Where to go after sign-in (or an action): only a path inside the console, never another
+    site, and nothing a Location header cannot carry as it is (control or format characters)."""
+    if target and target.startswith("/admin") and "\\" not in target and target.isprintable():
         return target
     return url_for("admin.reports")
