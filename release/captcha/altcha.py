@@ -177,7 +177,7 @@ def _salt_expiry(salt: str) -> float | None:
     """The ``expires`` our challenges put in the salt's query part (unique key, else None)."""
     _, _, query = salt.partition("?")
     values = [v for k, _, v in (p.partition("=") for p in query.split("&")) if k == "expires"]
-    if len(values) != 1 or not values[0].isdigit():
+    if len(values) != 1 or not (values[0].isascii() and values[0].isdigit()):
         return None
     return float(values[0])
 
