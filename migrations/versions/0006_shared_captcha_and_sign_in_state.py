@@ -1,7 +1,7 @@
-"""used CAPTCHA solutions, shared by every web process
+"""used CAPTCHA solutions and sign-in failures, shared by every web process
 
 A solution was remembered in each process's memory, so with several gunicorn workers it
-could be used once per worker.
+could be used once per worker; sign-in attempts were limited per client IP only.
 
 Revision ID: 0006
 Revises: 0005
@@ -29,8 +29,19 @@ def upgrade() -> None:
     op.create_index(
         op.f("ix_used_captcha_solutions_expires_at"), "used_captcha_solutions", ["expires_at"], unique=False
     )
+    op.create_table(
+        "sign_in_failures",
+        sa.Column("key", sa.String(length=64), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("last_attempt_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("locked_until", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("key", name=op.f("pk_sign_in_failures")),
+    )
+    op.create_index(op.f("ix_sign_in_failures_last_attempt_at"), "sign_in_failures", ["last_attempt_at"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_sign_in_failures_last_attempt_at"), table_name="sign_in_failures")
+    op.drop_table("sign_in_failures")
     op.drop_index(op.f("ix_used_captcha_solutions_expires_at"), table_name="used_captcha_solutions")
     op.drop_table("used_captcha_solutions")
