@@ -65,6 +65,9 @@ def report() -> str | BaseResponse | tuple[str, int]:
     form.limit_comment(max_comment)
     captcha_error = None
     if form.validate_on_submit():
+        # The solution is recorded in a transaction of its own, seen by every process at once;
+        # SQLite has one writer, so this request's (the link check's read) must end first.
+        db_session().commit()
         if svc.captcha.verify(request.form.get(svc.captcha.field_name), request.remote_addr).ok:
             comment = (form.comment.data or "").strip()
             submission = Submission(link=link, comment=comment, sender_ip=request.remote_addr or "")

@@ -18,7 +18,7 @@ from release.db.states import AdminRole, JobState, RecipientState, ReportState
 from release.web import converters
 from release.web.admin import auth, charts
 from release.web.database import db_session
-from release.web.limits import login_limit
+from release.web.limits import client_ip, login_limit, too_many
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 ACTIONS = {
@@ -26,6 +26,7 @@ ACTIONS = {
     "resend": (admin_actions.resend_notification, "The notification will be sent again."),
     "delete": (admin_actions.delete_copy, "The copy will be deleted from the gateway."),
 }
+SIGN_IN_THROTTLED = "Too many failed sign-ins for this user name."
 
 
 class LoginForm(FlaskForm):
@@ -80,7 +81,10 @@ def login() -> str | BaseResponse | tuple[str, int]:
     form = LoginForm()
     error = None
     if form.validate_on_submit():
-        user = auth.authenticate(db_session(), form.username.data or "", form.password.data or "")
+        try:
+            user = auth.check_sign_in(db_session(), form.username.data or "", form.password.data or "", client_ip())
+        except auth.SignInThrottled as exc:
+            return too_many(SIGN_IN_THROTTLED, exc.retry_after)
         if user is not None:
             auth.sign_in(db_session(), user)
             return redirect(auth.safe_next(request.args.get("next")), code=303)
