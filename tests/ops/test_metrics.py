@@ -16,9 +16,9 @@ from release.config import ConfigError, settings_from_mapping
 from release.db.models import Job, utcnow
 from release.gateway import GatewayError
 from release.mail.sending import SendStatus
-from tests.conftest import Stack, make_config
-from tests.integration.helpers import report_path, submit_report
-from tests.security.conftest import StackFactory, drain_due
+from tests.support.config import make_config
+from tests.support.stack import Stack, StackFactory, drain_due
+from tests.support.visitor import report_path, submit_report
 
 TOKEN = secrets.token_urlsafe(24)
 
