@@ -108,7 +108,7 @@ WORKER = {
 NODE_TIMEOUT = 0.5
 
 
-def build_fault_stack(database_url: str, simulator: SimulatorServer, smtp: CaptureServer, **sections: Any) -> Stack:
+def build_fault_stack(database_url: str, simulator: SimulatorServer, smtp: CaptureServer, /, **sections: Any) -> Stack:
     """The service in this process with the [worker] settings of issue 4 and limits out of the way."""
     return build_stack(
         database_url, simulator, smtp, testing=False, node_timeout=NODE_TIMEOUT,

@@ -54,13 +54,14 @@ def build_stack(
     database_url: str,
     simulator: SimulatorServer,
     smtp: CaptureServer,
+    /,
     *,
     testing: bool = True,
     node_timeout: float | None = None,
     **sections: dict[str, Any],
 ) -> Stack:
     """A migrated stack on ``database_url`` with extra config ``sections`` (merged into
-    make_config's); ``testing`` sets Flask's TESTING, ``node_timeout`` the node's timeout."""
+    make_config's, ``smtp=`` included); ``testing`` sets Flask's TESTING, ``node_timeout`` the node's timeout."""
     config = make_config(database_url, simulator, smtp.port, **sections)
     if node_timeout is not None:
         config["nodes"][0]["timeout_seconds"] = node_timeout
