@@ -11,9 +11,9 @@ from release.core import links
 from release.devtools.mailcapture import text_and_html
 from release.devtools.simulator import LICENSE_PATH
 from release.paths import STATIC
-from tests.conftest import Stack
-from tests.integration.helpers import csrf_token, release_token_from, report_path, submit_report
-from tests.security.conftest import StackFactory, db_snapshot, drain_due, sim_snapshot
+from tests.support.snapshots import db_snapshot, sim_snapshot
+from tests.support.stack import Stack, StackFactory, drain_due
+from tests.support.visitor import csrf_token, release_token_from, report_path, submit_report
 
 STATIC_SAMPLES = ["css/app.css", "js/status.js", "vendor/altcha/altcha.umd.js", "no-such-file.css"]
 
