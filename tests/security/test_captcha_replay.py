@@ -36,9 +36,9 @@ from release.db.models import Report, UsedSolution, utcnow
 from release.db.replay import DatabaseReplayGuard
 from release.devtools.mailcapture import CaptureServer, free_port
 from release.devtools.simulator import SimulatorServer
-from tests.integration.helpers import csrf_token, report_path
-from tests.security.conftest import StackFactory
 from tests.support.altcha import solve_altcha
+from tests.support.stack import StackFactory
+from tests.support.visitor import csrf_token, report_path
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

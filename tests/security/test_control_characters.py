@@ -11,11 +11,10 @@ from sqlalchemy import func, select
 
 from release.db.models import Report
 from release.web import input_guard
-from tests.admin.conftest import ADMIN, Console
-from tests.conftest import Stack
-from tests.integration.helpers import csrf_token, report_path
-from tests.security.conftest import StackFactory
 from tests.support.altcha import solve_altcha
+from tests.support.console import ADMIN, Console
+from tests.support.stack import Stack, StackFactory
+from tests.support.visitor import csrf_token, report_path
 
 REFUSED = "control characters"  # in the plain-words message of the 400
 HOSTILE = ["\x00", "a\x00b", "\x1b[31m", "\x7f", "\x85", "\x08"]

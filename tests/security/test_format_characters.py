@@ -17,9 +17,9 @@ from release.db.models import Recipient
 from release.db.states import RecipientState
 from release.web import untrusted
 from release.web.admin import auth
-from tests.admin.conftest import ADMIN, Console
-from tests.integration.helpers import release_token_from, report_path, submit_report
-from tests.security.conftest import StackFactory
+from tests.support.console import ADMIN, Console
+from tests.support.stack import StackFactory
+from tests.support.visitor import release_token_from, report_path, submit_report
 
 RLO = "\u202e"
 SUBJECT = f"Invoice {RLO}gnp.exe"

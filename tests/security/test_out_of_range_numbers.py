@@ -8,9 +8,8 @@ import pytest
 from werkzeug.routing import Map, Rule
 
 from release.web.converters import MAX_ID, IdConverter
-from tests.admin.conftest import ADMIN, Console, seed_report
-from tests.conftest import Stack
-from tests.security.conftest import StackFactory
+from tests.support.console import ADMIN, Console, seed_report
+from tests.support.stack import Stack, StackFactory
 
 OUT_OF_RANGE = [str(2**31), str(2**63), str(10**30), "0", "-1", "00000000001"]
 API_KEY = "api-key-0123456789abcdefghij"

@@ -9,9 +9,8 @@ import re
 import pytest
 from werkzeug.routing import Rule
 
-from tests.admin.conftest import ADMIN, Console
-from tests.conftest import Stack
-from tests.security.conftest import StackFactory
+from tests.support.console import ADMIN, Console
+from tests.support.stack import Stack, StackFactory
 
 LIMIT = 64 * 1024
 BODY_METHODS = ("POST", "PUT", "PATCH", "DELETE")

@@ -7,10 +7,9 @@ from __future__ import annotations
 import pytest
 
 from release.web.admin import auth
-from tests.admin.conftest import ADMIN, Console
-from tests.conftest import Stack
-from tests.integration.helpers import csrf_token
-from tests.security.conftest import StackFactory
+from tests.support.console import ADMIN, Console
+from tests.support.stack import Stack, StackFactory
+from tests.support.visitor import csrf_token
 
 CONTROL = ["\r\n", "\n", "\r", "\x00", "\t", "\x1b", "\x85", "\u2028"]
 

@@ -20,9 +20,8 @@ from release.core import purge, sign_in_backoff
 from release.core.sign_in_backoff import FREE_ATTEMPTS, MAX_WAIT_SECONDS
 from release.db.models import AuditEntry, SignInFailures, utcnow
 from release.web.admin import auth
-from tests.conftest import Stack
-from tests.integration.helpers import csrf_token
-from tests.security.conftest import StackFactory
+from tests.support.stack import Stack, StackFactory
+from tests.support.visitor import csrf_token
 
 ALICE = ("alice-admin", "correct horse battery staple")
 BOB = ("bob-viewer", "another long passphrase 42")

@@ -15,10 +15,9 @@ import pytest
 from release.core import history
 from release.db.models import utcnow
 from release.web.admin import auth
-from tests.admin.conftest import ADMIN, Console, seed_report
-from tests.conftest import Stack
-from tests.integration.helpers import report_path, submit_report
-from tests.security.conftest import StackFactory
+from tests.support.console import ADMIN, Console, seed_report
+from tests.support.stack import Stack, StackFactory
+from tests.support.visitor import report_path, submit_report
 
 EXTRA = [
     "endpoint=web.index",
