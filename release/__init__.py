@@ -66,6 +66,9 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     from release.ops import logs
 
     logs.init_app(app, settings.logging)  # first: its hooks see every request, even refused ones
+    from release.web import input_guard
+
+    input_guard.init_app(app)  # before anything reads input (CSRF, limits, CAPTCHA, database)
     CSRFProtect(app)
     _register(app, settings)
     from release.web import limits
@@ -76,12 +79,13 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
 
 def _register(app: Flask, settings: Settings) -> None:
     from release.ops import cli
-    from release.web import branding, database, errors, home, i18n, probes, recipient, sender
+    from release.web import branding, converters, database, errors, home, i18n, probes, recipient, sender, untrusted
     from release.web import gateway_endpoints as gateway_api
     from release.web import headers as security
     from release.web.admin import views as admin
     from release.web.api import views as api
 
+    converters.register(app)  # first: the routes below use <id:...>
     app.register_blueprint(home.bp)
     app.register_blueprint(probes.bp)
     api.register(app)
@@ -94,6 +98,7 @@ def _register(app: Flask, settings: Settings) -> None:
 
         app.register_blueprint(demo.bp)
     errors.register(app)
+    untrusted.register(app)
     i18n.register(app, settings)
     branding.register(app, settings)
     security.register(app)

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from flask import current_app
 
-from release.captcha import Captcha, make_captcha
+from release.captcha import Captcha, ReplayGuard, make_captcha
+from release.captcha.replay import RedisReplayGuard
 from release.config import Settings
 from release.core.choices import Choices
 from release.core.context import Context
@@ -17,6 +18,7 @@ from release.core.release import Releases
 from release.core.reports import Reports
 from release.core.summaries import ReportSummaries
 from release.db.engine import Database
+from release.db.replay import DatabaseReplayGuard
 from release.db.states import JobKind, RecipientState, ReportState
 from release.gateway import Gateway, gateway_for
 from release.jobs.registry import JobRegistry, JobType, Target
@@ -109,12 +111,21 @@ def build_services(settings: Settings, *, mailer: Mailer | None = None) -> Servi
     # Timing and error counts are taken here, once, around every gateway and SMTP call.
     gateways: dict[str, Gateway] = {node.name: InstrumentedGateway(gateway_for(node)) for node in settings.nodes}
     mailer = InstrumentedMailer(mailer or SmtpMailer(settings.smtp))
-    captcha = make_captcha(settings.captcha, fallback_secret=settings.app.secret_key)
+    captcha = make_captcha(settings.captcha, fallback_secret=settings.app.secret_key, replay=replay_guard(settings, db))
     waker = LocalWaker()
     wake_on_commit(db, waker)
     ctx = Context(settings, gateways, mailer, mail_templates(settings))
     steps = build_steps(ctx)
     return Services(settings, db, ctx, steps, job_types(steps), captcha, mailer, gateways, waker, ReportSummaries(db))
+
+
+def replay_guard(settings: Settings, db: Database) -> ReplayGuard:
+    """Where used CAPTCHA solutions are remembered, seen by every web process: Redis when the
+    rate limits use it (the database if Redis fails), else the database."""
+    shared = DatabaseReplayGuard(db)
+    if settings.limits.storage_url.startswith(("redis://", "rediss://")):
+        return RedisReplayGuard.from_url(settings.limits.storage_url, fallback=shared)
+    return shared
 
 
 def mail_templates(settings: Settings) -> MailTemplates:

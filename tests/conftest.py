@@ -1,43 +1,28 @@
 """Shared fixtures: a real database per run (SQLite and PostgreSQL), the Halon simulator
-over HTTP, a real SMTP server, and the app wired to them."""
+over HTTP, a real SMTP server, and the app wired to them (built by tests/support/stack.py)."""
 
 from __future__ import annotations
 
 import os
 import secrets
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from flask import Flask
-from flask.testing import FlaskClient
 
-from release import create_app
-from release.config import settings_from_mapping
-from release.container import Services
-from release.db import migrate
 from release.devtools.mailcapture import CaptureServer
 from release.devtools.simulator import HalonSimulator, SimulatorServer
-from release.jobs.worker import Worker
-
-PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def _postgres_reason() -> str | None:
-    try:
-        with psycopg.connect(PG_ADMIN_URL, connect_timeout=3):
-            return None
-    except psycopg.Error as exc:
-        return f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc}".strip()
+from tests.support.console import Console, open_console
+from tests.support.database import PG_ADMIN_URL, postgres_reason
+from tests.support.stack import Stack, StackFactory, build_stack, close_stack
 
 
 @pytest.fixture(scope="session")
 def postgres_schema() -> Iterator[str]:
     """A private schema for this test run (runs on one server cannot collide)."""
-    reason = _postgres_reason()
+    reason = postgres_reason()
     if reason:
         if os.environ.get("REQUIRE_POSTGRES") == "1":
             pytest.fail(reason + " (REQUIRE_POSTGRES=1)")
@@ -86,60 +71,6 @@ def smtp_server() -> Iterator[CaptureServer]:
     server.stop()
 
 
-def make_config(
-    database_url: str, simulator: SimulatorServer, smtp_port: int, **sections: dict[str, Any]
-) -> dict[str, Any]:
-    """A production-shaped configuration (real random secrets, not demo)."""
-    config: dict[str, Any] = {
-        "app": {"public_url": "https://release.example.test", "secret_key": secrets.token_urlsafe(32)},
-        "database": {"url": database_url},
-        "links": {"keys": [secrets.token_urlsafe(24)]},
-        "captcha": {"provider": "altcha", "altcha_max_number": 2000},
-        "smtp": {
-            "host": "127.0.0.1",
-            "port": smtp_port,
-            "security": "none",
-            "sender": "Release <release@example.test>",
-        },
-        "worker": {"backoff_base_seconds": 0.05, "backoff_max_seconds": 0.2, "max_attempts": 5},
-        "nodes": [
-            {
-                "name": "mx1",
-                "api_url": simulator.url,
-                "username": "release",
-                "password": "sim-password-0123",
-                "timeout_seconds": 2.0,
-            }
-        ],
-    }
-    for name, values in sections.items():
-        config[name] = {**config.get(name, {}), **values}
-    return config
-
-
-@dataclass
-class Stack:
-    """The app wired to a real database, the simulator and an SMTP server."""
-
-    app: Flask
-    services: Services
-    worker: Worker
-    simulator: SimulatorServer
-    smtp: CaptureServer
-    client: FlaskClient
-
-    def new_client(self) -> FlaskClient:
-        """Another visitor (own cookies), talking HTTPS as the public URL says."""
-        client = self.app.test_client()
-        client.environ_base["wsgi.url_scheme"] = "https"  # public_url is https: cookies are Secure
-        client.environ_base["HTTP_REFERER"] = "https://localhost/"  # as a browser sends same-origin
-        return client
-
-    @property
-    def sim(self) -> HalonSimulator:
-        return self.simulator.sim
-
-
 @pytest.fixture
 def stack_sections() -> dict[str, dict[str, Any]]:
     """Extra config sections for ``stack``; a test module overrides this fixture to set its own."""
@@ -154,18 +85,27 @@ def stack(
     stack_sections: dict[str, dict[str, Any]],
 ) -> Iterator[Stack]:
     """The whole service (web app + a worker driven by the test) on real parts."""
-    settings = settings_from_mapping(make_config(database_url, simulator, smtp_server.port, **stack_sections))
-    app = create_app(settings)
-    app.config["TESTING"] = True
-    services: Services = app.extensions["release"]
-    migrate.upgrade(services.db)
-    worker = services.build_worker(in_process=True)
-    stack = Stack(app, services, worker, simulator, smtp_server, client=None)  # type: ignore[arg-type]
-    stack.client = stack.new_client()
-    yield stack
-    worker.stop()
-    worker.waker.close()
-    close = getattr(services.mailer, "close", None)
-    if close:
-        close()
-    services.db.dispose()
+    built = build_stack(database_url, simulator, smtp_server, **stack_sections)
+    yield built
+    close_stack(built)
+
+
+@pytest.fixture
+def make_stack(database_url: str, simulator: SimulatorServer, smtp_server: CaptureServer) -> Iterator[StackFactory]:
+    """Build stacks on this test's database with extra config sections (merged), e.g.
+    ``make_stack(limits={"reports_per_ip_per_hour": 3})``; several share the database."""
+    built: list[Stack] = []
+
+    def build(**sections: dict[str, Any]) -> Stack:
+        built.append(build_stack(database_url, simulator, smtp_server, **sections))
+        return built[-1]
+
+    yield build
+    for one in built:
+        close_stack(one)
+
+
+@pytest.fixture
+def console(stack: Stack) -> Console:
+    """The admin console on ``stack``, with an admin and a viewer account."""
+    return open_console(stack)

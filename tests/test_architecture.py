@@ -1,5 +1,6 @@
 """The package's shape is a rule, not a habit: layers import downward only, production code
-never reaches into devtools, and no module grows past the size a reader can hold."""
+never reaches into devtools, and no module grows past the size a reader can hold. The tests
+keep one rule too: shared code lives in tests/support/, never in another test module."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "release"
+TESTS = Path(__file__).resolve().parent
 MAX_LINES = 400
 MAX_TOP_LEVEL_MODULES = 8
 
@@ -78,3 +80,22 @@ def test_modules_stay_readable(path: Path) -> None:
 def test_the_package_top_level_stays_small() -> None:
     top = sorted(p.name for p in PACKAGE.glob("*.py"))
     assert len(top) <= MAX_TOP_LEVEL_MODULES, top
+
+
+def test_modules_import_from_other_tests_only_through_support() -> None:
+    """A test module or conftest imported by another test couples suites; tests.support is the
+    one shared place (fixtures are declared in conftest files, never imported from them)."""
+    offenders = []
+    for path in sorted(TESTS.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                names = [("." * node.level) + (node.module or "")]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            for name in names:
+                shared = name == "tests.support" or name.startswith("tests.support.")
+                if name.startswith(".") or (name.split(".")[0] == "tests" and not shared):
+                    offenders.append(f"{path.relative_to(TESTS.parent)}:{node.lineno}: {name}")
+    assert offenders == []

@@ -1,7 +1,8 @@
 """ALTCHA: a self-hosted proof of work (widget 2.x, PoW v1), verified offline with HMAC.
 
 Challenges and verification are the altcha library's; what is ours is the expiry in the salt
-checked against our clock, the bounds on a stranger's payload, and single use.
+checked against our clock, the bounds on a stranger's payload, and single use (a
+:class:`~release.captcha.replay.ReplayGuard` that every web process shares).
 """
 
 from __future__ import annotations
@@ -12,62 +13,31 @@ import hashlib
 import hmac
 import json
 import secrets
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Final, Literal
 
 from altcha import ChallengeOptionsV1, PayloadV1, create_challenge_v1, verify_solution_v1
 
 from release.captcha.base import CaptchaResult
+from release.captcha.replay import MemoryReplayGuard, ReplayGuard
 
 # Widget base64 payloads are ~300 bytes; the bound keeps decoding cheap.
 MAX_ALTCHA_PAYLOAD_LENGTH = 2048
 ALTCHA_TTL_SECONDS = 600
 ALTCHA_ALGORITHM: Final[Literal["SHA-256"]] = "SHA-256"
-# Solved challenges remembered per process for replay protection (each lives ≤ the TTL).
-ALTCHA_REPLAY_CAPACITY = 100_000
 
 
 def _default_static_url(filename: str) -> str:
     return "/static/" + filename
 
 
-class MemoryReplayGuard:
-    """Remembers used ALTCHA challenges until they expire, in this process only.
-
-    With several processes (gunicorn workers) a payload could be replayed once per process;
-    plug a shared store (e.g. a UNIQUE row in the database) into ``AltchaCaptcha(seen=...)`` to
-    close that. Bounded: past ``capacity`` the oldest entries are forgotten first.
-    """
-
-    def __init__(self, capacity: int = ALTCHA_REPLAY_CAPACITY, clock: Callable[[], float] = time.time) -> None:
-        self._entries: OrderedDict[str, float] = OrderedDict()
-        self._capacity = capacity
-        self._clock = clock
-        self._lock = threading.Lock()
-
-    def __call__(self, key: str, expires: float) -> bool:
-        """Record ``key`` until ``expires``; True if it was already recorded (a replay)."""
-        with self._lock:
-            now = self._clock()
-            # Entries arrive in roughly expiry order (fixed TTL), so expired ones sit in front.
-            while self._entries and next(iter(self._entries.values())) < now:
-                self._entries.popitem(last=False)
-            if key in self._entries:
-                return True
-            while len(self._entries) >= self._capacity:
-                self._entries.popitem(last=False)
-            self._entries[key] = expires
-            return False
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-
 class AltchaCaptcha:
-    """Self-hosted ALTCHA proof of work (widget 2.x, PoW v1), verified offline with HMAC."""
+    """Self-hosted ALTCHA proof of work (widget 2.x, PoW v1), verified offline with HMAC.
+
+    ``seen`` remembers used solutions; the default remembers them in this process only, so
+    the service passes one that every process shares (release/container.py).
+    """
 
     provider = "altcha"
     field_name = "altcha"
@@ -81,7 +51,7 @@ class AltchaCaptcha:
         max_number: int = 100_000,
         ttl_seconds: int = ALTCHA_TTL_SECONDS,
         static_url: Callable[[str], str] | None = None,
-        seen: Callable[[str, float], bool] | None = None,
+        seen: ReplayGuard | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not hmac_key:
@@ -92,7 +62,7 @@ class AltchaCaptcha:
         self.max_number = max_number
         self.ttl_seconds = ttl_seconds
         self._static_url = static_url or _default_static_url
-        self._seen = seen or MemoryReplayGuard(clock=clock)
+        self._seen: ReplayGuard = seen or MemoryReplayGuard(clock=clock)
         self._clock = clock
 
     def __repr__(self) -> str:
@@ -177,7 +147,7 @@ def _salt_expiry(salt: str) -> float | None:
     """The ``expires`` our challenges put in the salt's query part (unique key, else None)."""
     _, _, query = salt.partition("?")
     values = [v for k, _, v in (p.partition("=") for p in query.split("&")) if k == "expires"]
-    if len(values) != 1 or not values[0].isdigit():
+    if len(values) != 1 or not (values[0].isascii() and values[0].isdigit()):
         return None
     return float(values[0])
 

@@ -24,6 +24,7 @@ TIME_RE = re.compile(r"\A(?:0|[1-9][0-9]{0,11})\Z")
 SIGNATURE_RE = re.compile(r"\A[0-9a-f]{64}\Z")
 TOKEN_RE = re.compile(r"\A[A-Za-z0-9_-]{43}\Z")
 TOKEN_DOMAIN = b"sender-fp-release/release-token/v1:"
+FIELDS = ("n", "m", "t", "s")  # a report link's query parameters, in the order links carry them
 
 
 class LinkError(Exception):
@@ -83,7 +84,7 @@ def verify(
     Fields must match exactly (anchored with ``\\Z``: ``$`` lets a trailing newline through; no leading
     zeros in ``t``), so one message and time have exactly one valid link per key.
     """
-    node, message_id, issued, signature = (params.get(k, "") for k in ("n", "m", "t", "s"))
+    node, message_id, issued, signature = (params.get(k, "") for k in FIELDS)
     if not (
         NODE_RE.fullmatch(node)
         and MESSAGE_ID_RE.fullmatch(message_id)

@@ -1,5 +1,6 @@
 """Retention enforcement: delete copies past their retention through the gateway API, purge
-the service's own old records, and delete single copies admins asked to remove.
+the service's own old records (and used CAPTCHA solutions and sign-in counts once they no
+longer matter), and delete single copies admins asked to remove.
 
 Every step is safe to repeat: a gateway delete that matches nothing means Halon already
 removed the copy (its own per-quarantine retention), which is the outcome we wanted.
@@ -19,9 +20,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from release.config import Settings
-from release.core import history
+from release.core import history, sign_in_backoff
 from release.core.retention import current
 from release.db.models import Job, Recipient, Report, utcnow
+from release.db.replay import purge_used_solutions
 from release.db.states import FINISHED_JOB_STATES, LIVE_RECIPIENT_STATES, JobKind, JobState, RecipientState
 from release.gateway import Gateway, GatewayError
 from release.jobs import queue as jobs
@@ -78,6 +80,9 @@ def enforce(
     else:
         _delete_expired(session, gateways, due, result)
     _purge(session, now - retention.records, result)
+    if not dry_run:  # expired, so refused or forgotten anyway: nothing to show for a dry run
+        purge_used_solutions(session, now)
+        sign_in_backoff.purge(session, now)
     if dry_run:
         session.rollback()
     else:

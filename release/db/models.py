@@ -1,4 +1,5 @@
-"""The service's tables: reports, recipients' copies, durable jobs, settings and events.
+"""The service's tables: reports, recipients' copies, durable jobs, settings and events,
+and what every web process must share: used CAPTCHA solutions and sign-in failures.
 
 States are constrained in the schema, "once" rules are UNIQUE constraints, and every time
 is a timezone-aware UTC datetime (stored naive-UTC on SQLite, converted on the way out).
@@ -245,6 +246,31 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(256), default="")
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class UsedSolution(Base):
+    """A CAPTCHA solution already used: a second use in any process finds its key taken."""
+
+    __tablename__ = "used_captcha_solutions"
+    __table_args__ = (Index(None, "expires_at"),)
+
+    # SHA-256 (hex) of the solution's signature; the row is purged once it has expired.
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime]
+
+
+class SignInFailures(Base):
+    """Recent sign-in attempts for one user name (any case), and the back-off they earned."""
+
+    __tablename__ = "sign_in_failures"
+    __table_args__ = (Index(None, "last_attempt_at"),)
+
+    # SHA-256 (hex) of the case-folded user name: unknown names are counted too, and what a
+    # stranger typed is not kept here (the audit log has it, cleaned).
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_attempt_at: Mapped[datetime]
+    locked_until: Mapped[datetime | None]
 
 
 class AuditLogIsAppendOnly(Exception):

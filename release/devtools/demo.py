@@ -29,6 +29,7 @@ from release.container import Services
 from release.core import links
 from release.db import migrate
 from release.devtools.mailcapture import CaptureServer, text_and_html
+from release.devtools.serving import UnversionedHandler
 from release.devtools.simulator import HalonSimulator, SimulatorServer, seed_demo
 from release.jobs.worker import Worker, start_in_thread
 from release.paths import INSTANCE
@@ -95,7 +96,7 @@ def start_demo(host: str = "127.0.0.1", port: int = 5000, instance: Path | None 
     database = instance / "demo.sqlite3"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{database}{suffix}").unlink(missing_ok=True)
-    server = make_server(host, port, _placeholder, threaded=True)
+    server = make_server(host, port, _placeholder, threaded=True, request_handler=UnversionedHandler)
     public_url = f"http://{host}:{server.server_port}"
     simulator = SimulatorServer(HalonSimulator(users={"release": secrets.token_urlsafe(16)})).start()
     transactions = seed_demo(simulator.sim)

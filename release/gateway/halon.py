@@ -130,7 +130,7 @@ class HalonGateway:
     def move_many(self, copies: Sequence[tuple[str, int]], quarantine: str) -> int:
         """Move copies of several transactions in one update request; returns how many matched."""
         number = quarantine.removeprefix(QUARANTINE_PREFIX)
-        if not number.isdigit():
+        if not (number.isascii() and number.isdigit()):
             raise ValueError(f"not a quarantine id: {quarantine!r}")
         return self._update(copies, {"metadata": {QUARANTINE_KEY: number}})
 
@@ -262,7 +262,7 @@ def _to_copy(item: Any) -> QuarantinedCopy | None:
 def _quarantine(metadata: Mapping[str, str], hold: Any) -> str | None:
     """The copy's quarantine, or None when it is not (or no longer) held in one."""
     number = metadata.get(QUARANTINE_KEY, "").strip()
-    if not number.isdigit() or hold is False:  # hold: false = released, on its way out
+    if not (number.isascii() and number.isdigit()) or hold is False:  # hold: false = released, on its way out
         return None
     return QUARANTINE_PREFIX + number
 
@@ -316,7 +316,7 @@ def _as_int(value: Any, default: int) -> int:
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         return int(value.strip())
     return default
 

@@ -61,7 +61,7 @@ def api_error(status: int, message: str, headers: Mapping[str, str] | None = Non
 def _wants_json() -> bool:
     return (
         request.path.endswith("/status")
-        or request.path.startswith("/api/")
+        or request.path.startswith(("/api/", "/gateway/"))
         or (request.accept_mimetypes.best == "application/json")
     )
 

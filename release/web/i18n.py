@@ -6,7 +6,7 @@ remembers the choice in a cookie. No server state changes, so a GET may do it.
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from babel import Locale
 from babel.support import NullTranslations
@@ -14,6 +14,7 @@ from flask import Flask, Response, current_app, g, has_app_context, request
 from flask_babel import Babel, get_locale, get_translations
 
 from release.config import LOCALES, Settings
+from release.core import links
 from release.paths import TRANSLATIONS
 
 COOKIE = "lang"
@@ -53,14 +54,12 @@ def current_locale() -> str:
 
 
 def language_prefix() -> str:
-    """This page's URL up to the ``lang`` value: path and query, ``lang`` taken out."""
-    query = request.query_string.decode("latin-1")
-    if query.isascii() and "%" not in query and "+" not in query:
-        # The common case (a signed link): keep the query as it came, less any lang= pair.
-        kept = "&".join(pair for pair in query.split("&") if pair and not pair.startswith(f"{COOKIE}="))
-    else:
-        kept = urlencode([(k, v) for k, v in request.args.items(multi=True) if k != COOKIE])
-    return f"{request.path}?{kept}&" if kept else f"{request.path}?"
+    """This page's URL up to the ``lang`` value: the path and, of the query, only a report
+    link's fields (the one query a page here needs to stay itself); other parameters go nowhere."""
+    args = request.args
+    kept = urlencode([(name, args[name]) for name in links.FIELDS if name in args])
+    path = quote(request.path)
+    return f"{path}?{kept}&" if kept else f"{path}?"
 
 
 def language_links() -> list[dict[str, object]]:

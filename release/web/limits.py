@@ -1,5 +1,5 @@
 """Rate limits (Flask-Limiter): report submissions per IP and per message, ALTCHA
-challenges per IP, admin logins per IP.
+challenges per IP, admin logins per IP (per user name: release/core/sign_in_backoff.py).
 
 Views declare their limits with the decorators below (:data:`report_limits`,
 :data:`challenge_limit`, :data:`login_limit`), above or below ``@bp.route``: the decorator
@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from flask import Flask, current_app, request
+from flask import Flask, Response, current_app, request
 from flask.typing import ResponseReturnValue
 from flask_limiter import Limit, Limiter, RateLimitExceeded
 
@@ -181,8 +181,6 @@ def limiter_for(app: Flask | None = None) -> Limiter:
 
 def _too_many(exc: RateLimitExceeded) -> ResponseReturnValue:
     """The friendly 429 page, with Retry-After in seconds."""
-    from release.web.errors import render_error
-
     retry_after = 60
     try:
         current = limiter_for().current_limit
@@ -190,8 +188,14 @@ def _too_many(exc: RateLimitExceeded) -> ResponseReturnValue:
             retry_after = max(1, math.ceil(current.window[0] - time.time()))
     except Exception:  # noqa: BLE001 - storage trouble: a default Retry-After will do
         retry_after = 60
+    return too_many(str(exc.description), retry_after)
+
+
+def too_many(message: str, retry_after: int) -> Response:
+    """The friendly 429 page saying ``message`` and when to come back, with Retry-After."""
+    from release.web.errors import render_error
+
     wait = f"{math.ceil(retry_after / 60)} minute{'s' if retry_after > 60 else ''}"
-    message = f"{exc.description} Please try again in about {wait}."
-    response = current_app.make_response(render_error(429, message))
+    response = current_app.make_response(render_error(429, f"{message} Please try again in about {wait}."))
     response.headers["Retry-After"] = str(retry_after)
     return response

@@ -16,6 +16,7 @@ from release.core.release import can_request_release
 from release.core.summaries import ReportSummary
 from release.db.models import Recipient
 from release.db.states import FINAL_RECIPIENT_STATES, FINAL_REPORT_STATES, RecipientState, ReportState
+from release.web.untrusted import neutralise
 
 REPORT_WORDS: dict[str, tuple[Any, Any]] = {
     ReportState.PENDING: (_l("Report received"), _l("We are looking for your message on the mail server.")),
@@ -131,7 +132,7 @@ def report_status(report: ReportSummary, *, still_retrying: bool = False) -> dic
         "headline": headline,
         "detail": detail,
         "recipients": [
-            {"address": mask_address(r.address), "state": r.state, "label": str(RECIPIENT_WORDS[r.state])}
+            {"address": neutralise(mask_address(r.address)), "state": r.state, "label": str(RECIPIENT_WORDS[r.state])}
             for r in report.recipients
         ],
     }

@@ -17,10 +17,9 @@ import pytest
 
 from release.devtools.demo import DemoRuntime
 from release.web.admin import auth
-from tests.browser.test_demo_flow import ALICE, RELEASE_URL, TIMEOUT_MS, _notifications, _wait_for, demo
+from tests.support.browser import ALICE, RELEASE_URL, TIMEOUT_MS, notifications_of, wait_for
 
 pytestmark = pytest.mark.browser
-__all__ = ["demo"]  # the fixture, re-used from the demo flow test
 
 ROOT = Path(__file__).resolve().parents[2]
 AXE = ROOT / "static" / "vendor" / "axe-core" / "axe.min.js"
@@ -87,7 +86,7 @@ def test_every_page_has_no_wcag_violations(browser: Any, demo: DemoRuntime, tmp_
         page.locator("altcha-widget").get_by_role("checkbox").click()
         expect(page.locator('form input[name="altcha"]')).to_have_value(re.compile(r".{20,}"))
         page.get_by_role("button", name="Ask the recipient to release it").click()
-        notifications = _wait_for(lambda: (f := _notifications(demo)) and len(f) == 2 and f, 30, "notifications")
+        notifications = wait_for(lambda: (f := notifications_of(demo)) and len(f) == 2 and f, 30, "notifications")
         status = page.locator('section#status [data-field="state"]')
         audit("03-report-status", lambda: expect(status).to_have_text("notified"))
 

@@ -16,7 +16,7 @@ from release.db import migrate
 from release.devtools.mailcapture import CaptureServer
 from release.devtools.simulator import SimulatorServer
 from release.web.admin import auth
-from tests.conftest import make_config
+from tests.support.config import make_config
 
 pytestmark = pytest.mark.browser
 USER, PASSWORD = "browser-admin", "a browser test password"

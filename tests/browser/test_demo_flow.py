@@ -7,61 +7,20 @@ server, the in-process worker and the vendored ALTCHA widget solving its puzzle 
 from __future__ import annotations
 
 import re
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from release.devtools.demo import DemoRuntime, start_demo
+from release.devtools.demo import DemoRuntime
 from release.devtools.mailcapture import text_and_html
+from tests.support.browser import ALICE, BOB, RELEASE_URL, TIMEOUT_MS, copy_states, notifications_of, wait_for
 
 pytestmark = pytest.mark.browser
 
 COMMENT = "<script>alert(1)</script> we met at the fair"
-ALICE = "alice@example.com"
-BOB = "bob@example.com"
-RELEASE_URL = re.compile(r"https?://\S+/release/\S+")
-TIMEOUT_MS = 30_000
-
-
-@pytest.fixture
-def demo(tmp_path: Path) -> Iterator[DemoRuntime]:
-    """The demo runtime on a free port, serving from a daemon thread; always stopped."""
-    runtime = start_demo(host="127.0.0.1", port=0, instance=tmp_path / "instance")
-    thread = threading.Thread(target=runtime.serve_forever, name="demo-http", daemon=True)
-    try:
-        thread.start()
-        yield runtime
-    finally:
-        runtime.stop()
-        thread.join(timeout=10)
-
-
-def _wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def _notifications(runtime: DemoRuntime) -> dict[str, Any]:
-    """Captured mail by recipient address (only the two we expect)."""
-    found = {}
-    for captured in runtime.mailbox.messages():
-        for rcpt in captured.rcpt_tos:
-            if rcpt.lower() in (ALICE, BOB):
-                found[rcpt.lower()] = captured
-    return found
-
-
-def _states(runtime: DemoRuntime, transaction: str) -> dict[str, str]:
-    return {item.recipient.lower(): item.state for item in runtime.simulator.sim.copies(transaction)}
 
 
 def test_sender_reports_and_recipient_releases(
@@ -71,7 +30,7 @@ def test_sender_reports_and_recipient_releases(
 
     subject, report_url = demo.report_links()[1]
     transaction = demo.transactions[1]
-    assert set(_states(demo, transaction)) == {ALICE, BOB}
+    assert set(copy_states(demo, transaction)) == {ALICE, BOB}
 
     context = browser.new_context(viewport={"width": 1100, "height": 800})
     context.set_default_timeout(TIMEOUT_MS)
@@ -121,8 +80,8 @@ def test_sender_reports_and_recipient_releases(
         page.get_by_role("button", name="Ask the recipient to release it").click()
 
         # 3. Both notifications reach the mailbox; the status page catches up by itself.
-        notifications = _wait_for(
-            lambda: (found := _notifications(demo)) and len(found) == 2 and found, 30, "both notification mails"
+        notifications = wait_for(
+            lambda: (found := notifications_of(demo)) and len(found) == 2 and found, 30, "both notification mails"
         )
         submit_to_mail = time.monotonic() - submitted
         print(f"submit -> both mails captured: {submit_to_mail:.3f}s")  # noqa: T201
@@ -170,14 +129,14 @@ def test_sender_reports_and_recipient_releases(
         expect(details).to_contain_text(ALICE)
         release_button = page.locator("form#release-form").get_by_role("button", name="Release to my mailbox")
         expect(release_button).to_be_visible()
-        assert _states(demo, transaction)[ALICE] == "hold", "opening the release link must not release"
+        assert copy_states(demo, transaction)[ALICE] == "hold", "opening the release link must not release"
         shot("05-release-before")
 
         # 5. Release: the status updates by itself and the gateway delivers alice's copy only.
         release_button.click()
         expect(page.locator('section#status [data-field="state"]')).to_have_text("released", timeout=TIMEOUT_MS)
-        _wait_for(lambda: _states(demo, transaction)[ALICE] in ("delivered", "active"), 15, "alice's copy released")
-        states = _states(demo, transaction)
+        wait_for(lambda: copy_states(demo, transaction)[ALICE] in ("delivered", "active"), 15, "alice's copy released")
+        states = copy_states(demo, transaction)
         assert states[BOB] == "hold", states
         expect(page.locator("form#release-form")).to_have_count(0)
         shot("06-release-after")

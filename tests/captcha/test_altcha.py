@@ -97,6 +97,8 @@ def test_wrong_key_is_refused(clock: Clock) -> None:
         lambda p, c: base64.b64encode(b'"algorithm challenge number salt signature"').decode(),
         lambda p, c: base64.b64encode(b"[1, 2]").decode(),
         lambda p, c: "A" * 5000,
+        # A digit str.isdigit() accepts and float() refuses: an answer, never an exception.
+        lambda p, c: _edit(p, salt=c["salt"].split("expires=")[0] + "expires=\u00b2"),
     ],
 )
 def test_tampered_payload_is_refused(altcha: AltchaCaptcha, tamper: Any) -> None:

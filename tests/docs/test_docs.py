@@ -18,7 +18,7 @@ from release import create_app
 from release.config import SECTIONS, NodeSettings, load_settings, settings_from_mapping
 from release.devtools.mailcapture import CaptureServer
 from release.devtools.simulator import SimulatorServer
-from tests.conftest import make_config
+from tests.support.config import make_config
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 DEPLOYMENT = DOCS / "deployment.md"

@@ -20,11 +20,10 @@ from release.core.reports import Submission
 from release.devtools.mailcapture import CaptureServer
 from release.devtools.simulator import SimulatorServer
 from release.jobs.worker import start_in_thread
-from tests.conftest import PG_ADMIN_URL, Stack
-from tests.integration.helpers import report_path
-
-from .conftest import build_stack, close_stack
-from .helpers import count_mail, figures, insert_backlog, report_states, wait_for
+from tests.support.database import PG_ADMIN_URL
+from tests.support.faults import build_fault_stack, count_mail, figures, insert_backlog, report_states, wait_for
+from tests.support.stack import Stack, close_stack
+from tests.support.visitor import report_path
 
 pytestmark = pytest.mark.postgres
 STORM_SECONDS = 3.0
@@ -35,7 +34,7 @@ def pg_stack(
     postgres_url: str, fault_simulator: SimulatorServer, mailbox: CaptureServer
 ) -> Iterator[tuple[Stack, str]]:
     name = f"faults-{secrets.token_hex(4)}"
-    stack = build_stack(f"{postgres_url}&application_name={name}", fault_simulator, mailbox)
+    stack = build_fault_stack(f"{postgres_url}&application_name={name}", fault_simulator, mailbox)
     yield stack, name
     close_stack(stack)
 

@@ -8,9 +8,16 @@ import os
 import time
 
 from release.core.context import Context
-from tests.conftest import Stack
-
-from .helpers import FaultSim, count_mail, figures, insert_backlog, job_states, recipient_states, report_states
+from tests.support.faults import (
+    FaultSim,
+    count_mail,
+    figures,
+    insert_backlog,
+    job_states,
+    recipient_states,
+    report_states,
+)
+from tests.support.stack import Stack
 
 # The issue asks 1,000 reports. The in-process service drains ~7-10 reports/s on this 2-core
 # machine, so 1,000 takes ~140 s on PostgreSQL alone: the default keeps the folder near 3 min,

@@ -10,9 +10,8 @@ from typing import Any
 
 from release.db.models import Recipient
 from release.gateway import GatewayError
-from tests.conftest import Stack
-
-from .helpers import FaultSim, figures, insert_backlog, recipient_states, request_all_releases
+from tests.support.faults import FaultSim, figures, insert_backlog, recipient_states, request_all_releases
+from tests.support.stack import Stack
 
 REPORTS = 16  # x 2 recipients: half of the copies lose the answer, half time out
 

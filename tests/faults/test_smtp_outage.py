@@ -8,9 +8,8 @@ import time
 
 from release.db.models import Job
 from release.devtools.mailcapture import CaptureServer
-from tests.conftest import Stack
-
-from .helpers import count_mail, figures, insert_backlog, job_states, recipient_states, report_states
+from tests.support.faults import count_mail, figures, insert_backlog, job_states, recipient_states, report_states
+from tests.support.stack import Stack
 
 REPORTS, RECIPIENTS = 60, 2
 OUTAGE_SECONDS = 2.0

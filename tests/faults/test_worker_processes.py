@@ -14,8 +14,7 @@ from release.db import migrate
 from release.db.engine import Database
 from release.devtools.mailcapture import CaptureServer
 from release.devtools.simulator import SimulatorServer
-
-from .helpers import (
+from tests.support.faults import (
     FaultSim,
     count_mail,
     figures,

@@ -1,23 +1,5 @@
-"""A simulator with one known API user, served over real HTTP, for the gateway tests."""
+"""``sim`` (a simulator with one known API user) and ``server`` (it over real HTTP)."""
 
-from __future__ import annotations
+from tests.support.simulator import server, sim
 
-from collections.abc import Iterator
-
-import pytest
-
-from release.devtools.simulator import HalonSimulator, SimulatorServer
-
-USER = "release-api"
-PASSWORD = "s3cret-Pa55word-for-tests"
-
-
-@pytest.fixture
-def sim() -> HalonSimulator:
-    return HalonSimulator({USER: PASSWORD})
-
-
-@pytest.fixture
-def server(sim: HalonSimulator) -> Iterator[SimulatorServer]:
-    with SimulatorServer(sim) as running:
-        yield running
+__all__ = ["server", "sim"]

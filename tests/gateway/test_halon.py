@@ -12,7 +12,7 @@ import pytest
 from release.config import NodeSettings
 from release.devtools.simulator import HalonSimulator, SimulatorServer
 from release.gateway import GatewayError, GatewayRejected, HalonGateway, gateway_for
-from tests.gateway.conftest import PASSWORD, USER
+from tests.support.simulator import PASSWORD, USER
 
 JSON_TYPE = "application/json; charset=utf-8"
 

@@ -15,7 +15,7 @@ import pytest
 
 from release.devtools.mailcapture import text_and_html
 from release.mail.compose import Notification, build_notification, clean_text, defang
-from tests.mail.helpers import RELEASE_URL, SENDER, build, make_notification, roundtrip
+from tests.support.notification import RELEASE_URL, SENDER, build, make_notification, roundtrip
 
 TEMPLATES = Path(__file__).resolve().parent.parent.parent / "templates"
 

@@ -19,8 +19,8 @@ from aiosmtpd.smtp import AuthResult
 from release.config import SmtpSettings
 from release.devtools.mailcapture import CaptureServer, free_port, text_and_html
 from release.mail.sending import SendStatus, SmtpMailer, scrub
-from tests.mail.helpers import RELEASE_URL, build
 from tests.support.mailer import RecordingMailer
+from tests.support.notification import RELEASE_URL, build
 
 # --------------------------------------------------------------------------- recording fake
 

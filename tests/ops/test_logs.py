@@ -10,9 +10,9 @@ import pytest
 
 from release.config import ConfigError, settings_from_mapping
 from release.ops import logs
-from tests.conftest import Stack, make_config
-from tests.integration.helpers import report_path, submit_report
-from tests.security.conftest import StackFactory, drain_due
+from tests.support.config import make_config
+from tests.support.stack import Stack, StackFactory, drain_due
+from tests.support.visitor import report_path, submit_report
 
 
 def our_handler() -> logging.Handler:

@@ -7,7 +7,7 @@ import secrets
 
 import pytest
 
-from tests.security.conftest import StackFactory
+from tests.support.stack import StackFactory
 
 KEY = secrets.token_urlsafe(32)
 ENDPOINTS = {

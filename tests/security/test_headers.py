@@ -10,9 +10,8 @@ from werkzeug.test import TestResponse
 
 from release.core import links
 from release.core.reports import Submission
-from tests.conftest import Stack
-from tests.integration.helpers import report_path
-from tests.security.conftest import StackFactory
+from tests.support.stack import Stack, StackFactory
+from tests.support.visitor import report_path
 
 HCAPTCHA = {
     "provider": "hcaptcha",

@@ -26,13 +26,12 @@ from release.db.states import JobState
 from release.devtools.demo import DemoRuntime
 from release.web.admin import auth
 from release.web.jsonbody import JsonProvider
-from tests.conftest import Stack
-from tests.integration.helpers import csrf_token, release_token_from, report_path, submit_report
-from tests.security.conftest import StackFactory, drain_due
 from tests.support.altcha import solve_altcha
 from tests.support.guard import Guard
 from tests.support.hostile import MAX_BODY
+from tests.support.stack import Stack, StackFactory, drain_due
 from tests.support.surface import Role, Surface
+from tests.support.visitor import csrf_token, release_token_from, report_path, submit_report
 
 KEY = "guard-bearer-key-0123456789abcdef"  # the API key, the allow-list key and the metrics token
 ADMIN = ("guard-admin", "guard admin password 0123")

@@ -9,9 +9,8 @@ from sqlalchemy import select
 
 from release.db.models import Recipient
 from release.devtools.mailcapture import text_and_html
-from tests.conftest import Stack
-from tests.integration.helpers import release_token_from, report_path, submit_report
-from tests.security.conftest import StackFactory
+from tests.support.stack import Stack, StackFactory
+from tests.support.visitor import release_token_from, report_path, submit_report
 
 PAYLOAD_SUBJECT = '<img src=x onerror=alert(1)>"><script>alert(2)</script>'
 PAYLOAD_SENDER = '"><script>alert(3)</script><img src=x onerror=alert(4)>@evil.example'

@@ -7,9 +7,8 @@ import time
 from urllib.parse import urlsplit
 
 from release.core import links
-from tests.conftest import Stack
-from tests.integration.helpers import submit_report
-from tests.security.conftest import StackFactory
+from tests.support.stack import Stack, StackFactory
+from tests.support.visitor import submit_report
 
 OLD = "old-gateway-link-key-0123456789abcdef"
 NEW = "new-gateway-link-key-0123456789abcdef"

@@ -8,10 +8,9 @@ from datetime import timedelta
 from sqlalchemy import select, update
 
 from release.db.models import Job, Recipient, Report, utcnow
-from tests.conftest import Stack
-from tests.integration.helpers import report_path, submit_report
-from tests.security.conftest import StackFactory, drain_due
 from tests.support.mailer import RecordingMailer
+from tests.support.stack import Stack, StackFactory, drain_due
+from tests.support.visitor import report_path, submit_report
 
 CAP = 2
 

@@ -19,9 +19,8 @@ from werkzeug.test import TestResponse
 from release.config import settings_from_mapping
 from release.db.models import Report
 from release.web import branding, errors, i18n, limits
-from tests.conftest import Stack
-from tests.integration.helpers import csrf_token, report_path, submit_report
-from tests.security.conftest import StackFactory
+from tests.support.stack import Stack, StackFactory
+from tests.support.visitor import csrf_token, report_path, submit_report
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 

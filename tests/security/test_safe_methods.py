@@ -11,9 +11,9 @@ from release.core import links
 from release.devtools.mailcapture import text_and_html
 from release.devtools.simulator import LICENSE_PATH
 from release.paths import STATIC
-from tests.conftest import Stack
-from tests.integration.helpers import csrf_token, release_token_from, report_path, submit_report
-from tests.security.conftest import StackFactory, db_snapshot, drain_due, sim_snapshot
+from tests.support.snapshots import db_snapshot, sim_snapshot
+from tests.support.stack import Stack, StackFactory, drain_due
+from tests.support.visitor import csrf_token, release_token_from, report_path, submit_report
 
 STATIC_SAMPLES = ["css/app.css", "js/status.js", "vendor/altcha/altcha.umd.js", "no-such-file.css"]
 
@@ -59,7 +59,7 @@ def urls_for(stack: Stack, tokens: list[str], queries: list[str]) -> tuple[list[
                 values: list[object] = [*tokens, "A" * 43, "short"]
             elif arg == "filename":
                 values = list(STATIC_SAMPLES)
-            elif converter in ("IntegerConverter", "FloatConverter"):
+            elif converter in ("IntegerConverter", "FloatConverter", "IdConverter"):
                 values = [1, 2, 999]
             else:
                 values = ["x"]

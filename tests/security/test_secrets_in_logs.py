@@ -36,9 +36,9 @@ from release.devtools.mailcapture import CaptureServer, free_port
 from release.devtools.simulator import SimulatorServer
 from release.ops.logs import JsonFormatter
 from release.web.admin import auth
-from tests.integration.helpers import CSRF_RE, release_token_from, report_path
-from tests.security.conftest import StackFactory, drain_due
 from tests.support.altcha import solve_altcha
+from tests.support.stack import StackFactory, drain_due
+from tests.support.visitor import CSRF_RE, release_token_from, report_path
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning"),

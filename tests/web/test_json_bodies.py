@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Stack
+from tests.support.stack import Stack
 
 KEY = "json-bodies-api-key-0123456789"
 

@@ -10,8 +10,8 @@ import re
 from release import create_app
 from release.config import BrandingSettings, RetentionSettings
 from release.core import retention
-from tests.conftest import Stack
-from tests.integration.helpers import csrf_token, report_path
+from tests.support.stack import Stack
+from tests.support.visitor import csrf_token, report_path
 
 FORM_EXPIRED = "The form expired or came from elsewhere"
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.serving import BaseWSGIServer, make_server
 
 from release.config import NodeSettings
+from release.devtools.serving import UnversionedHandler
 from release.devtools.simulator.node import HalonSimulator
 
 
-class _QuietHandler(WSGIRequestHandler):
+class _QuietHandler(UnversionedHandler):
     """Keeps per-request access lines out of test and demo output; errors still print."""
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:

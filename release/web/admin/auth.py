@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from release.container import services
-from release.core import history
+from release.core import history, sign_in_backoff
 from release.db.models import AdminUser, utcnow
 from release.db.states import AdminRole
 from release.web.database import db_session
@@ -74,6 +74,29 @@ def authenticate(db: Session, username: str, password: str) -> AdminUser | None:
         check_password_hash(_dummy_hash(), password)  # same work, so timing does not tell names apart
         return None
     return user if check_password_hash(user.password_hash, password) else None
+
+
+class SignInThrottled(Exception):
+    """Too many recent attempts for this user name: wait ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
+def check_sign_in(db: Session, username: str, password: str, client_ip: str) -> AdminUser | None:
+    """:func:`authenticate` behind the per-account back-off, auditing a failure; raises
+    :class:`SignInThrottled` while the name must wait (the password is then not checked)."""
+    wait = sign_in_backoff.claim(db, username, services().ctx.clock())
+    if wait:
+        raise SignInThrottled(wait)
+    user = authenticate(db, username, password)
+    if user is None:
+        sign_in_backoff.failed(db, username, client_ip)
+        db.commit()
+    else:
+        sign_in_backoff.succeeded(db, username)  # committed by sign_in
+    return user
 
 
 def sign_in(db: Session, user: AdminUser) -> None:
@@ -161,7 +184,8 @@ def login_required(role: str = AdminRole.VIEWER) -> Callable[[Callable[P, R]], C
 
 
 def safe_next(target: str | None) -> str:
-    """Where to go after sign-in: only a path inside the console, never another site."""
-    if target and target.startswith("/admin") and not target.startswith("//") and "\\" not in target:
+    """Where to go after sign-in (or an action): only a path inside the console, never another
+    site, and nothing a Location header cannot carry as it is (control or format characters)."""
+    if target and target.startswith("/admin") and "\\" not in target and target.isprintable():
         return target
     return url_for("admin.reports")

@@ -15,9 +15,10 @@ from release.core import admin_actions, retention, stats
 from release.core.admin_actions import ActionRefused, ReportFilter
 from release.db.models import AdminUser
 from release.db.states import AdminRole, JobState, RecipientState, ReportState
+from release.web import converters
 from release.web.admin import auth, charts
 from release.web.database import db_session
-from release.web.limits import login_limit
+from release.web.limits import client_ip, login_limit, too_many
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 ACTIONS = {
@@ -25,6 +26,7 @@ ACTIONS = {
     "resend": (admin_actions.resend_notification, "The notification will be sent again."),
     "delete": (admin_actions.delete_copy, "The copy will be deleted from the gateway."),
 }
+SIGN_IN_THROTTLED = "Too many failed sign-ins for this user name."
 
 
 class LoginForm(FlaskForm):
@@ -65,7 +67,9 @@ def _no_store(response: Response) -> Response:
 
 @bp.context_processor
 def _layout() -> dict[str, object]:
-    return {"admin_user": auth.current_admin(), "logout_form": PostForm()}
+    # formdata=None: the layout's form never reads the request body (while a 413 page is
+    # rendered, reading it again would raise once more).
+    return {"admin_user": auth.current_admin(), "logout_form": PostForm(formdata=None)}
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -77,7 +81,10 @@ def login() -> str | BaseResponse | tuple[str, int]:
     form = LoginForm()
     error = None
     if form.validate_on_submit():
-        user = auth.authenticate(db_session(), form.username.data or "", form.password.data or "")
+        try:
+            user = auth.check_sign_in(db_session(), form.username.data or "", form.password.data or "", client_ip())
+        except auth.SignInThrottled as exc:
+            return too_many(SIGN_IN_THROTTLED, exc.retry_after)
         if user is not None:
             auth.sign_in(db_session(), user)
             return redirect(auth.safe_next(request.args.get("next")), code=303)
@@ -111,7 +118,7 @@ def reports() -> str:
     return render_template("admin/reports.html", page=page, flt=flt, states=list(ReportState), nodes=nodes)
 
 
-@bp.get("/reports/<int:report_id>")
+@bp.get("/reports/<id:report_id>")
 @auth.login_required()
 def report(report_id: int) -> str:
     """One report: its copies, their history, its jobs, and the actions."""
@@ -130,7 +137,7 @@ def report(report_id: int) -> str:
     )
 
 
-@bp.post("/recipients/<int:recipient_id>/<action>")
+@bp.post("/recipients/<id:recipient_id>/<action>")
 @auth.login_required(AdminRole.ADMIN)
 def act_on_copy(recipient_id: int, action: str) -> BaseResponse:
     """Release, resend or delete one copy, after a ticked confirmation."""
@@ -141,7 +148,7 @@ def act_on_copy(recipient_id: int, action: str) -> BaseResponse:
     return redirect(url_for("admin.report", report_id=report_id) if report_id else url_for("admin.reports"), code=303)
 
 
-@bp.post("/jobs/<int:job_id>/retry")
+@bp.post("/jobs/<id:job_id>/retry")
 @auth.login_required(AdminRole.ADMIN)
 def retry_job(job_id: int) -> BaseResponse:
     """Give a dead job new attempts."""
@@ -149,8 +156,7 @@ def retry_job(job_id: int) -> BaseResponse:
         lambda: admin_actions.retry_job(db_session(), job_id, _admin().username, services().job_types).id,
         "The job will run again.",
     )
-    return redirect(request.form.get("back", "") if request.form.get("back", "").startswith("/admin/")
-                    else url_for("admin.reports"), code=303)  # fmt: skip
+    return redirect(auth.safe_next(request.form.get("back")), code=303)
 
 
 def _act(action: Callable[[], int], done: str) -> int | None:
@@ -158,13 +164,13 @@ def _act(action: Callable[[], int], done: str) -> int | None:
     form = ConfirmForm()
     if not form.validate_on_submit():
         flash("Tick the confirmation box to do this.", "danger")
-        return request.form.get("report_id", type=int)
+        return converters.parse_id(request.form.get("report_id"))
     try:
         result = action()
     except ActionRefused as exc:
         db_session().rollback()
         flash(str(exc), "warning")
-        return request.form.get("report_id", type=int)
+        return converters.parse_id(request.form.get("report_id"))
     flash(done, "success")
     return result
 
@@ -177,7 +183,7 @@ def approvals() -> str:
     return render_template("admin/approvals.html", rows=rows, form=DecisionForm())
 
 
-@bp.post("/approvals/<int:recipient_id>/<decision>")
+@bp.post("/approvals/<id:recipient_id>/<decision>")
 @auth.login_required(AdminRole.ADMIN)
 def decide(recipient_id: int, decision: str) -> BaseResponse:
     """Approve or deny one held-back release, with a reason the recipient is mailed."""

@@ -6,6 +6,7 @@ from typing import Any
 
 from release.core.retention import BOUNDS
 from release.db.states import RecipientState, ReportState
+from release.web.converters import MAX_ID
 
 JSON = "application/json"
 
@@ -19,6 +20,8 @@ def _ok(description: str, schema: str) -> dict[str, Any]:
 
 
 UNAUTHORIZED = _error("No valid API key.")
+# What the notification mail carries (release.core.links.TOKEN_RE): 256 bits, URL-safe base64.
+TOKEN = {"type": "string", "pattern": "^[A-Za-z0-9_-]{43}$"}
 SCHEMAS: dict[str, Any] = {
     "Error": {
         "type": "object",
@@ -122,8 +125,12 @@ def openapi_document(public_url: str) -> dict[str, Any]:
                 "get": {
                     "summary": "Status of the copy a release token stands for",
                     "operationId": "getRelease",
-                    "parameters": [{"name": "token", "in": "path", "required": True, "schema": {"type": "string"}}],
-                    "responses": {"200": _ok("The copy's state.", "ReleaseStatus"), "404": _error("Unknown token.")},
+                    "parameters": [{"name": "token", "in": "path", "required": True, "schema": TOKEN}],
+                    "responses": {
+                        "200": _ok("The copy's state.", "ReleaseStatus"),
+                        "400": _error("The token contains control characters (refused before any lookup)."),
+                        "404": _error("Unknown token."),
+                    },
                 }
             },
             "/reports": {
@@ -156,7 +163,12 @@ def openapi_document(public_url: str) -> dict[str, Any]:
                     "operationId": "releaseCopy",
                     "security": ADMIN,
                     "parameters": [
-                        {"name": "id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}
+                        {
+                            "name": "id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+                        }
                     ],
                     "responses": {
                         "202": _ok("The release is queued.", "ReleaseQueued"),

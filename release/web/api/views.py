@@ -29,7 +29,6 @@ from release.web.presenters import release_status
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 F = TypeVar("F", bound=Callable[..., Any])
 KEY_PREFIX = "sha256:"
-MAX_ID = 2**31 - 1  # ids are 32-bit integers in the schema
 
 
 def _stored_digests() -> list[str]:
@@ -105,7 +104,8 @@ def reports() -> Response:
     if state and state not in list(ReportState):
         return api_error(400, f"state must be one of {', '.join(ReportState)}.")
     raw_page = request.args.get("page", "1")
-    if not raw_page.isdigit() or not 1 <= int(raw_page) <= 1_000_000:
+    # isascii: str.isdigit() is true for "²", which int() refuses.
+    if not (raw_page.isascii() and raw_page.isdigit()) or not 1 <= int(raw_page) <= 1_000_000:
         return api_error(400, "page must be a whole number from 1.")
     flt = ReportFilter(values={"status": state} if state else {})
     page = admin_actions.search_reports(db_session(), flt, int(raw_page))
@@ -114,12 +114,12 @@ def reports() -> Response:
     return _no_store(jsonify(body))
 
 
-@bp.post("/recipients/<int:recipient_id>/release")
+@bp.post("/recipients/<id:recipient_id>/release")
 @key_required
 def release_copy(recipient_id: int) -> Response:
     """Queue the release of one copy, as the console's Release action does (audited)."""
     session = db_session()
-    if recipient_id > MAX_ID or session.get(Recipient, recipient_id) is None:
+    if session.get(Recipient, recipient_id) is None:
         return api_error(404, "No copy has this id.")
     try:
         recipient = admin_actions.release_copy(session, recipient_id, g.api_actor)

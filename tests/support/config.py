@@ -1,0 +1,65 @@
+"""Production-shaped configurations for tests: real random secrets, never demo defaults."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from release.config import Settings, settings_from_mapping
+from release.devtools.simulator import SimulatorServer
+from tests.support.fakes import LONG, NODE, SHORT
+
+
+def make_config(
+    database_url: str, simulator: SimulatorServer, smtp_port: int, **sections: dict[str, Any]
+) -> dict[str, Any]:
+    """A production-shaped configuration (real random secrets, not demo)."""
+    config: dict[str, Any] = {
+        "app": {"public_url": "https://release.example.test", "secret_key": secrets.token_urlsafe(32)},
+        "database": {"url": database_url},
+        "links": {"keys": [secrets.token_urlsafe(24)]},
+        "captcha": {"provider": "altcha", "altcha_max_number": 2000},
+        "smtp": {
+            "host": "127.0.0.1",
+            "port": smtp_port,
+            "security": "none",
+            "sender": "Release <release@example.test>",
+        },
+        "worker": {"backoff_base_seconds": 0.05, "backoff_max_seconds": 0.2, "max_attempts": 5},
+        "nodes": [
+            {
+                "name": "mx1",
+                "api_url": simulator.url,
+                "username": "release",
+                "password": "sim-password-0123",
+                "timeout_seconds": 2.0,
+            }
+        ],
+    }
+    for name, values in sections.items():
+        config[name] = {**config.get(name, {}), **values}
+    return config
+
+
+def make_settings(database_url: str) -> Settings:
+    """Settings for the flow tests: a fake node with named short and long quarantines."""
+    return settings_from_mapping(
+        {
+            "app": {"public_url": "https://release.example.test", "secret_key": secrets.token_urlsafe(32)},
+            "database": {"url": database_url},
+            "links": {"keys": [secrets.token_urlsafe(24)]},
+            "captcha": {"provider": "altcha", "altcha_max_number": 2000},
+            "smtp": {"host": "127.0.0.1", "port": 2525, "security": "none", "sender": "Release <release@example.test>"},
+            "worker": {"backoff_base_seconds": 0.05, "backoff_max_seconds": 0.2, "max_attempts": 5},
+            "nodes": [
+                {
+                    "name": NODE,
+                    "api_url": "https://mx1.test",
+                    "username": "release",
+                    "password": "sim-password-0123",
+                    "short_quarantine": SHORT,
+                    "long_quarantine": LONG,
+                }
+            ],
+        }
+    )
