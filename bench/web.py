@@ -61,7 +61,9 @@ from _stack import (  # noqa: E402
 
 from tests.support.altcha import solve_altcha  # noqa: E402
 
-BAR = 0.40
+# Issue 11: the report page at least 15 % of bare Flask (PostgreSQL, 2 sync workers): a guard
+# against a pathological regression, not a target to chase.
+BAR = 0.15
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 
 
