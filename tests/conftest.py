@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from release.devtools.demo import DemoRuntime, start_demo
 from release.devtools.mailcapture import CaptureServer
 from release.devtools.simulator import HalonSimulator, SimulatorServer
 from tests.support.console import Console, open_console
@@ -109,3 +111,16 @@ def make_stack(database_url: str, simulator: SimulatorServer, smtp_server: Captu
 def console(stack: Stack) -> Console:
     """The admin console on ``stack``, with an admin and a viewer account."""
     return open_console(stack)
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[DemoRuntime]:
+    """The demo runtime on a free port, serving from a daemon thread; always stopped."""
+    runtime = start_demo(host="127.0.0.1", port=0, instance=tmp_path / "instance")
+    thread = threading.Thread(target=runtime.serve_forever, name="demo-http", daemon=True)
+    try:
+        thread.start()
+        yield runtime
+    finally:
+        runtime.stop()
+        thread.join(timeout=10)

@@ -9,14 +9,11 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-from release.devtools.demo import DemoRuntime, start_demo
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -72,16 +69,3 @@ def screenshots(tmp_path: Path) -> Iterator[Path]:
         Path(target).mkdir(parents=True, exist_ok=True)
         for png in sorted(directory.glob("*.png")):
             shutil.copy2(png, Path(target) / png.name)
-
-
-@pytest.fixture
-def demo(tmp_path: Path) -> Iterator[DemoRuntime]:
-    """The demo runtime on a free port, serving from a daemon thread; always stopped."""
-    runtime = start_demo(host="127.0.0.1", port=0, instance=tmp_path / "instance")
-    thread = threading.Thread(target=runtime.serve_forever, name="demo-http", daemon=True)
-    try:
-        thread.start()
-        yield runtime
-    finally:
-        runtime.stop()
-        thread.join(timeout=10)

@@ -20,35 +20,12 @@ from release.core.links import build_report_url
 from release.devtools.mailcapture import CaptureServer, free_port
 from release.devtools.simulator import SimulatorServer
 from tests.support.altcha import solve_altcha
+from tests.support.config import make_config, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+LINK_KEY = "proc-test-link-key-0123456789"
 CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
-
-
-def toml_config(database_url: str, public_url: str, simulator: SimulatorServer, smtp_port: int) -> str:
-    return f"""
-[app]
-public_url = "{public_url}"
-secret_key = "proc-test-secret-0123456789abcdefghij"
-[database]
-url = "{database_url}"
-[links]
-keys = ["proc-test-link-key-0123456789"]
-[captcha]
-provider = "altcha"
-altcha_max_number = 2000
-[smtp]
-host = "127.0.0.1"
-port = {smtp_port}
-security = "none"
-sender = "Release <release@example.test>"
-[[nodes]]
-name = "mx1"
-api_url = "{simulator.url}"
-username = "release"
-password = "sim-password-0123"
-"""
 
 
 @pytest.fixture
@@ -58,8 +35,10 @@ def processes(
     database_url = postgres_url
     port = free_port()
     public_url = f"http://127.0.0.1:{port}"
-    config = tmp_path / "config.toml"
-    config.write_text(toml_config(database_url, public_url, simulator, smtp_server.port))
+    settings = make_config(
+        database_url, simulator, smtp_server.port, app={"public_url": public_url}, links={"keys": [LINK_KEY]}
+    )
+    config = write_config(tmp_path / "config.toml", settings)
     env = {**os.environ, "RELEASE_CONFIG": str(config), "PYTHONPATH": str(ROOT)}
     subprocess.run([BIN / "flask", "--app", "app", "db", "upgrade"], cwd=ROOT, env=env, check=True, timeout=60)
     logs = {name: open(tmp_path / f"{name}.log", "w") for name in ("web", "worker")}  # noqa: SIM115
@@ -100,10 +79,10 @@ def test_gunicorn_and_worker_processes_complete_the_flow(
 ) -> None:
     base = processes
     tx = simulator.sim.add_message("anna@partner.example", ["alice@example.com", "bob@example.com"], "Notes")
-    link = build_report_url(base, "proc-test-link-key-0123456789", "mx1", tx, int(time.time()))
+    link = build_report_url(base, LINK_KEY, "mx1", tx, int(time.time()))
     session = requests.Session()
     page = session.get(link, timeout=10)
-    assert page.status_code == 200
+    assert page.status_code == 200, page.text
     csrf = CSRF_RE.search(page.text)
     assert csrf
     challenge = session.get(f"{base}/captcha/altcha-challenge", timeout=10).json()

@@ -37,6 +37,7 @@ from release.db.replay import DatabaseReplayGuard
 from release.devtools.mailcapture import CaptureServer, free_port
 from release.devtools.simulator import SimulatorServer
 from tests.support.altcha import solve_altcha
+from tests.support.config import make_config, write_config
 from tests.support.stack import StackFactory
 from tests.support.visitor import csrf_token, report_path
 
@@ -85,34 +86,13 @@ def shared(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Shared]:
     yield Shared(url, storage)
 
 
-def write_config(path: Path, shared: Shared, simulator: SimulatorServer, smtp_port: int) -> Path:
-    path.write_text(f"""
-[app]
-public_url = "http://127.0.0.1"
-secret_key = "replay-test-secret-0123456789abcdefghij"
-[database]
-url = "{shared.database_url}"
-[links]
-keys = ["{LINK_KEY}"]
-[captcha]
-provider = "altcha"
-altcha_max_number = 2000
-[limits]
-storage_url = "{shared.limits_storage}"
-reports_per_ip_per_hour = 1000000
-reports_per_message_per_hour = 1000000
-[smtp]
-host = "127.0.0.1"
-port = {smtp_port}
-security = "none"
-sender = "Release <release@example.test>"
-[[nodes]]
-name = "mx1"
-api_url = "{simulator.url}"
-username = "release"
-password = "sim-password-0123"
-""")
-    return path
+def write_shared_config(path: Path, shared: Shared, simulator: SimulatorServer, smtp_port: int) -> Path:
+    """One config for every process of a test: same secrets, database and limit storage."""
+    limits = {"storage_url": shared.limits_storage, "reports_per_ip_per_hour": 1000000,
+              "reports_per_message_per_hour": 1000000}  # fmt: skip
+    config = make_config(shared.database_url, simulator, smtp_port, app={"public_url": "http://127.0.0.1"},
+                         links={"keys": [LINK_KEY]}, limits=limits)  # fmt: skip
+    return write_config(path, config)
 
 
 def start_web(config: Path, log_path: Path, stack: ExitStack) -> str:
@@ -150,7 +130,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 def two_servers(
     shared: Shared, simulator: SimulatorServer, smtp_server: CaptureServer, tmp_path: Path
 ) -> Iterator[tuple[str, str]]:
-    config = write_config(tmp_path / "config.toml", shared, simulator, smtp_server.port)
+    config = write_shared_config(tmp_path / "config.toml", shared, simulator, smtp_server.port)
     with ExitStack() as stack:
         first = start_web(config, tmp_path / "web-1.log", stack)
         second = start_web(config, tmp_path / "web-2.log", stack)

@@ -37,6 +37,7 @@ from release.devtools.simulator import SimulatorServer
 from release.ops.logs import JsonFormatter
 from release.web.admin import auth
 from tests.support.altcha import solve_altcha
+from tests.support.config import make_config, write_config
 from tests.support.stack import StackFactory, drain_due
 from tests.support.visitor import CSRF_RE, release_token_from, report_path
 
@@ -292,41 +293,16 @@ def test_database_error_logs_the_statement_not_its_values(
     assert not [r for r in records if SENDER_IP in JsonFormatter().format(r) and r.name != "werkzeug"]
 
 
-SINGLE_PROCESS_CONFIG = """
-[app]
-public_url = "{public_url}"
-secret_key = "{secret_key}"
-[database]
-url = "{database_url}"
-[links]
-keys = ["{link_key}"]
-[captcha]
-provider = "altcha"
-altcha_max_number = 2000
-[smtp]
-host = "127.0.0.1"
-port = {smtp_port}
-security = "none"
-sender = "Release <release@example.test>"
-[[nodes]]
-name = "mx1"
-api_url = "{node_url}"
-username = "release"
-password = "sim-password-0123"
-"""
-
-
 @pytest.fixture
 def single_process(
     database_url: str, simulator: SimulatorServer, smtp_server: CaptureServer, tmp_path: Path
 ) -> Iterator[tuple[str, dict[str, str], Path]]:
     """`python app.py` with a config: gunicorn (access log on), the worker in a thread."""
     port = free_port()
-    values = {"public_url": f"http://127.0.0.1:{port}", "secret_key": "single-process-secret-key-0123456789abcdef",
-              "link_key": "single-process-link-key-0123456789", "database_url": database_url,
-              "smtp_port": str(smtp_server.port), "node_url": simulator.url}  # fmt: skip
-    config = tmp_path / "config.toml"
-    config.write_text(SINGLE_PROCESS_CONFIG.format(**values))
+    settings = make_config(database_url, simulator, smtp_server.port, app={"public_url": f"http://127.0.0.1:{port}"})
+    config = write_config(tmp_path / "config.toml", settings)
+    values = {"public_url": settings["app"]["public_url"], "secret_key": settings["app"]["secret_key"],
+              "link_key": settings["links"]["keys"][0], "database_url": database_url}  # fmt: skip
     env = {**os.environ, "RELEASE_CONFIG": str(config), "RELEASE_BIND": f"127.0.0.1:{port}", "PYTHONPATH": str(ROOT)}
     output = tmp_path / "server.log"
     with output.open("w") as log:

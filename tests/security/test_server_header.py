@@ -8,15 +8,12 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import requests
 
-from release.devtools.demo import DemoRuntime, start_demo
+from release.devtools.demo import DemoRuntime
 from release.devtools.mailcapture import CaptureServer, free_port
 from release.devtools.simulator import SimulatorServer
 
@@ -28,18 +25,6 @@ def assert_no_versions(response: requests.Response) -> None:
     servers = [value for name, value in response.raw.headers.items() if name.lower() == "server"]
     assert len(servers) <= 1, servers
     assert not any(VERSION.search(value) for value in servers), servers
-
-
-@pytest.fixture
-def demo(tmp_path: Path) -> Iterator[DemoRuntime]:
-    runtime = start_demo(host="127.0.0.1", port=0, instance=tmp_path / "instance")
-    thread = threading.Thread(target=runtime.serve_forever, name="demo-http", daemon=True)
-    try:
-        thread.start()
-        yield runtime
-    finally:
-        runtime.stop()
-        thread.join(timeout=10)
 
 
 def test_demo_mode_names_no_versions(demo: DemoRuntime) -> None:

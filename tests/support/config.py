@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import secrets
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from release.config import Settings, settings_from_mapping
@@ -63,3 +66,25 @@ def make_settings(database_url: str) -> Settings:
             ],
         }
     )
+
+
+def write_config(path: Path, config: Mapping[str, Any]) -> Path:
+    """``config`` (as :func:`make_config` builds it) as the TOML file a process reads from
+    RELEASE_CONFIG: tables of scalars and lists, and ``nodes`` as an array of tables."""
+    lines: list[str] = []
+    for section, values in config.items():
+        for table in values if isinstance(values, list) else [values]:
+            lines.append(f"[[{section}]]" if isinstance(values, list) else f"[{section}]")
+            lines += [f"{key} = {_toml_value(value)}" for key, value in table.items()]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, str):
+        return json.dumps(value)  # a TOML basic string: the same quoting and escapes
+    return repr(value)
