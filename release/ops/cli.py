@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import sys
@@ -67,6 +68,10 @@ def worker_command() -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     worker = _services().build_worker(in_process=False)
+    # What is built by now (app, settings, templates, mappers) lives as long as the process:
+    # frozen, the collector stops rescanning it on each of the many collections that building
+    # mails sets off (bench/README.md: 2.64 -> 2.48 ms of worker CPU per job).
+    gc.freeze()
 
     def stop(_signum: int, _frame: FrameType | None) -> None:
         click.echo("stopping after the jobs in flight…", err=True)
