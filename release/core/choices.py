@@ -13,11 +13,10 @@ from sqlalchemy.orm import Session
 
 from release.config import PolicySettings
 from release.core import history
-from release.core.context import Context
+from release.core.context import Context, call_gateway, end_transaction
 from release.core.release import Releases, can_request_release
 from release.db.models import AllowedSender, Recipient
 from release.db.states import JobKind, RecipientState
-from release.gateway import GatewayError
 from release.jobs import queue as jobs
 from release.jobs.outcomes import PermanentFailure, RetryLater
 from release.mail.compose import Outcome, build_outcome
@@ -115,15 +114,10 @@ class Choices:
         if recipient is None or recipient.state != RecipientState.DELETED:
             return
         report = recipient.report
-        gateway = self.ctx.gateways.get(report.node)
-        if gateway is None:
-            raise PermanentFailure(f"node {report.node!r} is no longer configured")
+        gateway = self.ctx.gateway(report.node)
         message_id, queue = report.message_id, recipient.queue
-        session.commit()  # no transaction held across the gateway call
-        try:
-            affected = gateway.delete(message_id, [queue])
-        except GatewayError as exc:
-            raise RetryLater(f"gateway: {exc}") from exc
+        end_transaction(session)
+        affected = call_gateway(gateway.delete, message_id, [queue])
         detail = "deleted from the gateway" if affected else "already gone from the gateway"
         history.record(session, history.SYSTEM, "deleted", report, recipient, detail)
         session.commit()

@@ -14,7 +14,7 @@ from release.core import links
 from release.core.retention import Retention, RetentionCache
 from release.db.models import Recipient, utcnow
 from release.gateway import Gateway, GatewayError
-from release.jobs.outcomes import RetryLater
+from release.jobs.outcomes import PermanentFailure, RetryLater
 from release.mail.sending import Mailer
 from release.mail.templates import MailTemplates
 
@@ -41,6 +41,13 @@ class Context:
         """The retention in force (admin changes made in this process at once, others within
         ``retention.CACHE_SECONDS``); ``session`` may be a function that opens one."""
         return self.retention_cache.get(session)
+
+    def gateway(self, node: str) -> Gateway:
+        """The node's gateway; a node no longer configured is a failure no retry can mend."""
+        found = self.gateways.get(node)
+        if found is None:
+            raise PermanentFailure(f"node {node!r} is no longer configured")
+        return found
 
     def release_url(self, recipient: Recipient) -> str:
         """The recipient's link; derived from the stored nonce, never stored itself."""

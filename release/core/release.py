@@ -13,7 +13,7 @@ from release.db.models import Recipient
 from release.db.states import JobKind, RecipientState
 from release.gateway import Gateway, GatewayError, GatewayRejected
 from release.jobs import queue as jobs
-from release.jobs.outcomes import PermanentFailure, RetryLater
+from release.jobs.outcomes import RetryLater
 
 
 class Releases:
@@ -47,9 +47,7 @@ class Releases:
         if recipient is None or recipient.state != RecipientState.RELEASE_REQUESTED:
             return
         report = recipient.report
-        gateway = self.ctx.gateways.get(report.node)
-        if gateway is None:
-            raise PermanentFailure(f"node {report.node!r} is no longer configured")
+        gateway = self.ctx.gateway(report.node)
         tried_before = recipient.release_attempted_at is not None
         if not tried_before:
             recipient.release_attempted_at = self.ctx.clock()
