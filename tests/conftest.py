@@ -17,7 +17,7 @@ from release.devtools.demo import DemoRuntime, start_demo
 from release.devtools.mailcapture import CaptureServer
 from release.devtools.simulator import HalonSimulator, SimulatorServer
 from tests.support.console import Console, open_console
-from tests.support.database import PG_ADMIN_URL, postgres_reason
+from tests.support.database import PG_ADMIN_URL, REDIS_URL, postgres_reason, redis_reason
 from tests.support.stack import Stack, StackFactory, build_stack, close_stack
 
 
@@ -124,3 +124,14 @@ def demo(tmp_path: Path) -> Iterator[DemoRuntime]:
     finally:
         runtime.stop()
         thread.join(timeout=10)
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The test Redis; skips with the reason where none answers (fails under REQUIRE_REDIS=1)."""
+    reason = redis_reason()
+    if reason:
+        if os.environ.get("REQUIRE_REDIS") == "1":
+            pytest.fail(reason + " (REQUIRE_REDIS=1)")
+        pytest.skip(reason)
+    return REDIS_URL

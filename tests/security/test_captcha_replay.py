@@ -44,7 +44,6 @@ from tests.support.visitor import csrf_token, report_path
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 LINK_KEY = "replay-test-link-key-0123456789"
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 CAPTCHA_ERROR = "The anti-robot check did not pass"
 
 
@@ -56,14 +55,6 @@ class Shared:
     limits_storage: str = "memory://"
 
 
-def _redis_reason() -> str | None:
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
-        return None
-    except redis.RedisError as exc:
-        return f"Redis not reachable at {REDIS_URL}: {exc}"
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres), "sqlite+redis"])
 def shared(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Shared]:
     if request.param == "postgres":
@@ -72,12 +63,7 @@ def shared(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Shared]:
         url = f"sqlite:///{tmp_path / 'release.sqlite3'}"
     storage = "memory://"
     if request.param == "sqlite+redis":
-        reason = _redis_reason()
-        if reason:
-            if os.environ.get("REQUIRE_REDIS") == "1":
-                pytest.fail(reason + " (REQUIRE_REDIS=1)")
-            pytest.skip(reason)
-        storage = REDIS_URL
+        storage = request.getfixturevalue("redis_url")
     db = Database(url)
     try:
         migrate.upgrade(db)
@@ -235,16 +221,6 @@ def test_a_report_post_that_read_the_database_first_does_not_wait_for_itself(mak
 
 
 # -- the stores on their own ---------------------------------------------------------------
-
-
-@pytest.fixture
-def redis_url() -> str:
-    reason = _redis_reason()
-    if reason:
-        if os.environ.get("REQUIRE_REDIS") == "1":
-            pytest.fail(reason + " (REQUIRE_REDIS=1)")
-        pytest.skip(reason)
-    return REDIS_URL
 
 
 def test_the_database_store_lets_each_solution_through_once_and_purges_expired_ones(make_stack: StackFactory) -> None:

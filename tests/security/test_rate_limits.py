@@ -4,7 +4,6 @@ challenges per IP, the admin-login decorator, Redis shared storage, Redis down."
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import socket
 from typing import Any
@@ -21,8 +20,6 @@ from release.db.models import Report
 from release.web import branding, errors, i18n, limits
 from tests.support.stack import Stack, StackFactory
 from tests.support.visitor import csrf_token, report_path, submit_report
-
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def reports(stack: Stack) -> int:
@@ -131,24 +128,6 @@ def test_login_limit_decorator_counts_posts_per_ip() -> None:
     other.environ_base["REMOTE_ADDR"] = "192.0.2.1"
     assert other.post("/login").status_code == 200
     assert [client.post("/login2").status_code for _ in range(4)] == [200, 200, 200, 429]
-
-
-def _redis_reason() -> str | None:
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
-        return None
-    except redis.RedisError as exc:
-        return f"Redis not reachable at {REDIS_URL}: {exc}"
-
-
-@pytest.fixture
-def redis_url() -> str:
-    reason = _redis_reason()
-    if reason:
-        if os.environ.get("REQUIRE_REDIS") == "1":
-            pytest.fail(reason + " (REQUIRE_REDIS=1)")
-        pytest.skip(reason)
-    return REDIS_URL
 
 
 def test_redis_storage_is_shared_by_two_app_instances(make_stack: StackFactory, redis_url: str) -> None:
