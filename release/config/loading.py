@@ -70,10 +70,24 @@ def settings_from_mapping(data: Mapping[str, Any]) -> Settings:
     raw_nodes = data.get("nodes", [])
     if not isinstance(raw_nodes, list):
         raise ConfigError("nodes", "must be an array of tables ([[nodes]])")
-    nodes = tuple(_build(NodeSettings, f"nodes[{i}]", raw) for i, raw in enumerate(raw_nodes))
+    nodes = tuple(
+        _build(NodeSettings, f"nodes[{i}]", _retire_node_keys(f"nodes[{i}]", raw)) for i, raw in enumerate(raw_nodes)
+    )
     settings = Settings(nodes=nodes, **sections)
     validate(settings)
     return settings
+
+
+def _retire_node_keys(prefix: str, raw: Any) -> Any:
+    """Drop ``delete_shape = "action"`` (what every delete sends now); refuse any other value."""
+    if not isinstance(raw, Mapping) or "delete_shape" not in raw:
+        return raw
+    if raw["delete_shape"] != "action":
+        raise ConfigError(
+            f"{prefix}.delete_shape",
+            'is no longer used: Halon documents only "action": "DELETE"; remove this line',
+        )
+    return {k: v for k, v in raw.items() if k != "delete_shape"}
 
 
 def _build(cls: type, prefix: str, raw: Any) -> Any:

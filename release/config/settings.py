@@ -163,19 +163,46 @@ class LoggingSettings:
     format: str = "text"
 
 
+# Gateway generations the service speaks to (DESIGN 2.6); a node without ``type`` is halon5.
+NODE_TYPES = ("halon5", "halon6")
+# Where a halon6 node's senders learn of the link: the reject text, or a report mail the
+# service sends after the node accepted and held the message (docs/halon/README.md).
+SENDER_NOTICES = ("reject", "ndr")
+DEFAULT_QUARANTINES = {
+    "halon5": ("mailquarantine:1", "mailquarantine:2"),
+    "halon6": ("qid=1day", "qid=7days"),
+}
+
+
 @dataclass(frozen=True)
 class NodeSettings:
     name: str
     api_url: str
+    type: str = "halon5"
+    # halon5: HTTP Basic to the VM's API.
     username: str = ""
     password: str = dataclasses.field(default="", repr=False)
+    # halon6: the halon-api key (sent as X-API-Key) and the node's version ("6.N").
+    api_key: str = dataclasses.field(default="", repr=False)
+    halon_version: str = ""
     verify_tls: bool = True
     ca_file: str = ""
-    short_quarantine: str = "mailquarantine:1"
-    long_quarantine: str = "mailquarantine:2"
+    # halon5: "mailquarantine:N"; halon6: a metadata marker "key=value" (empty: the type's default).
+    short_quarantine: str = ""
+    long_quarantine: str = ""
     timeout_seconds: float = 10.0
-    # Shape of the delete request body: "action" (5.3-era) or "task" (later protos).
-    delete_shape: str = "action"
+    sender_notice: str = "reject"
+
+    def __post_init__(self) -> None:
+        short, long = DEFAULT_QUARANTINES.get(self.type, ("", ""))
+        # Frozen: defaults that depend on the type are filled in once, here.
+        object.__setattr__(self, "short_quarantine", self.short_quarantine or short)
+        object.__setattr__(self, "long_quarantine", self.long_quarantine or long)
+
+    @property
+    def secret(self) -> str:
+        """The credential this node's requests carry (kept out of logs and traces)."""
+        return self.api_key if self.type == "halon6" else self.password
 
 
 @dataclass(frozen=True)

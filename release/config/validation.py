@@ -9,6 +9,8 @@ from urllib.parse import urlsplit
 
 from release.config.settings import (
     LOCALES,
+    NODE_TYPES,
+    SENDER_NOTICES,
     ApiSettings,
     BrandingSettings,
     CaptchaSettings,
@@ -22,9 +24,11 @@ from release.config.settings import (
 
 NODE_NAME = re.compile(r"^[a-z0-9-]+$")
 QUARANTINE_ID = re.compile(r"^mailquarantine:\d+$")
+# A halon6 marker: metadata key=value on held copies (Halon's own keys start with "_").
+QUARANTINE_MARKER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}=[A-Za-z0-9_.:-]{1,64}$")
+HALON6_VERSION = re.compile(r"^6\.(\d{1,3})$")
 CAPTCHA_PROVIDERS = ("recaptcha", "hcaptcha", "turnstile", "altcha")
 SMTP_SECURITY = ("none", "starttls", "tls")
-DELETE_SHAPES = ("action", "task")
 LOG_FORMATS = ("text", "json")
 MIN_SECRET_LENGTH = 16
 HEX_COLOR = re.compile(r"#(?:[0-9a-fA-F]{3}){1,2}")
@@ -100,8 +104,10 @@ def validate(settings: Settings) -> None:
 
 def _validate_policy(policy: PolicySettings, *, demo: bool) -> None:
     for i, quarantine in enumerate(policy.high_risk_quarantines):
-        if not QUARANTINE_ID.match(quarantine):
-            raise ConfigError(f"policy.high_risk_quarantines[{i}]", "must look like mailquarantine:<number>")
+        if not (QUARANTINE_ID.match(quarantine) or QUARANTINE_MARKER.match(quarantine)):
+            raise ConfigError(
+                f"policy.high_risk_quarantines[{i}]", "must look like mailquarantine:<number> or a marker key=value"
+            )
     if not demo:
         for i, key in enumerate(policy.allowlist_keys):
             _require_secret(f"policy.allowlist_keys[{i}]", key)
@@ -165,19 +171,54 @@ def _validate_nodes(nodes: tuple[NodeSettings, ...], *, demo: bool) -> None:
         seen.add(node.name)
         if urlsplit(node.api_url).scheme not in ("http", "https") or not urlsplit(node.api_url).netloc:
             raise ConfigError(f"{key}.api_url", "must be an absolute http(s) URL")
-        for attr in ("short_quarantine", "long_quarantine"):
-            if not QUARANTINE_ID.match(getattr(node, attr)):
-                raise ConfigError(f"{key}.{attr}", "must look like mailquarantine:<number>")
+        if node.type not in NODE_TYPES:
+            raise ConfigError(f"{key}.type", f"must be one of {', '.join(NODE_TYPES)}")
+        if node.type == "halon6":
+            _validate_halon6(key, node, demo=demo)
+        else:
+            _validate_halon5(key, node, demo=demo)
         if node.short_quarantine == node.long_quarantine:
             raise ConfigError(f"{key}.long_quarantine", "must differ from short_quarantine")
-        if node.delete_shape not in DELETE_SHAPES:
-            raise ConfigError(f"{key}.delete_shape", f"must be one of {', '.join(DELETE_SHAPES)}")
         if node.ca_file and not Path(node.ca_file).is_file():
             raise ConfigError(f"{key}.ca_file", f"file {node.ca_file} does not exist")
-        if not demo and not node.password:
-            raise ConfigError(f"{key}.password", "is required (HTTP Basic auth to the gateway API)")
         if node.timeout_seconds <= 0:
             raise ConfigError(f"{key}.timeout_seconds", "must be positive")
+
+
+def _validate_halon5(key: str, node: NodeSettings, *, demo: bool) -> None:
+    for attr in ("short_quarantine", "long_quarantine"):
+        if not QUARANTINE_ID.match(getattr(node, attr)):
+            raise ConfigError(f"{key}.{attr}", "must look like mailquarantine:<number> on a halon5 node")
+    if not demo and not node.password:
+        raise ConfigError(f"{key}.password", "is required (HTTP Basic auth to the gateway API)")
+    for attr in ("api_key", "halon_version"):
+        if getattr(node, attr):
+            raise ConfigError(f"{key}.{attr}", 'is a halon6 key; add type = "halon6" to this node or remove it')
+    if node.sender_notice != "reject":
+        raise ConfigError(f"{key}.sender_notice", 'only "reject" on halon5 (its copies survive Reject())')
+
+
+def _validate_halon6(key: str, node: NodeSettings, *, demo: bool) -> None:
+    if not HALON6_VERSION.match(node.halon_version):
+        raise ConfigError(f"{key}.halon_version", 'must be the node\'s version as "6.N", for example "6.10"')
+    markers = []
+    for attr in ("short_quarantine", "long_quarantine"):
+        marker = getattr(node, attr)
+        if not QUARANTINE_MARKER.match(marker):
+            raise ConfigError(
+                f"{key}.{attr}", 'must be a metadata marker key=value, for example "qid=1day" (key not starting with _)'
+            )
+        markers.append(marker.partition("=")[0])
+    if markers[0] != markers[1]:
+        # Extending rewrites the one key; with two keys the short marker (and Halon's
+        # cron delete by it) would stay on an extended copy.
+        raise ConfigError(f"{key}.long_quarantine", "must use the same metadata key as short_quarantine")
+    if not demo and not node.api_key:
+        raise ConfigError(f"{key}.api_key", "is required (the halon-api key, sent as X-API-Key)")
+    if node.username or node.password:
+        raise ConfigError(f"{key}.password", "halon6 nodes authenticate with api_key; remove username/password")
+    if node.sender_notice not in SENDER_NOTICES:
+        raise ConfigError(f"{key}.sender_notice", f"must be one of {', '.join(SENDER_NOTICES)}")
 
 
 def _validate_i18n(i18n: I18nSettings) -> None:

@@ -30,7 +30,6 @@ PAGE_SIZE = 1000
 # A transaction has one item per recipient; this bounds a misbehaving server's paging.
 MAX_PAGES = 100
 ACTIVE_QUEUE = 0
-DELETE_ACTIONTYPE = 0
 QUARANTINE_PREFIX = "mailquarantine:"
 SCORE_KEY = "_scores.rpd.score"
 QUARANTINE_KEY = "_quarantineid"
@@ -139,12 +138,8 @@ class HalonGateway:
         return self._update([(transaction, queue)], {"move": {"queue": ACTIVE_QUEUE}})
 
     def delete(self, transaction: str, queues: Sequence[int]) -> int:
-        """Delete copies; the body shape depends on the node's Halon version (``delete_shape``)."""
-        if self.node.delete_shape == "task":
-            action: dict[str, Any] = {"task": {"actiontype": DELETE_ACTIONTYPE}}
-        else:
-            action = {"action": "DELETE"}
-        return self._update([(transaction, q) for q in queues], action)
+        """Delete copies with ``"action": "DELETE"``, the one shape Halon's material attests."""
+        return self._update([(transaction, q) for q in queues], {"action": "DELETE"})
 
     def health(self) -> NodeHealth:
         """One authenticated GET of the license; reports problems in ``detail``, never raises."""
