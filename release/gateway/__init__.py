@@ -3,11 +3,13 @@
 from release.config import NodeSettings
 from release.gateway.base import Gateway, GatewayError, GatewayRejected, NodeHealth, QuarantinedCopy
 from release.gateway.halon import HalonGateway
+from release.gateway.halon_transport import Trace
 
 
-def gateway_for(node: NodeSettings) -> HalonGateway:
-    """The gateway client for one configured node (one HTTP session each)."""
-    return HalonGateway(node)
+def gateway_for(node: NodeSettings, trace: Trace | None = None) -> HalonGateway:
+    """The gateway client for one configured node (one HTTP session each); ``trace``
+    receives every request and answer, secrets redacted (check-gateway --trace)."""
+    return HalonGateway(node, trace=trace)
 
 
 __all__ = [

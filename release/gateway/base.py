@@ -30,9 +30,10 @@ class QuarantinedCopy:
     sender: str
     recipient: str
     subject: str
-    received_at: datetime
-    quarantine: str | None  # "mailquarantine:N" when held in a quarantine, else None
-    size: int = 0
+    received_at: datetime | None  # None where the node does not record it (halon5)
+    # The node's quarantine name: "mailquarantine:N" (halon5) or the marker "key=value"
+    # (halon6) the copy carries; None when it carries none (released, or not ours).
+    quarantine: str | None
     sender_ip: str = ""
     spam_score: float | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
@@ -62,7 +63,8 @@ class Gateway(Protocol):
         ...
 
     def move(self, transaction: str, queues: Sequence[int], quarantine: str) -> int:
-        """Move copies to ``quarantine`` ("mailquarantine:N"); returns how many matched."""
+        """Move copies to ``quarantine`` (a configured quarantine name); returns how many
+        now carry it."""
         ...
 
     def move_many(self, copies: Sequence[tuple[str, int]], quarantine: str) -> int:
@@ -70,11 +72,11 @@ class Gateway(Protocol):
         ...
 
     def release(self, transaction: str, queue: int) -> int:
-        """Put one copy back into delivery (active queue); returns how many matched (0 = gone)."""
+        """Put one copy back into delivery (active queue); 1 when done, 0 when it was gone."""
         ...
 
     def delete(self, transaction: str, queues: Sequence[int]) -> int:
-        """Delete copies; returns how many matched (0 = already gone)."""
+        """Delete copies; returns how many were there (0 = already gone)."""
         ...
 
     def health(self) -> NodeHealth:

@@ -1,77 +1,44 @@
-"""Halon adapter: the :class:`Gateway` operations over Halon's HTTP API (5.3 and later).
+"""Halon adapter: the :class:`Gateway` operations on a 5.x VM or a 6.x ``halon-api`` node.
 
-Every call is ``POST {api_url}/api/protobuf`` with a JSON envelope
-``{"command": ..., "program": "smtpd", "payload": {...}}`` and HTTP Basic auth. Answers come
-from a mail gateway we do not control, so every field is read defensively: proto3 JSON may
-omit zero values and may encode 64-bit integers as strings, and metadata is stranger text.
+Only request shapes Halon's own material attests are sent (shared/halon-api.md): a list
+(``F``) by explicit ids, and an update (``G``) by explicit ids with one of ``metadata``,
+``move: ACTIVE`` or ``action: DELETE``. No answer field of an update is attested, so the
+outcome of every change is read back by listing the copies again; an update never decides
+from a counter.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import re
 import time
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import requests
 
 from release.config import NodeSettings
 from release.gateway.base import GatewayError, GatewayRejected, NodeHealth, QuarantinedCopy
+from release.gateway.halon_items import Marking, ids, read_items
+from release.gateway.halon_transport import HalonTransport, Trace, describe
 
-PROTOBUF_PATH = "/api/protobuf"
-LICENSE_PATH = "/api/5.3.0/license"
-PROGRAM = "smtpd"
 LIST_COMMAND = "F"
 UPDATE_COMMAND = "G"
-PAGE_SIZE = 1000
-# A transaction has one item per recipient; this bounds a misbehaving server's paging.
-MAX_PAGES = 100
-ACTIVE_QUEUE = 0
-QUARANTINE_PREFIX = "mailquarantine:"
-SCORE_KEY = "_scores.rpd.score"
-QUARANTINE_KEY = "_quarantineid"
-ERROR_DETAIL_LIMIT = 300
-# Bounds on stranger text copied out of the gateway (the flow bounds again where it shows it).
-TEXT_LIMIT = 1000
-ADDRESS_LIMIT = 320
-METADATA_LIMIT = 200
-JSON_CONTENT_TYPE = "application/json; charset=utf-8"
-POOL_SIZE = 64
-USER_AGENT = "sender-fp-release"
-EPOCH = datetime.fromtimestamp(0, UTC)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
-
-
-def _pooled_session() -> requests.Session:
-    """A session whose connection pool covers every worker thread (no reconnect churn), and
-    which ignores proxy/netrc environment lookups on each call (the node is configured)."""
-    session = requests.Session()
-    session.trust_env = False
-    adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=POOL_SIZE)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    return session
+ACTIVE_QUEUE = "ACTIVE"
+# check-config's probe: an id no node holds, whose list must come back empty.
+PROBE_PREFIX = "sender-fp-release-probe-"
 
 
 class HalonGateway:
-    """One Halon node, reached through one ``requests.Session`` (connection reuse, auth, TLS)."""
+    """One Halon node (either generation), through one :class:`HalonTransport`."""
 
-    def __init__(self, node: NodeSettings, session: requests.Session | None = None) -> None:
+    def __init__(self, node: NodeSettings, session: requests.Session | None = None, trace: Trace | None = None) -> None:
         self.node = node
         self.name = node.name
-        self._base = node.api_url.rstrip("/")
-        self._session = session or _pooled_session()
-        self._session.auth = (node.username, node.password)
-        # Passed on every call too: requests lets REQUESTS_CA_BUNDLE override a session's verify.
-        self._verify: str | bool = node.ca_file or node.verify_tls
-        self._session.verify = self._verify
-        self._session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
+        self.marking = Marking.for_node(node)
+        self._api = HalonTransport(node, session, trace)
 
     def __repr__(self) -> str:
-        return f"HalonGateway(name={self.name!r}, api_url={self._base!r})"
+        return f"HalonGateway(name={self.name!r}, type={self.node.type!r}, api_url={self._api.base!r})"
 
     def __enter__(self) -> HalonGateway:
         return self
@@ -81,7 +48,7 @@ class HalonGateway:
 
     def close(self) -> None:
         """Release pooled connections (the worker calls this on shutdown)."""
-        self._session.close()
+        self._api.close()
 
     # -- Gateway protocol -------------------------------------------------------------------
 
@@ -95,7 +62,7 @@ class HalonGateway:
         return [c for c in self._list([ident]) if c.transaction == transaction and queue in (None, c.queue)]
 
     def find_many(self, transactions: Sequence[str]) -> dict[str, list[QuarantinedCopy]]:
-        """The copies of several transactions in one list request (paged), by transaction."""
+        """The copies of several transactions in one list request, by transaction."""
         wanted = [t for t in dict.fromkeys(transactions) if t]
         found: dict[str, list[QuarantinedCopy]] = {t: [] for t in wanted}
         if wanted:
@@ -104,242 +71,88 @@ class HalonGateway:
                     found[copy.transaction].append(copy)
         return found
 
-    def _list(self, ids: list[dict[str, Any]]) -> list[QuarantinedCopy]:
-        copies: list[QuarantinedCopy] = []
-        offset = 0
-        for _ in range(MAX_PAGES):
-            payload = {"conditions": {"ids": ids}, "paging": {"offset": offset, "limit": PAGE_SIZE}}
-            body = self._call(LIST_COMMAND, payload)
-            if body is None:  # 404 from the API: nothing by those ids
-                return []
-            items = body.get("items")
-            items = items if isinstance(items, list) else []
-            copies.extend(copy for copy in map(_to_copy, items) if copy)
-            offset += len(items)
-            paging = body.get("paging")
-            total = _as_int(paging.get("total") if isinstance(paging, Mapping) else None, offset)
-            if not items or offset >= total:
-                break
-        return copies
-
     def move(self, transaction: str, queues: Sequence[int], quarantine: str) -> int:
-        """Move copies to another quarantine by rewriting their ``_quarantineid`` metadata."""
+        """Move copies to another quarantine (a metadata update of the node's marker key)."""
         return self.move_many([(transaction, q) for q in queues], quarantine)
 
     def move_many(self, copies: Sequence[tuple[str, int]], quarantine: str) -> int:
-        """Move copies of several transactions in one update request; returns how many matched."""
-        number = quarantine.removeprefix(QUARANTINE_PREFIX)
-        if not (number.isascii() and number.isdigit()):
-            raise ValueError(f"not a quarantine id: {quarantine!r}")
-        return self._update(copies, {"metadata": {QUARANTINE_KEY: number}})
+        """Re-mark copies of several transactions in one update; returns how many now carry
+        the new marker, read back from a fresh list."""
+        value = self.marking.value(quarantine)
+        wanted = ids(copies)
+        if not wanted:
+            return 0
+        self._update(wanted, {"metadata": {self.marking.key: value}})
+        return sum(1 for c in self._held(wanted) if c.quarantine == quarantine)
 
     def release(self, transaction: str, queue: int) -> int:
-        """Move one copy to the active queue, from where Halon delivers it."""
-        return self._update([(transaction, queue)], {"move": {"queue": ACTIVE_QUEUE}})
+        """Move one copy to the active queue, from where Halon delivers it.
+
+        1 when the copy was on the node and the move was accepted; 0 when it was already
+        gone (listed first, since an update's answer says nothing attested).
+        """
+        wanted = ids([(transaction, queue)])
+        if not wanted or not self._held(wanted):
+            return 0
+        return 1 if self._update(wanted, {"move": {"queue": ACTIVE_QUEUE}}) else 0
 
     def delete(self, transaction: str, queues: Sequence[int]) -> int:
-        """Delete copies with ``"action": "DELETE"``, the one shape Halon's material attests."""
-        return self._update([(transaction, q) for q in queues], {"action": "DELETE"})
+        """Delete copies; returns how many were on the node (0 = already gone).
+
+        A copy still listed after the accepted delete is an error (retried), never "done".
+        """
+        present = ids([(c.transaction, c.queue) for c in self._held(ids([(transaction, q) for q in queues]))])
+        if not present:
+            return 0
+        self._update(present, {"action": "DELETE"})
+        left = self._held(present)
+        if left:
+            raise GatewayError(f"halon node {self.name}: {len(left)} copies still listed after an accepted delete")
+        return len(present)
 
     def health(self) -> NodeHealth:
-        """One authenticated GET of the license; reports problems in ``detail``, never raises."""
+        """Authentication, the envelope and a list of an id no node holds, which must be empty.
+
+        Changes nothing; reports problems in ``detail`` and never raises.
+        """
         started = time.perf_counter()
+        probe = PROBE_PREFIX + uuid.uuid4().hex
         try:
-            response = self._session.get(
-                self._base + LICENSE_PATH,
-                timeout=self.node.timeout_seconds,
-                verify=self._verify,
-                allow_redirects=False,
-            )
+            found = self._list([{"transaction": probe}])
+        except GatewayRejected as exc:
+            latency = (time.perf_counter() - started) * 1000
+            return NodeHealth(True, False, latency, str(exc))
+        except GatewayError as exc:
+            latency = (time.perf_counter() - started) * 1000
+            return NodeHealth(False, False, latency, str(exc))
         except Exception as exc:  # a diagnostic reports every failure instead of raising
             latency = (time.perf_counter() - started) * 1000
-            return NodeHealth(False, False, latency, self._redact(f"unreachable: {_describe(exc)}"))
+            return NodeHealth(False, False, latency, self._api.redact(f"unreachable: {describe(exc)}"))
         latency = (time.perf_counter() - started) * 1000
-        status = response.status_code
-        if status == 200:
-            return NodeHealth(True, True, latency, "HTTP 200")
-        detail = f"HTTP {status}"
-        if status in (401, 403):
-            detail += " (check the API user name and password)"
-        reason = _error_text(response)
-        return NodeHealth(True, False, latency, self._redact(f"{detail}: {reason}" if reason else detail))
+        if found:
+            detail = f"a list of the unknown id {probe} answered {len(found)} copies: the node ignores conditions.ids"
+            return NodeHealth(True, False, latency, detail)
+        return NodeHealth(True, True, latency, f"{self._generation()}: authenticated; list by id answered empty")
 
-    # -- transport --------------------------------------------------------------------------
+    # -- requests ---------------------------------------------------------------------------
 
-    def _update(self, copies: Sequence[tuple[str, int]], change: Mapping[str, Any]) -> int:
-        """Send one update ("G") for full ids; an empty id list is never sent (it could match all)."""
-        pairs = [(t, int(q)) for t, q in dict.fromkeys(copies) if t]
-        if not pairs:
-            return 0
-        ids = [{"transaction": t, "queue": q} for t, q in pairs]
-        body = self._call(UPDATE_COMMAND, {"conditions": {"ids": ids}, **change})
-        if body is None:
-            return 0
-        affected = body.get("affected", 0)  # proto3 JSON leaves out a zero
-        value = _as_int(affected, -1)
-        if value < 0:
-            raise GatewayError(f"halon node {self.name}: update answer has no usable 'affected' ({affected!r:.40})")
-        return value
+    def _generation(self) -> str:
+        return f"halon {self.node.halon_version}" if self.node.type == "halon6" else "halon 5.x"
 
-    def _call(self, command: str, payload: Mapping[str, Any]) -> dict[str, Any] | None:
-        """POST one command; the decoded JSON object, or None for an API "not found"."""
-        envelope = {"command": command, "program": PROGRAM, "payload": payload}
-        what = f"halon node {self.name}: command {command}"
-        try:
-            response = self._session.post(
-                self._base + PROTOBUF_PATH,
-                data=json.dumps(envelope).encode("utf-8"),
-                headers={"Content-Type": JSON_CONTENT_TYPE},
-                timeout=self.node.timeout_seconds,
-                verify=self._verify,
-                allow_redirects=False,  # a redirect means a wrong api_url; never replay the body
-            )
-        except requests.Timeout:
-            raise GatewayError(f"{what}: no answer within {self.node.timeout_seconds:g}s") from None
-        except requests.RequestException as exc:
-            raise GatewayError(self._redact(f"{what}: request failed: {_describe(exc)}")) from None
-        status = response.status_code
-        if status == 200:
-            try:
-                body = response.json()
-            except ValueError:
-                raise GatewayError(f"{what}: HTTP 200 but the body is not JSON") from None
-            if not isinstance(body, dict):
-                raise GatewayError(f"{what}: HTTP 200 but the body is not a JSON object")
-            return body
-        reason = self._redact(_error_text(response))
-        message = f"{what}: HTTP {status}" + (f": {reason}" if reason else "")
-        if status in (408, 429) or status >= 500:
-            raise GatewayError(message)
-        if status == 404 and _is_json(response):
-            return None
-        if status == 404:
-            # Not the API's own "not found" (no JSON): most likely api_url points elsewhere.
-            raise GatewayRejected(f"{message} (no Halon API at {self._base}{PROTOBUF_PATH}? check api_url)")
-        raise GatewayRejected(message)
+    def _list(self, conditions_ids: list[dict[str, Any]]) -> list[QuarantinedCopy]:
+        answer = self._api.call(LIST_COMMAND, {"conditions": {"ids": conditions_ids}})
+        if answer is None:  # the API's own 404: nothing by those ids
+            return []
+        return read_items(answer, self.marking, f"halon node {self.name}: list answer")
 
-    def _redact(self, text: str) -> str:
-        """Remove the node password from text that may end up in logs or on an admin page."""
-        secret = self.node.password
-        return text.replace(secret, "***") if secret else text
+    def _held(self, wanted: list[dict[str, Any]]) -> list[QuarantinedCopy]:
+        """The named (transaction, queue) copies still listed on the node."""
+        if not wanted:
+            return []
+        keys = {(w["transaction"], w["queue"]) for w in wanted}
+        return [c for c in self._list(wanted) if (c.transaction, c.queue) in keys]
 
-
-# -- mapping queue items ------------------------------------------------------------------------
-
-
-def _to_copy(item: Any) -> QuarantinedCopy | None:
-    """Map one queue item; None when it has no usable id (nothing could be done with it)."""
-    if not isinstance(item, Mapping):
-        return None
-    ident = item.get("id")
-    if not isinstance(ident, Mapping):
-        return None
-    transaction = ident.get("transaction")
-    queue = _as_int(ident.get("queue", 0), -1)
-    if not isinstance(transaction, str) or not transaction or queue < 0:
-        return None
-    metadata = _metadata(item.get("metadata"))
-    return QuarantinedCopy(
-        transaction=transaction,
-        queue=queue,
-        sender=_address(item.get("sender")),
-        recipient=_address(item.get("recipient")),
-        subject=_text(item.get("subject"), TEXT_LIMIT),
-        received_at=_timestamp(item.get("ts")),
-        quarantine=_quarantine(metadata, item.get("hold")),
-        size=max(_as_int(item.get("size"), 0), 0),
-        sender_ip=_text(item.get("senderip"), 64),
-        spam_score=_score(metadata.get(SCORE_KEY)),
-        metadata=metadata,
-    )
-
-
-def _quarantine(metadata: Mapping[str, str], hold: Any) -> str | None:
-    """The copy's quarantine, or None when it is not (or no longer) held in one."""
-    number = metadata.get(QUARANTINE_KEY, "").strip()
-    if not (number.isascii() and number.isdigit()) or hold is False:  # hold: false = released, on its way out
-        return None
-    return QUARANTINE_PREFIX + number
-
-
-def _address(value: Any) -> str:
-    if not isinstance(value, Mapping):
-        return ""
-    localpart = _text(value.get("localpart"), ADDRESS_LIMIT)
-    domain = _text(value.get("domain"), ADDRESS_LIMIT)
-    address = f"{localpart}@{domain}" if domain else localpart
-    return address[:ADDRESS_LIMIT]
-
-
-def _metadata(value: Any) -> dict[str, str]:
-    if not isinstance(value, Mapping):
-        return {}
-    result: dict[str, str] = {}
-    for key, item in value.items():
-        if len(result) >= METADATA_LIMIT:
-            break
-        if isinstance(key, str) and isinstance(item, str | int | float) and not isinstance(item, bool):
-            result[key[:TEXT_LIMIT]] = str(item)[:TEXT_LIMIT]
-    return result
-
-
-def _text(value: Any, limit: int) -> str:
-    return _CONTROL.sub(" ", value)[:limit] if isinstance(value, str) else ""
-
-
-def _timestamp(value: Any) -> datetime:
-    try:
-        seconds = float(value)
-        return datetime.fromtimestamp(seconds, UTC) if math.isfinite(seconds) else EPOCH
-    except (TypeError, ValueError, OverflowError, OSError):
-        return EPOCH
-
-
-def _score(value: str | None) -> float | None:
-    try:
-        score = float(value) if value is not None else None
-    except ValueError:
-        return None
-    return score if score is not None and math.isfinite(score) else None
-
-
-def _as_int(value: Any, default: int) -> int:
-    """An integer from JSON, where proto3 encodes 64-bit numbers as decimal strings."""
-    if isinstance(value, bool):
-        return default
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-        return int(value.strip())
-    return default
-
-
-def _is_json(response: requests.Response) -> bool:
-    try:
-        response.json()
-    except ValueError:
-        return False
-    return True
-
-
-def _error_text(response: requests.Response) -> str:
-    """The server's own words for an error (``error``/``message``/``detail``), bounded."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, Mapping):
-        parts = [str(body[k]) for k in ("error", "message", "detail") if body.get(k)]
-        text = ": ".join(parts)
-    else:
-        content_type = response.headers.get("Content-Type", "")
-        text = response.text if content_type.startswith("text/plain") else ""
-    return _CONTROL.sub(" ", text).strip()[:ERROR_DETAIL_LIMIT]
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, requests.exceptions.SSLError):
-        return "TLS verification failed (set ca_file or check the certificate)"
-    return f"{type(exc).__name__}: {exc}"[:ERROR_DETAIL_LIMIT]
+    def _update(self, wanted: list[dict[str, Any]], change: dict[str, Any]) -> bool:
+        """One update by explicit ids (never empty: an empty condition may match the whole
+        queue). True when accepted; False for the API's "not found" (the seed's reading)."""
+        return self._api.call(UPDATE_COMMAND, {"conditions": {"ids": wanted}, **change}) is not None

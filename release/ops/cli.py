@@ -20,6 +20,7 @@ from release.core import purge as enforcement
 from release.db import migrate
 from release.db.models import utcnow
 from release.db.states import AdminRole
+from release.ops.check_gateway import check_gateway_command
 from release.web.admin import auth
 
 
@@ -29,6 +30,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(worker_command)
     app.cli.add_command(sign_link_command)
     app.cli.add_command(check_config_command)
+    app.cli.add_command(check_gateway_command)
     app.cli.add_command(create_admin_command)
     app.cli.add_command(purge_command)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 from collections.abc import Mapping
@@ -29,19 +30,17 @@ def make_config(
             "sender": "Release <release@example.test>",
         },
         "worker": {"backoff_base_seconds": 0.05, "backoff_max_seconds": 0.2, "max_attempts": 5},
-        "nodes": [
-            {
-                "name": "mx1",
-                "api_url": simulator.url,
-                "username": "release",
-                "password": "sim-password-0123",
-                "timeout_seconds": 2.0,
-            }
-        ],
+        "nodes": [node_config(simulator)],
     }
     for name, values in sections.items():
         config[name] = {**config.get(name, {}), **values}
     return config
+
+
+def node_config(simulator: SimulatorServer, name: str = "mx1") -> dict[str, Any]:
+    """The ``[[nodes]]`` table for the simulator's generation and credentials (non-defaults only)."""
+    node = simulator.node_settings(name, timeout_seconds=2.0)
+    return {f.name: getattr(node, f.name) for f in dataclasses.fields(node) if getattr(node, f.name) != f.default}
 
 
 def make_settings(database_url: str) -> Settings:
