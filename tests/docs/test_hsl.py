@@ -28,9 +28,7 @@ HALON6 = HALON / "halon6-eod.hsl"
 SCRIPTS = [HALON5, HALON6]
 VECTOR = re.compile(r'\b(key|n|m|t|s) = "([^"]*)"')
 # The signed string, built from three variables: "v1:" . n . ":" . m . ":" . t
-SIGNED = re.compile(
-    r'str_lower\(hmac_sha2\((\$\w+), "v1:" \. (\$\w+) \. ":" \. (\$\w+) \. ":" \. (\$\w+), 256\)\)'
-)
+SIGNED = re.compile(r'str_lower\(hmac_sha2\((\$\w+), "v1:" \. (\$\w+) \. ":" \. (\$\w+) \. ":" \. (\$\w+), 256\)\)')
 
 
 def vector(script: Path) -> dict[str, str]:
@@ -92,7 +90,7 @@ def test_vectors_match_sign_link_command(simulator: SimulatorServer, tmp_path: P
 def test_script_signs_v1_over_floored_time_in_lower_case(script: Path) -> None:
     text = code(script)
     signed = SIGNED.findall(text)
-    assert len(signed) == 1, f"{script.name}: one str_lower(hmac_sha2(key, \"v1:\" . n . \":\" . m . \":\" . t, 256))"
+    assert len(signed) == 1, f'{script.name}: one str_lower(hmac_sha2(key, "v1:" . n . ":" . m . ":" . t, 256))'
     key, node, message, issued = signed[0]
     assert key == ("$releaseLinkKey" if script == HALON5 else "$key")
     # t is whole seconds: time() has decimals, and the service takes digits only.
@@ -131,7 +129,7 @@ def test_halon5_quarantines_in_the_short_quarantine_then_rejects_with_the_link()
 
 def test_halon6_holds_one_marked_copy_per_recipient() -> None:
     hold = function_body(code(HALON6), "release_hold")
-    assert "foreach ($transaction[\"recipients\"] as $recipient)" in hold
+    assert 'foreach ($transaction["recipients"] as $recipient)' in hold
     assert (
         '$mail->queue($transaction["senderaddress"], $recipient["address"], $recipient["transportid"],\n'
         '            ["hold" => true, "metadata" => $metadata]);'
