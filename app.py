@@ -11,7 +11,7 @@ if __name__ == "__main__":
     if config_path_from_env() is None:
         from release.devtools.demo import main
 
-        main(port=int(os.environ.get("PORT", "5000")))
+        main(port=int(os.environ.get("PORT", "5000")), gateway=os.environ.get("DEMO_GATEWAY", "halon6"))
     else:
         from release.ops.serve import main as serve
 

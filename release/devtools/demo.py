@@ -36,6 +36,8 @@ from release.paths import INSTANCE
 
 bp = Blueprint("demo", __name__, url_prefix="/demo")
 NODE = "mx1"
+# The gateway generation the demo simulates: 6.x by default, the one people install today.
+GATEWAYS = {"halon6": 6, "halon5": 5}
 
 
 @dataclass
@@ -87,8 +89,12 @@ def _placeholder(_environ: Any, start_response: Any) -> list[bytes]:
     return [b"starting"]
 
 
-def start_demo(host: str = "127.0.0.1", port: int = 5000, instance: Path | None = None) -> DemoRuntime:
+def start_demo(
+    host: str = "127.0.0.1", port: int = 5000, instance: Path | None = None, gateway: str = "halon6"
+) -> DemoRuntime:
     """Start every demo part; the web server is bound but not yet serving."""
+    if gateway not in GATEWAYS:
+        raise ValueError(f"DEMO_GATEWAY must be one of {', '.join(GATEWAYS)}, not {gateway!r}")
     from release import create_app
 
     instance = instance or INSTANCE
@@ -98,7 +104,13 @@ def start_demo(host: str = "127.0.0.1", port: int = 5000, instance: Path | None 
         Path(f"{database}{suffix}").unlink(missing_ok=True)
     server = make_server(host, port, _placeholder, threaded=True, request_handler=UnversionedHandler)
     public_url = f"http://{host}:{server.server_port}"
-    simulator = SimulatorServer(HalonSimulator(users={"release": secrets.token_urlsafe(16)})).start()
+    simulator = SimulatorServer(
+        HalonSimulator(
+            users={"release": secrets.token_urlsafe(16)},
+            generation=GATEWAYS[gateway],
+            api_keys=[secrets.token_urlsafe(24)],
+        )
+    ).start()
     transactions = seed_demo(simulator.sim)
     mailbox = CaptureServer().start()
     settings = Settings(
@@ -134,7 +146,12 @@ def _runtime() -> DemoRuntime:
 def index() -> str:
     """Sample report links, the captured mailbox and the simulator's queue."""
     runtime = _runtime()
-    return render_template("demo/index.html", report_links=runtime.report_links(), simulator_url=runtime.simulator.url)
+    return render_template(
+        "demo/index.html",
+        report_links=runtime.report_links(),
+        simulator_url=runtime.simulator.url,
+        generation=runtime.simulator.sim.generation,
+    )
 
 
 @bp.get("/mail")
@@ -156,10 +173,10 @@ def mail_html(index: int) -> Response:
     return response
 
 
-def main(host: str = "127.0.0.1", port: int = 5000) -> None:
+def main(host: str = "127.0.0.1", port: int = 5000, gateway: str = "halon6") -> None:
     """`python app.py` without a config: start the demo and print where to click."""
-    runtime = start_demo(host, port)
-    print(f"\nDemo running at {runtime.url}/demo/  (Ctrl+C to stop)\n")  # noqa: T201
+    runtime = start_demo(host, port, gateway=gateway)
+    print(f"\nDemo running at {runtime.url}/demo/  (Ctrl+C to stop), simulating a {gateway} node\n")  # noqa: T201
     print("Report links, as a rejected sender would receive them:")  # noqa: T201
     for subject, url in runtime.report_links():
         print(f"  {subject}\n    {url}")  # noqa: T201
