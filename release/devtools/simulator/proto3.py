@@ -9,7 +9,7 @@ empty list or map), so a client can never rely on their presence.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from release.devtools.simulator.errors import ApiError
@@ -75,16 +75,14 @@ def string_map(value: Any, path: str) -> dict[str, str]:
     return {key: string(raw, f"{path}.{key}") for key, raw in value.items()}
 
 
-def enum(names: Mapping[str, int], *, numbers: bool) -> Reader:
-    """An enum given by name, or (``numbers``) by its number; returns the name."""
+def enum(names: Sequence[str], numbers: Mapping[int, str] | None = None) -> Reader:
+    """An enum given by name, or by one of the ``numbers`` known for it; returns the name."""
 
     def read(value: Any, path: str) -> str:
         if isinstance(value, str) and value in names:
             return value
-        if numbers and isinstance(value, int) and not isinstance(value, bool):
-            for name, number in names.items():
-                if number == value:
-                    return name
+        if numbers and isinstance(value, int) and not isinstance(value, bool) and value in numbers:
+            return numbers[value]
         raise refuse(path, f"invalid enum value {value!r}")
 
     return read

@@ -27,9 +27,9 @@ OTHER_COMMANDS = ("D", "E", "I", "J")
 
 # The seed sends move {"queue": 0} for ACTIVE; other queue names (DEFER, HOLD...) and their
 # numbers are not needed to release and their numbers are unknown, so the simulator refuses them.
-_MOVE = proto3.message({"queue": proto3.enum({"ACTIVE": 0}, numbers=True)})
+_MOVE = proto3.message({"queue": proto3.enum(["ACTIVE"], {0: "ACTIVE"})})
 # Only names are attested for actions; their enum numbers are unknown.
-_ACTION = proto3.enum({"DELETE": -1, "BOUNCE": -1}, numbers=False)
+_ACTION = proto3.enum(["DELETE", "BOUNCE"])
 _ID = proto3.message({"transaction": proto3.string, "queue": proto3.integer})
 # senders/queues conditions are attested for 6.x listing but not implemented here.
 _CONDITIONS = proto3.message({"ids": proto3.repeated(_ID), "senders": proto3.unsimulated, "queues": proto3.unsimulated})
@@ -64,13 +64,12 @@ class Request:
     ids: Ids
     payload: dict[str, Any]  # as sent (validated), for subclasses that look at it
     change: Change | None = None
-    minor: int | None = None  # 6.x: the version minor the client sent
 
 
 def read_request(body: Any, generation: int) -> Request:
     """Parse and validate a request body for a node of ``generation``; 400 on anything else."""
     envelope = _ENVELOPE[generation](body, "")
-    minor = _version(envelope, generation)
+    _check_version(envelope, generation)
     if envelope.get("program") != "smtpd":
         raise proto3.refuse("program", f"unknown program {envelope.get('program', '')!r}")
     command = envelope.get("command", "")
@@ -78,10 +77,10 @@ def read_request(body: Any, generation: int) -> Request:
     if raw is None:
         raise proto3.refuse("payload", "required")
     if command == LIST_COMMAND:
-        return Request(command, _ids(_LIST(raw, "payload")), raw, minor=minor)
+        return Request(command, _ids(_LIST(raw, "payload")), raw)
     if command == UPDATE_COMMAND:
         update = _UPDATE(raw, "payload")
-        return Request(command, _ids(update), raw, _change(update), minor)
+        return Request(command, _ids(update), raw, _change(update))
     if command in OTHER_COMMANDS:
         raise ApiError(400, f"command: {command!r} is a Halon command the simulator does not implement")
     raise proto3.refuse("command", f"unknown command {command!r}")
@@ -110,9 +109,11 @@ def item_json(item: SimItem, generation: int) -> dict[str, Any]:
     return body
 
 
-def _version(envelope: dict[str, Any], generation: int) -> int | None:
+def _check_version(envelope: dict[str, Any], generation: int) -> None:
+    """6.x requires ``{"major": 6, "minor": N}``; any minor is accepted (what a node does with a
+    newer one is unknown). On 5.x ``version`` is already refused as an unknown field."""
     if generation == 5:
-        return None
+        return
     version = envelope.get("version")
     if version is None:
         raise proto3.refuse("version", 'required on 6.x: {"major": 6, "minor": N}')
@@ -121,7 +122,6 @@ def _version(envelope: dict[str, Any], generation: int) -> int | None:
     minor = version.get("minor", 0)  # proto3: 6.0 leaves minor out
     if minor < 0:
         raise proto3.refuse("version.minor", "must not be negative")
-    return int(minor)
 
 
 def _ids(payload: dict[str, Any]) -> Ids:
