@@ -1,8 +1,9 @@
-"""The simulated node's HTTP API: routes, Basic auth, fault injection and a request log.
+"""The simulated node's HTTP API: routes, auth, fault injection and a request log.
 
-It implements the calls the adapter uses (see shared/halon-api.md) over a :class:`SimQueue`
-and can inject latency, failures and timeouts. Subclasses in the tests and benchmarks
-extend ``_api``, ``_record``, ``_list``, ``_update`` and ``_sleep``.
+Two generations (shared/halon-api.md): 5.x, the VM's API with HTTP Basic and
+``/api/5.3.0/license``; 6.x, halon-api with ``X-API-Key`` and a required ``version``
+envelope, ``/api/protobuf`` only. Requests and answers follow :mod:`.protocol`. Subclasses
+in the tests and benchmarks extend ``_api``, ``_record``, ``_list``, ``_update`` and ``_sleep``.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from werkzeug.wrappers import Request, Response
 
+from release.devtools.simulator.errors import ApiError
 from release.devtools.simulator.overview import overview_page
-from release.devtools.simulator.protocol import ApiError, nonnegative, parse_changes, parse_ids
+from release.devtools.simulator.protocol import item_json, read_change, read_request
 from release.devtools.simulator.store import Ids, SimQueue
 
 if TYPE_CHECKING:
@@ -27,13 +29,17 @@ PROTOBUF_PATH = "/api/protobuf"
 LICENSE_PATH = "/api/5.3.0/license"
 DEFAULT_USERNAME = "release-api"
 DEFAULT_PASSWORD = "simulator-password"  # noqa: S105 - the simulator's own local account
-DEFAULT_PAGE_LIMIT = 100
-MAX_PAGE_LIMIT = 1000
+DEFAULT_API_KEY = "simulator-api-key"  # the simulated halon-api's authentication.secret
+API_KEY_HEADER = "X-API-Key"
 
 
 @dataclass
 class RecordedRequest:
-    """What one HTTP request carried, for assertions (``status`` is set once answered)."""
+    """What one HTTP request carried, for assertions (``status`` is set once answered).
+
+    ``username`` is the Basic user sent (if any); ``api_key_sent`` whether an X-API-Key
+    header came; ``authorized`` whether the node accepted the credentials it expects.
+    """
 
     method: str
     path: str
@@ -42,6 +48,7 @@ class RecordedRequest:
     authorized: bool
     body: Any = None  # decoded JSON, or None when absent or malformed
     status: int = 0
+    api_key_sent: bool = False
 
     @property
     def command(self) -> str | None:
@@ -57,18 +64,22 @@ class _Fault:
 
 
 class HalonSimulator(SimQueue):
-    """In-memory Halon node: queue store, users, fault injection and a request log."""
+    """In-memory Halon node of one generation: queue store, credentials, faults, request log."""
 
     def __init__(
         self,
         users: Mapping[str, str] | None = None,
         *,
+        generation: int = 5,
+        api_keys: Iterable[str] | None = None,
+        minor: int = 10,
+        marker_key: str = "qid",
         auto_deliver: bool = True,
-        max_page_size: int = MAX_PAGE_LIMIT,
     ) -> None:
-        super().__init__(auto_deliver=auto_deliver)
+        super().__init__(generation=generation, marker_key=marker_key, auto_deliver=auto_deliver)
         self.users = dict(users) if users is not None else {DEFAULT_USERNAME: DEFAULT_PASSWORD}
-        self.max_page_size = max_page_size
+        self.api_keys = list(api_keys) if api_keys is not None else [DEFAULT_API_KEY]
+        self.minor = minor
         self.requests_log: list[RecordedRequest] = []
         self._faults: list[_Fault] = []
         self._latency = 0.0
@@ -126,7 +137,7 @@ class HalonSimulator(SimQueue):
     def _dispatch(self, request: Request) -> Response:
         if request.path == "/" and request.method in ("GET", "HEAD"):
             return overview_page(self.items())
-        routes = {PROTOBUF_PATH: "POST", LICENSE_PATH: "GET"}
+        routes = {PROTOBUF_PATH: "POST", LICENSE_PATH: "GET"} if self.generation == 5 else {PROTOBUF_PATH: "POST"}
         if request.path not in routes:
             return Response("not found\n", status=404, mimetype="text/plain")
         record = self._record(request)
@@ -134,7 +145,7 @@ class HalonSimulator(SimQueue):
             response = self._api(request, record, routes[request.path])
         except ApiError as exc:
             response = _json({"error": exc.message}, exc.status)
-            if exc.status == 401:
+            if exc.status == 401 and self.generation == 5:
                 response.headers["WWW-Authenticate"] = 'Basic realm="Halon simulator"'
         record.status = response.status_code
         return response
@@ -143,13 +154,14 @@ class HalonSimulator(SimQueue):
         auth = request.authorization
         username = auth.username if auth and auth.type == "basic" else None
         password = auth.password if auth and auth.type == "basic" else None
-        expected = self.users.get(username or "")
-        authorized = (
-            expected is not None
-            and password is not None
-            and hmac.compare_digest(expected.encode("utf-8"), password.encode("utf-8"))
+        api_key = request.headers.get(API_KEY_HEADER)
+        if self.generation == 5:
+            authorized = password is not None and _matches(password, self.users.get(username or ""))
+        else:  # halon-api: the key only; Basic is not an accepted scheme
+            authorized = api_key is not None and any(_matches(api_key, key) for key in self.api_keys)
+        record = RecordedRequest(
+            request.method, request.path, dict(request.headers), username, authorized, api_key_sent=api_key is not None
         )
-        record = RecordedRequest(request.method, request.path, dict(request.headers), username, authorized)
         with self._lock:
             self.requests_log.append(record)
         return record
@@ -165,11 +177,12 @@ class HalonSimulator(SimQueue):
                     return Response(fault.body, status=fault.status, mimetype="text/plain")
                 return _json(fault.body, fault.status)
         if not record.authorized:
-            raise ApiError(401, "authentication required")
+            expected = "HTTP Basic credentials" if self.generation == 5 else f"a valid {API_KEY_HEADER} header"
+            raise ApiError(401, f"authentication required: {expected}")
         if request.method != method:
             raise ApiError(405, f"use {method}")
         if request.path == LICENSE_PATH:
-            return _json({"license": {"product": "Halon simulator", "status": "valid"}})
+            return _json({"serial": "SIMULATOR-0001"})  # web-logui reads the license's serial
         if request.mimetype != "application/json":
             raise ApiError(415, "Content-Type must be application/json")
         try:
@@ -179,36 +192,30 @@ class HalonSimulator(SimQueue):
         return _json(self._protobuf(record.body))
 
     def _protobuf(self, body: Any) -> dict[str, Any]:
-        if not isinstance(body, dict):
-            raise ApiError(400, "the request must be a JSON object")
-        if body.get("program") != "smtpd":
-            raise ApiError(400, f"unknown program {body.get('program')!r}")
-        payload = body.get("payload")
-        if not isinstance(payload, dict):
-            raise ApiError(400, "payload must be an object")
-        command = body.get("command")
-        if command == "F":
-            return self._list(parse_ids(payload), payload.get("paging"))
-        if command == "G":
-            return self._update(parse_ids(payload), payload)
-        raise ApiError(400, f"unknown command {command!r}")
+        parsed = read_request(body, self.generation)
+        if parsed.change is None:
+            return self._list(parsed.ids)
+        return self._update(parsed.ids, parsed.payload)
 
-    def _list(self, ids: Ids, paging: Any) -> dict[str, Any]:
-        paging = paging if isinstance(paging, dict) else {}
-        offset = nonnegative(paging.get("offset", 0), "paging.offset")
-        limit = nonnegative(paging.get("limit", DEFAULT_PAGE_LIMIT), "paging.limit") or DEFAULT_PAGE_LIMIT
-        limit = min(limit, self.max_page_size, MAX_PAGE_LIMIT)
-        page, total = self.page(ids, offset, limit)
-        return {"items": page, "paging": {"total": total}}
+    def _list(self, ids: Ids) -> dict[str, Any]:
+        """F: the named copies still queued; ``{}`` when none (proto3 leaves out an empty list)."""
+        items = [item_json(item, self.generation) for item in self.queued(ids)]
+        return {"items": items} if items else {}
 
     def _update(self, ids: Ids, payload: dict[str, Any]) -> dict[str, Any]:
-        metadata, release, delete = parse_changes(payload)
-        affected = self.update(ids, metadata, release=release, delete=delete)
-        return {"affected": affected, "working": 0}
+        """G: ``{}`` on success (the real answer's fields are unknown); 404 when nothing matched."""
+        change = read_change(payload)
+        if not self.update(ids, change.metadata, release=change.release, delete=change.delete):
+            raise ApiError(404, "no queued message matches the ids")
+        return {}
 
     def _sleep(self, seconds: float) -> None:
         if seconds > 0:
             self._closing.wait(seconds)
+
+
+def _matches(given: str, expected: str | None) -> bool:
+    return expected is not None and hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
 
 
 def _json(body: Any, status: int = 200) -> Response:

@@ -60,10 +60,25 @@ class SimulatorServer:
         self._server = self._thread = None
 
     def node_settings(self, name: str = "sim", **overrides: Any) -> NodeSettings:
-        """Settings for a node pointing at this server with the simulator's first user."""
-        username, password = next(iter(self.sim.users.items()), ("", ""))
-        values: dict[str, Any] = {"username": username, "password": password, **overrides}
-        return NodeSettings(name=name, api_url=self.url, **values)
+        """Settings for a node of the simulator's generation pointing at this server.
+
+        5.x: the first user's Basic credentials. 6.x: ``type="halon6"``, the first API key,
+        ``halon_version="6.<minor>"`` and quarantine markers on the simulator's marker key.
+        """
+        sim = self.sim
+        values: dict[str, Any]
+        if sim.generation == 5:
+            username, password = next(iter(sim.users.items()), ("", ""))
+            values = {"username": username, "password": password}
+        else:
+            values = {
+                "type": "halon6",
+                "api_key": next(iter(sim.api_keys), ""),
+                "halon_version": f"6.{sim.minor}",
+                "short_quarantine": f"{sim.marker_key}=1day",
+                "long_quarantine": f"{sim.marker_key}=7days",
+            }
+        return NodeSettings(name=name, api_url=self.url, **{**values, **overrides})
 
     def __enter__(self) -> SimulatorServer:
         return self.start()

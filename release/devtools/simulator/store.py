@@ -1,17 +1,20 @@
 """The simulated node's queue: copies of messages in memory, behind one lock.
 
-Lifecycle of a copy (``SimItem.state``):
+Lifecycle of a copy (``SimItem.state``), kept here and never shown in an API answer (no
+Halon client reads a hold flag or a state from the queue list):
 
-- ``hold``: in the hold queue; quarantined when ``metadata._quarantineid`` is set.
-- ``active``: released (``move queue 0``) and waiting for delivery; still listed, ``hold`` false.
+- ``hold``: held; quarantined when it carries its generation's quarantine metadata —
+  ``_quarantineid = "N"`` on 5.x (``Quarantine("mailquarantine:N")``), a marker
+  ``<key>=<value>`` of the HSL's own on 6.x (queued with ``hold``).
+- ``active``: released (``move`` to ACTIVE) and waiting for delivery; still listed.
 - ``delivered``: Halon delivered it and it left the queue. By default a release delivers at
   once (``auto_deliver=True``), as a real node does within moments; with ``auto_deliver=False``
   copies stay ``active`` until :meth:`SimQueue.deliver_active`.
-- ``deleted``: deleted through the API.  ``expired``: removed by Halon's own retention
-  cleanup (:meth:`SimQueue.remove`).
+- ``deleted``: deleted (or bounced) through the API.  ``expired``: removed by Halon's own
+  retention cleanup (:meth:`SimQueue.remove`).
 
 Only ``hold`` and ``active`` copies are still in the queue: the list command returns only
-those and updates match only those, so an update of a gone copy answers ``affected: 0``.
+those and updates match only those.
 """
 
 from __future__ import annotations
@@ -22,16 +25,24 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from types import EllipsisType
+from typing import Literal
 
 State = Literal["hold", "active", "delivered", "deleted", "expired"]
 IN_QUEUE: tuple[State, ...] = ("hold", "active")
 QUARANTINE_PREFIX = "mailquarantine:"
+QUARANTINE_ID_KEY = "_quarantineid"  # 5.x: the system metadata key Quarantine() sets
+SCORE_KEY_5 = "_scores.rpd.score"  # 5.x: the system metadata key of the spam score
+SPOOL = "/var/spool/halon/queue"
 
 
 @dataclass
 class SimItem:
-    """One recipient's copy in the simulated queue."""
+    """One recipient's copy in the simulated queue.
+
+    ``ts``, ``size`` and ``senderip`` are the simulator's own bookkeeping (the overview page,
+    demo mode); the API never answers them.
+    """
 
     transaction: str
     queue: int
@@ -43,36 +54,26 @@ class SimItem:
     senderip: str
     metadata: dict[str, str]
     state: State = "hold"
+    generation: int = 5
+    marker_key: str = QUARANTINE_ID_KEY  # the metadata key that says which quarantine
+    hqfpath: str = ""  # 5.x only
 
     @property
     def hold(self) -> bool:
-        """True while the copy sits in the hold queue (Halon's ``hold`` flag)."""
+        """True while the copy is held (internal; no API answer carries it)."""
         return self.state == "hold"
 
     @property
     def quarantine(self) -> str | None:
-        """``mailquarantine:N`` while held in a quarantine, else None."""
-        number = self.metadata.get("_quarantineid")
-        return QUARANTINE_PREFIX + number if self.hold and number else None
+        """``mailquarantine:N`` (5.x) or ``key=value`` (6.x) while held in a quarantine, else None."""
+        value = self.metadata.get(self.marker_key)
+        if not (self.hold and value):
+            return None
+        return QUARANTINE_PREFIX + value if self.generation == 5 else f"{self.marker_key}={value}"
 
     def snapshot(self) -> SimItem:
         """A detached copy, so callers cannot change the store behind its lock."""
         return dataclasses.replace(self, metadata=dict(self.metadata))
-
-    def to_json(self) -> dict[str, Any]:
-        """The queue item as the API returns it."""
-        return {
-            "id": {"transaction": self.transaction, "queue": self.queue},
-            "ts": self.ts,
-            "sender": _split_address(self.sender),
-            "recipient": _split_address(self.recipient),
-            "subject": self.subject,
-            "size": self.size,
-            "senderip": self.senderip,
-            "saslusername": "",
-            "hold": self.hold,
-            "metadata": dict(self.metadata),
-        }
 
 
 @dataclass
@@ -89,17 +90,28 @@ class Ids:
 class SimQueue:
     """Thread-safe in-memory store of copies; the simulator's HTTP side reads and changes it."""
 
-    def __init__(self, *, auto_deliver: bool = True) -> None:
+    def __init__(self, *, generation: int = 5, marker_key: str = "qid", auto_deliver: bool = True) -> None:
+        if generation not in (5, 6):
+            raise ValueError(f"generation must be 5 or 6, not {generation!r}")
+        if not marker_key or marker_key.startswith("_") or "=" in marker_key:
+            raise ValueError(f"not a metadata marker key: {marker_key!r}")
+        self.generation = generation
+        self.marker_key = marker_key
         self.auto_deliver = auto_deliver
         self._items: list[SimItem] = []
         self._lock = threading.RLock()
+
+    @property
+    def default_quarantine(self) -> str:
+        """Where ``add_message`` holds copies unless told otherwise (the short quarantine)."""
+        return "mailquarantine:1" if self.generation == 5 else f"{self.marker_key}=1day"
 
     def add_message(
         self,
         sender: str,
         recipients: list[str],
         subject: str,
-        quarantine: str | None = "mailquarantine:1",
+        quarantine: str | None | EllipsisType = ...,
         ts: float | None = None,
         score: float | None = None,
         transaction: str | None = None,
@@ -110,20 +122,26 @@ class SimQueue:
     ) -> str:
         """Queue a message, one copy per recipient (queue ids 1..n); returns the transaction id.
 
-        With a quarantine the copies are held in it; with ``quarantine=None`` they are active.
+        ``quarantine``: ``...`` for :attr:`default_quarantine`, ``"mailquarantine:N"`` (5.x) or
+        ``"<marker_key>=<value>"`` (6.x) to hold the copies there, None to queue them active.
+        Report data goes where each generation keeps it: 5.x system metadata for the score; on
+        6.x the HSL writes ``received``, ``senderip`` and ``score`` into the metadata itself.
         """
         if not recipients:
             raise ValueError("a message needs at least one recipient")
-        meta = dict(metadata or {})
-        if quarantine is not None:
-            number = quarantine.removeprefix(QUARANTINE_PREFIX)
-            if not number.isdigit():
-                raise ValueError(f"not a quarantine id: {quarantine!r}")
-            meta["_quarantineid"] = number
-        if score is not None:
-            meta["_scores.rpd.score"] = str(score)
-        transaction = transaction or str(uuid.uuid4())
+        quarantine = self.default_quarantine if quarantine is ... else quarantine
         when = time.time() if ts is None else ts
+        meta = dict(metadata or {})
+        if self.generation == 6:
+            meta.update(received=str(int(when)), senderip=sender_ip)
+            if score is not None:
+                meta["score"] = _number(score)
+        elif score is not None:
+            meta[SCORE_KEY_5] = str(score)
+        if quarantine is not None:
+            meta[self._key()] = self._quarantine_value(quarantine)
+        transaction = transaction or str(uuid.uuid4())
+        hqfpath = f"{SPOOL}/{transaction[:2]}/{transaction}.hqf" if self.generation == 5 else ""
         with self._lock:
             for queue, recipient in enumerate(recipients, start=1):
                 self._items.append(
@@ -138,6 +156,9 @@ class SimQueue:
                         senderip=sender_ip,
                         metadata=dict(meta),
                         state="hold" if quarantine is not None else "active",
+                        generation=self.generation,
+                        marker_key=self._key(),
+                        hqfpath=hqfpath,
                     )
                 )
         return transaction
@@ -181,15 +202,17 @@ class SimQueue:
                 item.state = "expired"
         return len(gone)
 
-    def page(self, ids: Ids, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
-        """The named copies still in the queue, as the API shows them: one page, and the total."""
+    def queued(self, ids: Ids) -> list[SimItem]:
+        """The named copies still in the queue (snapshots), in queue order."""
         with self._lock:
-            matches = [i for i in self._items if i.state in IN_QUEUE and ids.match(i)]
-            page = [i.to_json() for i in matches[offset : offset + limit]]
-        return page, len(matches)
+            return [i.snapshot() for i in self._items if i.state in IN_QUEUE and ids.match(i)]
 
     def update(self, ids: Ids, metadata: dict[str, str], *, release: bool, delete: bool) -> int:
-        """Change the named copies still in the queue (metadata, release, delete); returns how many."""
+        """Change the named copies still in the queue; returns how many matched.
+
+        Metadata is MERGED into each copy's map: whether a real node merges or replaces the
+        map is unknown (shared/halon-api.md), and merging keeps the report data the HSL wrote.
+        """
         with self._lock:
             matches = [i for i in self._items if i.state in IN_QUEUE and ids.match(i)]
             for item in matches:
@@ -200,7 +223,21 @@ class SimQueue:
                     item.state = "deleted"
         return len(matches)
 
+    def _key(self) -> str:
+        return QUARANTINE_ID_KEY if self.generation == 5 else self.marker_key
 
-def _split_address(address: str) -> dict[str, str]:
-    localpart, _, domain = address.rpartition("@")
-    return {"localpart": localpart, "domain": domain} if localpart else {"localpart": address, "domain": ""}
+    def _quarantine_value(self, quarantine: str) -> str:
+        if self.generation == 5:
+            number = quarantine.removeprefix(QUARANTINE_PREFIX)
+            if quarantine.startswith(QUARANTINE_PREFIX) and number.isdigit():
+                return number
+            raise ValueError(f"not a 5.x quarantine (mailquarantine:N): {quarantine!r}")
+        key, _, value = quarantine.partition("=")
+        if key == self.marker_key and value:
+            return value
+        raise ValueError(f"not a 6.x marker {self.marker_key}=<value>: {quarantine!r}")
+
+
+def _number(value: float) -> str:
+    """A number as HSL prints it: no trailing zeros (90.0 -> "90")."""
+    return str(int(value)) if value == int(value) else repr(value)
