@@ -205,11 +205,11 @@ class IndexedSimulator(HalonSimulator):
                 seen[id(item)] = item
         return sorted(seen.values(), key=lambda i: (i.transaction, i.queue))
 
-    def _list(self, ids: Ids, paging: Any) -> dict[str, Any]:
+    def _list(self, ids: Ids) -> dict[str, Any]:
         with self._lock:
             saved, self._items = self._items, self._candidates(ids)
             try:
-                return super()._list(ids, paging)
+                return super()._list(ids)
             finally:
                 self._items = saved
                 self._note("find", ids)

@@ -47,9 +47,9 @@ class FaultSim(HalonSimulator):
         self._local = threading.local()
         self.stall_seconds = -1.0
 
-    def timeout_next(self, n: int = 1, seconds: float = 30.0) -> None:
+    def timeout_next(self, n: int = 1, seconds: float = 30.0, command: str | None = None) -> None:
         self.stall_seconds = seconds
-        super().timeout_next(n, seconds)
+        super().timeout_next(n, seconds, command)
 
     def _api(self, request: Any, record: RecordedRequest, method: str) -> Any:
         self._local.record = record

@@ -10,6 +10,7 @@ from release.devtools.simulator import HalonSimulator, SimulatorServer
 
 USER = "release-api"
 PASSWORD = "s3cret-Pa55word-for-tests"
+API_KEY = "s3cret-Api-Key-for-tests-0123"
 
 
 @pytest.fixture

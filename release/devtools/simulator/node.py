@@ -61,6 +61,7 @@ class _Fault:
     status: int | None  # None: answer normally after the delay
     body: Any = None
     delay: float = 0.0
+    command: str | None = None  # only requests with this command letter; None: any
 
 
 class HalonSimulator(SimQueue):
@@ -96,14 +97,15 @@ class HalonSimulator(SimQueue):
         with self._lock:
             self._faults.extend(_Fault(status, body) for _ in range(n))
 
-    def timeout_next(self, n: int = 1, seconds: float = 30.0) -> None:
+    def timeout_next(self, n: int = 1, seconds: float = 30.0, command: str | None = None) -> None:
         """Stall the next ``n`` API requests for ``seconds`` (past any client timeout).
 
-        The request is still carried out afterwards, as on a real slow node: a client
+        With ``command`` ("F" or "G") only requests of that command are stalled. The request is
+        still carried out afterwards, as on a real slow node: a client
         timeout does not prove the update did not happen.
         """
         with self._lock:
-            self._faults.extend(_Fault(None, delay=seconds) for _ in range(n))
+            self._faults.extend(_Fault(None, delay=seconds, command=command) for _ in range(n))
 
     def set_latency(self, seconds: float) -> None:
         """Delay every API request by ``seconds`` (0 turns it off)."""
@@ -168,8 +170,7 @@ class HalonSimulator(SimQueue):
 
     def _api(self, request: Request, record: RecordedRequest, method: str) -> Response:
         self._sleep(self._latency)
-        with self._lock:
-            fault = self._faults.pop(0) if self._faults else None
+        fault = self._take_fault(request)
         if fault is not None:
             self._sleep(fault.delay)
             if fault.status is not None:
@@ -190,6 +191,18 @@ class HalonSimulator(SimQueue):
         except ValueError:
             raise ApiError(400, "malformed JSON") from None
         return _json(self._protobuf(record.body))
+
+    def _take_fault(self, request: Request) -> _Fault | None:
+        """The first queued fault for this request's command (faults for any command match all)."""
+        with self._lock:
+            if not self._faults:
+                return None
+            body = request.get_json(silent=True)
+            command = body.get("command") if isinstance(body, dict) else None
+            for i, fault in enumerate(self._faults):
+                if fault.command in (None, command):
+                    return self._faults.pop(i)
+        return None
 
     def _protobuf(self, body: Any) -> dict[str, Any]:
         parsed = read_request(body, self.generation)
