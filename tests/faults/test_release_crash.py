@@ -84,5 +84,7 @@ def test_release_retry_after_lost_answer_records_released(fault_stack: Stack, db
     assert wrong == 0
     assert delivered == copies
     assert all(effective[c] == 1 for c in copies)
-    # Each retry listed the copy first, saw it gone and asked for no second release.
-    assert all(calls[c] == 1 for c in copies), calls
+    # A retry lists the copy first: one whose release went through (answer lost) is seen gone
+    # and not asked again. (A stalled one may be asked again before the slow node acts.)
+    stalled = sim.calls_per_copy("release", stalled=True)
+    assert all(calls[c] == 1 for c in queue1 if not stalled[c]), calls
