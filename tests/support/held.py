@@ -3,6 +3,7 @@ messages, one rejecting), the gateway's push, and reading the report mail it lea
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import time
@@ -14,7 +15,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from release import create_app
-from release.config import settings_from_mapping
+from release.config import NodeSettings, Settings, settings_from_mapping
 from release.core import links
 from release.db import migrate
 from release.devtools.mailcapture import CaptureServer, text_and_html
@@ -43,7 +44,20 @@ def build_halon6_stack(database_url: str, simulator: SimulatorServer, smtp: Capt
     """A migrated stack with ``mx1`` (sender_notice "ndr") and ``mx2`` ("reject"), both halon6."""
     config = make_config(database_url, simulator, smtp.port)
     config["nodes"] = [halon6_node("mx1", simulator.url, "ndr"), halon6_node("mx2", simulator.url, "reject")]
-    app = create_app(settings_from_mapping(config))
+    return stack_for(settings_from_mapping(config), simulator, smtp)
+
+
+def build_stack_with_nodes(
+    database_url: str, simulator: SimulatorServer, smtp: CaptureServer, *nodes: NodeSettings
+) -> Stack:
+    """A migrated stack whose nodes are ``nodes`` (e.g. ``simulator.node_settings(...)``)."""
+    settings = settings_from_mapping(make_config(database_url, simulator, smtp.port))
+    return stack_for(dataclasses.replace(settings, nodes=nodes), simulator, smtp)
+
+
+def stack_for(settings: Settings, simulator: SimulatorServer, smtp: CaptureServer) -> Stack:
+    """The app for ``settings`` on a migrated database, with a worker the test drives."""
+    app = create_app(settings)
     app.config["TESTING"] = True
     services = app.extensions["release"]
     migrate.upgrade(services.db)
