@@ -86,8 +86,10 @@ class HeldNotices:
         mail with the same Message-ID, so the receiving side can drop the duplicate.
         """
         notice = session.get(SenderNotice, notice_id)
-        if notice is None or notice.state != NoticeState.QUEUED:
-            return  # done before (a replay after a crash) or purged
+        # Failed runs again only when an admin retries the job that gave up (a finished job
+        # never runs again); anything else was done before (a replay after a crash) or purged.
+        if notice is None or notice.state not in (NoticeState.QUEUED, NoticeState.FAILED):
+            return
         gateway = self.ctx.gateway(notice.node)
         node = self.ctx.settings.node(notice.node)
         if node is None:

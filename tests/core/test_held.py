@@ -135,11 +135,16 @@ def test_a_refused_report_is_failed_and_audited(env: Env) -> None:
     assert entry is not None and entry.target == f"message:{NODE}/{MSGID}"
 
 
-def test_a_job_that_gave_up_shows_failed(env: Env) -> None:
+def test_a_job_that_gave_up_shows_failed_and_an_admins_retry_sends_it(env: Env) -> None:
     notice_id = pushed(env)
     with env.db.session() as session:
         env.job_types["ndr"].on_dead(session, notice_id, "gateway: connection refused")  # type: ignore[misc]
     assert notice(env, notice_id).state == "failed"
+    # An admin retries the dead job once the outage is over: the report goes out.
+    env.gateway.hold(MSGID, 1, "alice@example.org")
+    with env.db.session() as session:
+        env.job_types["ndr"].run(session, notice_id)
+    assert notice(env, notice_id).state == "sent" and len(env.mailer.sent) == 1
 
 
 def test_one_row_per_message_however_often_it_is_pushed(env: Env) -> None:
