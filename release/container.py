@@ -12,6 +12,7 @@ from release.captcha.replay import RedisReplayGuard
 from release.config import Settings
 from release.core.choices import Choices
 from release.core.context import Context
+from release.core.held import HeldNotices
 from release.core.notify import Notifier
 from release.core.purge import Enforcer, EnforcingWorker
 from release.core.release import Releases
@@ -80,6 +81,7 @@ def job_types(steps: Steps) -> JobRegistry:
         steps.reports, steps.notifier, steps.releases, steps.choices, steps.enforcer
     )  # fmt: skip
     failed = RecipientState.FAILED
+    held = HeldNotices(reports.ctx)  # halon6 nodes in "ndr" mode (release/core/held.py)
     return JobRegistry(
         [
             JobType(JobKind.LOCATE, reports.locate, reports.on_dead, "find and hold the copies", Target.REPORT,
@@ -94,6 +96,7 @@ def job_types(steps: Steps) -> JobRegistry:
                     Target.COPY),
             JobType(JobKind.OUTCOME_MAIL, choices.outcome_mail, choices.outcome_mail_gave_up,
                     "mail the admins' decision", Target.COPY),
+            JobType(JobKind.NDR, held.send, held.on_dead, "mail the sender a report", Target.NOTHING),
         ]
     )  # fmt: skip
 

@@ -1,5 +1,6 @@
-"""The service's tables: reports, recipients' copies, durable jobs, settings and events,
-and what every web process must share: used CAPTCHA solutions and sign-in failures.
+"""The service's tables: reports, recipients' copies, held-message notices, durable jobs,
+settings and events, and what every web process must share: used CAPTCHA solutions and
+sign-in failures.
 
 States are constrained in the schema, "once" rules are UNIQUE constraints, and every time
 is a timezone-aware UTC datetime (stored naive-UTC on SQLite, converted on the way out).
@@ -29,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, ORMExecuteState, Session, mapped_column, relationship
 
-from release.db.states import AdminRole, JobKind, JobState, RecipientState, ReportState
+from release.db.states import AdminRole, JobKind, JobState, NoticeState, RecipientState, ReportState
 
 # The partial unique index that keeps one periodic enforcement queued (its SQL must match
 # the migration that created it).
@@ -190,6 +191,32 @@ class Job(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
+
+
+class SenderNotice(Base):
+    """A held message a halon6 node in "ndr" mode pushed: the sender gets one report mail
+    (a non-delivery report carrying the report link), whatever the gateway repeats."""
+
+    __tablename__ = "sender_notices"
+    __table_args__ = (
+        UniqueConstraint("node", "message_id"),
+        _states_check("state", NoticeState),
+        Index(None, "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    node: Mapped[str] = mapped_column(String(63))
+    message_id: Mapped[str] = mapped_column(String(128))
+    # The pushed link's fields (verified before the row exists).
+    link_issued_at: Mapped[datetime]
+    signature: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), default=NoticeState.QUEUED)
+    envelope_sender: Mapped[str | None] = mapped_column(String(320))
+    recipient_count: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
 class Setting(Base):

@@ -52,6 +52,17 @@ class JobKind(StrEnum):
     ENFORCE = "enforce"
     DISCARD = "discard"
     OUTCOME_MAIL = "outcome_mail"
+    NDR = "ndr"
+
+
+class NoticeState(StrEnum):
+    """A held message the gateway pushed (sender_notice = "ndr"): its report to the sender."""
+
+    QUEUED = "queued"
+    SENT = "sent"
+    NOT_FOUND = "not_found"  # the copies were gone: nothing to report
+    SKIPPED = "skipped"  # a bounce (null sender): never answered with a report
+    FAILED = "failed"
 
 
 class AdminRole(StrEnum):

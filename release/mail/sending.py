@@ -64,6 +64,11 @@ class SendResult:
         return self.status is SendStatus.PERMANENT
 
 
+class NullSenderMessage(EmailMessage):
+    """A mail sent with the null envelope sender ``MAIL FROM:<>``: a delivery report
+    (RFC 5321 §4.5.5, RFC 3464), so that no mail system ever answers it with another report."""
+
+
 class Mailer(Protocol):
     """Something that sends mail; one result per message, in order."""
 
@@ -244,7 +249,9 @@ class SmtpMailer:
 async def _send_one(smtp: aiosmtplib.SMTP, msg: EmailMessage, mid: str) -> SendResult | None:
     """Send one message; None when the connection dropped before the server answered."""
     try:
-        refused, _ = await smtp.send_message(msg)
+        # None: the envelope sender comes from the From header, as aiosmtplib derives it.
+        envelope_sender = "" if isinstance(msg, NullSenderMessage) else None
+        refused, _ = await smtp.send_message(msg, sender=envelope_sender)
     except aiosmtplib.SMTPServerDisconnected:
         return None
     except aiosmtplib.SMTPTimeoutError as exc:
