@@ -26,6 +26,7 @@ from release.core.choices import is_allowed
 from release.web import bearer
 from release.web.database import db_session
 from release.web.errors import api_error
+from release.web.gateway_spec import gateway_openapi_document
 
 bp = Blueprint("gateway_api", __name__, url_prefix="/gateway/v1")
 ADDRESS_LIMIT = 320
@@ -36,6 +37,12 @@ def _json(body: dict[str, object], status: int = 200) -> tuple[Response, int]:
     response = jsonify(body)
     response.headers["Cache-Control"] = "no-store"
     return response, status
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    """The gateway API's OpenAPI document (public: it holds no secret)."""
+    return jsonify(gateway_openapi_document(services().settings.app.public_url))
 
 
 @bp.get("/allowed")

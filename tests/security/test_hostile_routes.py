@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlsplit
 
@@ -24,6 +25,7 @@ from sqlalchemy import select
 from release.db.models import AdminUser, Job
 from release.db.states import JobState
 from release.devtools.demo import DemoRuntime
+from release.devtools.simulator import HalonSimulator, SimulatorServer
 from release.web.admin import auth
 from release.web.jsonbody import JsonProvider
 from tests.support.altcha import solve_altcha
@@ -72,6 +74,13 @@ def _sign_in(stack: Stack, who: tuple[str, str]) -> Role:
     return role
 
 
+@pytest.fixture
+def simulator() -> Iterator[SimulatorServer]:
+    """A 6.x node: its ndr mode opens the gateway's push endpoint to the walk."""
+    with SimulatorServer(HalonSimulator({"release": "sim-password-0123"}, generation=6)) as server:
+        yield server
+
+
 def build_world(make_stack: StackFactory, *, demo: bool) -> World:
     """Reports in several states (notified, released, waiting for approval, a dead job), an
     admin and a viewer signed in, and one client per role."""
@@ -81,6 +90,7 @@ def build_world(make_stack: StackFactory, *, demo: bool) -> World:
         policy={"allowlist_keys": [KEY], "max_spam_score": 5.0},
         metrics={"token": KEY},
         worker={"max_attempts": 1},  # a job that fails once is dead: the console offers its retry
+        node={"sender_notice": "ndr"},  # POST /gateway/v1/held answers (the simulator is a 6.x node)
     )
     stack.app.config["TESTING"] = False  # answer as in production: a 500 page, never a raised error
     with stack.services.db.session() as session:
@@ -148,6 +158,7 @@ def test_no_route_answers_5xx_or_logs_a_traceback(make_stack: StackFactory, data
     for role in world.roles:
         surface.crawl(role)
     surface.read_openapi(world.roles[0].client, "/api/v1/openapi.json")
+    surface.read_openapi(world.roles[0].client, "/gateway/v1/openapi.json")
     guard = Guard(surface, world.roles, {"altcha-widget": solve_widget})
     guard.run(guard.send_baseline, quiet=QUIET)  # learn the names the views read
     learned, sent_learning = surface.learn(), guard.sent

@@ -131,6 +131,10 @@ class Guard:
                           for f in endpoint.form.values()]  # fmt: skip
             if endpoint.json is not None:
                 probe.json = json_example(endpoint.json)
+                if role.fresh_query and isinstance(probe.json, dict):
+                    fresh = role.fresh_query()
+                    if set(probe.json) <= set(fresh):  # a body made of the role's credential fields
+                        probe.json = {name: fresh[name] for name in probe.json}
         return probe
 
     def _routes(self, endpoint: Endpoint, args: dict[str, Value]) -> bool:

@@ -58,13 +58,16 @@ def build_stack(
     *,
     testing: bool = True,
     node_timeout: float | None = None,
+    node: dict[str, Any] | None = None,
     **sections: dict[str, Any],
 ) -> Stack:
     """A migrated stack on ``database_url`` with extra config ``sections`` (merged into
-    make_config's, ``smtp=`` included); ``testing`` sets Flask's TESTING, ``node_timeout`` the node's timeout."""
+    make_config's, ``smtp=`` included); ``testing`` sets Flask's TESTING, ``node_timeout`` the node's
+    timeout, ``node`` other keys of the node (e.g. ``{"sender_notice": "ndr"}``)."""
     config = make_config(database_url, simulator, smtp.port, **sections)
     if node_timeout is not None:
         config["nodes"][0]["timeout_seconds"] = node_timeout
+    config["nodes"][0].update(node or {})
     app = create_app(settings_from_mapping(config))
     if testing:
         app.config["TESTING"] = True
