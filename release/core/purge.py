@@ -22,9 +22,9 @@ from sqlalchemy.orm import Session
 from release.config import Settings
 from release.core import history, sign_in_backoff
 from release.core.retention import current
-from release.db.models import Job, Recipient, Report, utcnow
+from release.db.models import Job, Recipient, Report, SenderNotice, utcnow
 from release.db.replay import purge_used_solutions
-from release.db.states import FINISHED_JOB_STATES, LIVE_RECIPIENT_STATES, JobKind, JobState, RecipientState
+from release.db.states import FINISHED_JOB_STATES, LIVE_RECIPIENT_STATES, JobKind, JobState, NoticeState, RecipientState
 from release.gateway import Gateway, GatewayError
 from release.jobs import queue as jobs
 from release.jobs.outcomes import PermanentFailure, RetryLater
@@ -45,6 +45,7 @@ class EnforcementResult:
     errors: list[str] = field(default_factory=list)
     reports_purged: int = 0
     jobs_purged: int = 0
+    notices_purged: int = 0
 
     def lines(self) -> list[str]:
         """Human-readable summary for the CLI."""
@@ -54,7 +55,10 @@ class EnforcementResult:
         out += [f"error {e}" for e in self.errors]
         purge = "would purge" if self.dry_run else "purged"
         out.append(f"{verb} {len(self.deleted) + len(self.already_gone)} copies past retention")
-        out.append(f"{purge} {self.reports_purged} reports and {self.jobs_purged} finished jobs past record retention")
+        out.append(
+            f"{purge} {self.reports_purged} reports, {self.notices_purged} sender notices and "
+            f"{self.jobs_purged} finished jobs past record retention"
+        )
         return out
 
 
@@ -133,18 +137,24 @@ def _purge(session: Session, cutoff: datetime, result: EnforcementResult) -> Non
     live = select(Recipient.id).where(Recipient.report_id == Report.id, Recipient.state.in_(LIVE_RECIPIENT_STATES))
     old_reports = (Report.created_at < cutoff) & ~live.exists()
     old_jobs = Job.state.in_(FINISHED_JOB_STATES) & (Job.finished_at < cutoff)
+    # Sender notices hold an envelope sender: kept as long as reports, then gone (unless queued).
+    old_notices = (SenderNotice.created_at < cutoff) & (SenderNotice.state != NoticeState.QUEUED)
     if result.dry_run:
         result.reports_purged = session.scalar(select(func.count()).select_from(Report).where(old_reports)) or 0
         result.jobs_purged = session.scalar(select(func.count()).select_from(Job).where(old_jobs)) or 0
+        result.notices_purged = session.scalar(select(func.count()).select_from(SenderNotice).where(old_notices)) or 0
         return
     # Events and recipients go with their report (ON DELETE CASCADE).
     reports = session.execute(delete(Report).where(old_reports).execution_options(synchronize_session=False))
     finished = session.execute(delete(Job).where(old_jobs).execution_options(synchronize_session=False))
+    notices = session.execute(delete(SenderNotice).where(old_notices).execution_options(synchronize_session=False))
     result.reports_purged = int(getattr(reports, "rowcount", 0) or 0)
     result.jobs_purged = int(getattr(finished, "rowcount", 0) or 0)
-    if result.reports_purged or result.jobs_purged:
+    result.notices_purged = int(getattr(notices, "rowcount", 0) or 0)
+    if result.reports_purged or result.jobs_purged or result.notices_purged:
         history.audit(session, SYSTEM, "records.purged", f"before {cutoff.isoformat()}",
-                      f"{result.reports_purged} reports, {result.jobs_purged} jobs")  # fmt: skip
+                      f"{result.reports_purged} reports, {result.notices_purged} sender notices, "
+                      f"{result.jobs_purged} jobs")  # fmt: skip
 
 
 # -- the periodic job ---------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from release.db.engine import Database
-from release.db.models import Job, Recipient, Report, utcnow
+from release.db.models import Job, Recipient, Report, SenderNotice, utcnow
 from release.db.states import JobState
 from release.gateway import Gateway, GatewayRejected, NodeHealth, QuarantinedCopy
 from release.mail.sending import Mailer, SendResult
@@ -157,6 +157,9 @@ class DatabaseCollector(Collector):
         reports = GaugeMetricFamily("release_reports", "Reports by state.", labels=["state"])
         recipients = GaugeMetricFamily("release_recipients", "Recipients' copies by state.", labels=["state"])
         jobs = GaugeMetricFamily("release_jobs", "Worker jobs by kind and state.", labels=["kind", "state"])
+        notices = GaugeMetricFamily(
+            "release_sender_notices", "Held messages pushed by ndr-mode nodes, by state.", labels=["state"]
+        )
         oldest = GaugeMetricFamily(
             "release_jobs_oldest_due_seconds",
             "How long the oldest queued job that is due has waited past its run time (0: none).",
@@ -167,13 +170,15 @@ class DatabaseCollector(Collector):
                 reports.add_metric([state], count)
             for state, count in session.execute(select(Recipient.state, func.count()).group_by(Recipient.state)):
                 recipients.add_metric([state], count)
+            for state, count in session.execute(select(SenderNotice.state, func.count()).group_by(SenderNotice.state)):
+                notices.add_metric([state], count)
             rows = session.execute(select(Job.kind, Job.state, func.count()).group_by(Job.kind, Job.state))
             for kind, state, count in rows:
                 jobs.add_metric([kind, state], count)
             due = select(func.min(Job.run_after)).where(Job.state == JobState.QUEUED, Job.run_after <= now)
             first = session.scalar(due)
         oldest.add_metric([], max(0.0, (now - first).total_seconds()) if first else 0.0)
-        return [reports, recipients, jobs, oldest]
+        return [reports, recipients, notices, jobs, oldest]
 
 
 def multiprocess_dir() -> str | None:

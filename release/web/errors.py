@@ -42,6 +42,7 @@ API_CODES = {
     409: "refused",
     410: "gone",
     413: "too_large",
+    415: "unsupported_media_type",
     422: "invalid",
     429: "too_many_requests",
     500: "internal_error",

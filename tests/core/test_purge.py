@@ -8,7 +8,7 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from release.core import purge as enforcement
-from release.db.models import AuditEntry, Event, Job, Recipient, Report, utcnow
+from release.db.models import AuditEntry, Event, Job, Recipient, Report, SenderNotice, utcnow
 from tests.support.console import Console, seed_report
 
 
@@ -129,3 +129,19 @@ def test_purge_command_dry_run_then_real(console: Console) -> None:
     assert real.exit_code == 0, real.output
     assert f"deleted copy mx1/{report.message_id}#1" in real.output
     assert {c.state for c in console.stack.sim.copies(report.message_id)} == {"deleted"}
+
+
+def test_old_sender_notices_are_purged_but_never_a_queued_one(console: Console) -> None:
+    db = console.stack.services.db
+    old = utcnow() - timedelta(days=91)
+    with db.session() as session:
+        for i, state in enumerate(["sent", "skipped", "queued"]):
+            session.add(SenderNotice(node="mx1", message_id=f"old-{i}", link_issued_at=old, signature="0" * 64,
+                                     state=state, envelope_sender="s@partner.example", created_at=old))  # fmt: skip
+        session.add(SenderNotice(node="mx1", message_id="recent", link_issued_at=utcnow(), signature="0" * 64,
+                                 state="sent", envelope_sender="s@partner.example"))  # fmt: skip
+        session.commit()
+    assert _enforce(console, dry_run=True).notices_purged == 2
+    assert _enforce(console).notices_purged == 2
+    with db.session() as session:
+        assert sorted(session.scalars(select(SenderNotice.message_id))) == ["old-2", "recent"]
