@@ -50,6 +50,9 @@ WORKER_UNIT = ROOT / "docs" / "deploy" / "release-worker.service"
 PG_ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 # Fresh per run, like a production config (real random secrets, not demo ones).
 SIM_USER, SIM_PASSWORD = "release", secrets.token_urlsafe(16)
+SIM_API_KEY = secrets.token_urlsafe(24)
+# Which Halon generation the simulator plays (the node's type in the config): halon6 | halon5.
+GATEWAY = os.environ.get("BENCH_GATEWAY", "halon6")
 LINK_KEY = secrets.token_urlsafe(24)
 SECRET_KEY = secrets.token_urlsafe(32)
 NODE = "mx1"
@@ -288,7 +291,9 @@ class Gear:
 @contextlib.contextmanager
 def gear(latency: float) -> Iterator[Gear]:
     """Start the simulator (with ``latency`` per API call) and the capture SMTP server."""
-    simulator = SimulatorServer(IndexedSimulator(users={SIM_USER: SIM_PASSWORD})).start()
+    generation = {"halon6": 6, "halon5": 5}[GATEWAY]
+    sim = IndexedSimulator(users={SIM_USER: SIM_PASSWORD}, generation=generation, api_keys=[SIM_API_KEY])
+    simulator = SimulatorServer(sim).start()
     simulator.sim.set_latency(latency)
     mailbox = Mailbox().start()
     try:
@@ -348,13 +353,18 @@ notifications_per_recipient_per_day = 1000000
 {worker_lines}
 [[nodes]]
 name = "{NODE}"
-api_url = "{g.simulator.url}"
-username = "{SIM_USER}"
-password = "{SIM_PASSWORD}"
-timeout_seconds = 10.0
+{_node_lines(g)}timeout_seconds = 10.0
 """
     )
     return path
+
+
+def _node_lines(g: Gear) -> str:
+    """The node's keys for the simulator's generation (credentials, type, quarantines)."""
+    node = g.simulator.node_settings(NODE)
+    keys = ["api_url", "type", "short_quarantine", "long_quarantine"]
+    keys += ["api_key", "halon_version"] if node.type == "halon6" else ["username", "password"]
+    return "".join(f"{key} = {_toml(getattr(node, key))}\n" for key in keys)
 
 
 def _toml(value: Any) -> str:
