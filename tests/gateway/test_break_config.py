@@ -1,0 +1,94 @@
+"""Hostile-review reproducers: node configs that check-config accepts but that break later.
+Each case should be refused with a message naming the key. Tests that FAIL are findings."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import pytest
+
+from release.config import ConfigError, settings_from_mapping
+from release.config.loading import apply_env_overrides
+
+KEY = "Abcdefghijklmnop-0123456789"
+N6 = {"name": "mx1", "type": "halon6", "api_url": "https://mx1:8080", "api_key": KEY, "halon_version": "6.10"}
+
+
+def config(node: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "app": {"public_url": "https://r.example", "secret_key": secrets.token_urlsafe(32)},
+        "links": {"keys": [secrets.token_urlsafe(24)]},
+        "captcha": {"provider": "altcha"},
+        "nodes": [node],
+    }
+
+
+@pytest.mark.parametrize(
+    ("node", "key"),
+    [
+        # `$` in the marker regex lets a trailing newline through; the marker read back is
+        # stripped, so no copy ever matches short_quarantine: every report "not found".
+        ({**N6, "short_quarantine": "qid=1day\n", "long_quarantine": "qid=7days"}, "short_quarantine"),
+        # requests quotes the header value (the key) in its InvalidHeader error.
+        ({**N6, "api_key": KEY + "\n"}, "api_key"),
+        ({**N6, "api_key": " " + KEY}, "api_key"),
+        # HTTP headers are latin-1: every call raises a bare UnicodeEncodeError.
+        ({**N6, "api_key": KEY + "\u20ac"}, "api_key"),
+        # Every other secret gets the placeholder / 16-character check; api_key does not.
+        ({**N6, "api_key": "changeme"}, "api_key"),
+        # int() reads Arabic-Indic digits: "6.\u0661" sends {"minor": 1}.
+        ({**N6, "halon_version": "6.\u0661"}, "halon_version"),
+        # nan passes "<= 0"; every call then raises ValueError / OverflowError, not GatewayError.
+        ({**N6, "timeout_seconds": float("nan")}, "timeout_seconds"),
+        ({**N6, "timeout_seconds": float("inf")}, "timeout_seconds"),
+    ],
+    ids=[
+        "marker-newline",
+        "key-newline",
+        "key-leading-space",
+        "key-non-latin1",
+        "key-placeholder",
+        "version-unicode-digit",
+        "timeout-nan",
+        "timeout-inf",
+    ],  # fmt: skip
+)
+def test_break_config_refuses_and_names_the_key(node: dict[str, Any], key: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        settings_from_mapping(config(node))
+    assert caught.value.key.endswith(key), caught.value
+    assert KEY not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("node", "key"),
+    [
+        ({**N6, "password": "xyzxyzxyzxyzxyzxyz"}, "password"),
+        ({**N6, "short_quarantine": "qid = 1day"}, "short_quarantine"),
+        ({k: v for k, v in N6.items() if k != "halon_version"}, "halon_version"),
+        ({**N6, "delete_shape": "task"}, "delete_shape"),
+        ({**N6, "short_quarantine": "qid=1day", "long_quarantine": "hold=7days"}, "long_quarantine"),
+        ({"name": "mx1", "api_url": "https://mx1", "password": "xyzxyzxyzxyzxyzxyz", "sender_notice": "ndr"},
+         "sender_notice"),
+    ],
+)  # fmt: skip
+def test_held_up_config_messages_name_the_key(node: dict[str, Any], key: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        settings_from_mapping(config(node))
+    assert caught.value.key.endswith(key)
+
+
+def test_env_override_of_api_key_applies() -> None:
+    env = {"RELEASE_NODES__MX1__API_KEY": "Env-Key-0123456789abcdef"}
+    settings = settings_from_mapping(apply_env_overrides(config(N6), env))
+    assert settings.nodes[0].api_key == "Env-Key-0123456789abcdef"
+
+
+def test_break_env_override_for_a_misspelt_node_names_the_variable() -> None:
+    """RELEASE_NODES__MXI__API_KEY (typo) silently creates a second node, then fails with
+    "nodes[1].api_url: is required", which says nothing about the variable."""
+    env = {"RELEASE_NODES__MXI__API_KEY": "Env-Key-0123456789abcdef"}
+    with pytest.raises(ConfigError) as caught:
+        settings_from_mapping(apply_env_overrides(config(N6), env))
+    assert "RELEASE_NODES__MXI" in str(caught.value) or "mxi" in str(caught.value), caught.value
