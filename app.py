@@ -9,9 +9,12 @@ from release import config_path_from_env, create_app
 
 if __name__ == "__main__":
     if config_path_from_env() is None:
-        from release.devtools.demo import main
+        from release.devtools.demo import GATEWAYS, main
 
-        main(port=int(os.environ.get("PORT", "5000")), gateway=os.environ.get("DEMO_GATEWAY", "halon6"))
+        gateway = os.environ.get("DEMO_GATEWAY", "halon6")
+        if gateway not in GATEWAYS:
+            raise SystemExit(f"DEMO_GATEWAY must be one of {', '.join(GATEWAYS)}, not {gateway!r}")
+        main(port=int(os.environ.get("PORT", "5000")), gateway=gateway)
     else:
         from release.ops.serve import main as serve
 

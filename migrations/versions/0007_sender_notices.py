@@ -5,7 +5,7 @@ it and pushes the report link here, and the service mails the sender a non-deliv
 
 Revision ID: 0007
 Revises: 0006
-Create Date: 2026-12-14 10:00:00
+Create Date: 2026-12-04 23:30:00
 """
 
 from __future__ import annotations

@@ -43,6 +43,7 @@ def apply_env_overrides(data: Mapping[str, Any], environ: Mapping[str, str]) -> 
     """
     merged: dict[str, Any] = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in data.items()}
     nodes = [dict(n) for n in data.get("nodes", []) if isinstance(n, Mapping)]
+    from_env: dict[str, str] = {}  # node name -> a variable that created it (not in the file)
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX) or "__" not in name:
             continue
@@ -53,9 +54,19 @@ def apply_env_overrides(data: Mapping[str, Any], environ: Mapping[str, str]) -> 
             if target is None:
                 target = {"name": node_name}
                 nodes.append(target)
+                from_env[node_name] = name
             target[parts[2]] = value
         elif len(parts) == 2 and parts[0] in SECTIONS:
             merged.setdefault(parts[0], {})[parts[1]] = value
+    for node in nodes:
+        if node["name"] in from_env and "api_url" not in node:
+            # Most likely a typo in the node's name: say which variable, not "nodes[1].api_url".
+            known = ", ".join(str(n.get("name")) for n in nodes if n["name"] not in from_env) or "none"
+            raise ConfigError(
+                from_env[node["name"]],
+                f"names node {node['name']!r}, which the config does not define (nodes: {known}); "
+                "a whole node from the environment needs its API_URL too",
+            )
     if nodes:
         merged["nodes"] = nodes
     return merged

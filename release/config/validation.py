@@ -22,11 +22,15 @@ from release.config.settings import (
     Settings,
 )
 
-NODE_NAME = re.compile(r"^[a-z0-9-]+$")
-QUARANTINE_ID = re.compile(r"^mailquarantine:\d+$")
+# Matched with fullmatch: "$" would let a trailing newline through.
+NODE_NAME = re.compile(r"[a-z0-9-]+")
+QUARANTINE_ID = re.compile(r"mailquarantine:[0-9]+")
 # A halon6 marker: metadata key=value on held copies (Halon's own keys start with "_").
-QUARANTINE_MARKER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}=[A-Za-z0-9_.:-]{1,64}$")
-HALON6_VERSION = re.compile(r"^6\.(\d{1,3})$")
+QUARANTINE_MARKER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}=[A-Za-z0-9_.:-]{1,64}")
+HALON6_VERSION = re.compile(r"6\.[0-9]{1,3}")
+# What an HTTP header (Basic auth, X-API-Key) can carry: printable ASCII, no spaces at the ends.
+CREDENTIAL = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
+MAX_NODE_TIMEOUT = 300.0
 CAPTCHA_PROVIDERS = ("recaptcha", "hcaptcha", "turnstile", "altcha")
 SMTP_SECURITY = ("none", "starttls", "tls")
 LOG_FORMATS = ("text", "json")
@@ -68,6 +72,8 @@ def validate(settings: Settings) -> None:
             _require_secret(f"links.keys[{i}]", key)
         if not settings.nodes:
             raise ConfigError("nodes", "at least one gateway node ([[nodes]]) is required")
+    if not 0 <= settings.links.clock_skew_seconds <= 3600:
+        raise ConfigError("links.clock_skew_seconds", "must be between 0 and 3600 seconds")
     _validate_captcha(settings.captcha, demo=app.demo)
     if settings.smtp.security not in SMTP_SECURITY:
         raise ConfigError("smtp.security", f"must be one of {', '.join(SMTP_SECURITY)}")
@@ -104,7 +110,7 @@ def validate(settings: Settings) -> None:
 
 def _validate_policy(policy: PolicySettings, *, demo: bool) -> None:
     for i, quarantine in enumerate(policy.high_risk_quarantines):
-        if not (QUARANTINE_ID.match(quarantine) or QUARANTINE_MARKER.match(quarantine)):
+        if not (QUARANTINE_ID.fullmatch(quarantine) or QUARANTINE_MARKER.fullmatch(quarantine)):
             raise ConfigError(
                 f"policy.high_risk_quarantines[{i}]", "must look like mailquarantine:<number> or a marker key=value"
             )
@@ -164,7 +170,7 @@ def _validate_nodes(nodes: tuple[NodeSettings, ...], *, demo: bool) -> None:
     seen: set[str] = set()
     for i, node in enumerate(nodes):
         key = f"nodes[{i}]"
-        if not NODE_NAME.match(node.name):
+        if not NODE_NAME.fullmatch(node.name):
             raise ConfigError(f"{key}.name", "must match [a-z0-9-]+")
         if node.name in seen:
             raise ConfigError(f"{key}.name", f"duplicate node name {node.name!r}")
@@ -181,13 +187,22 @@ def _validate_nodes(nodes: tuple[NodeSettings, ...], *, demo: bool) -> None:
             raise ConfigError(f"{key}.long_quarantine", "must differ from short_quarantine")
         if node.ca_file and not Path(node.ca_file).is_file():
             raise ConfigError(f"{key}.ca_file", f"file {node.ca_file} does not exist")
-        if node.timeout_seconds <= 0:
-            raise ConfigError(f"{key}.timeout_seconds", "must be positive")
+        if not 0 < node.timeout_seconds <= MAX_NODE_TIMEOUT:  # also refuses nan and inf
+            raise ConfigError(
+                f"{key}.timeout_seconds", f"must be a number of seconds above 0 and at most {MAX_NODE_TIMEOUT:g}"
+            )
+        for attr in ("username", "password", "api_key"):
+            value = getattr(node, attr)
+            if value and not CREDENTIAL.fullmatch(value):
+                # A header cannot carry it; requests would fail on every call, quoting the value.
+                raise ConfigError(
+                    f"{key}.{attr}", "must be printable ASCII without spaces or line breaks at either end"
+                )
 
 
 def _validate_halon5(key: str, node: NodeSettings, *, demo: bool) -> None:
     for attr in ("short_quarantine", "long_quarantine"):
-        if not QUARANTINE_ID.match(getattr(node, attr)):
+        if not QUARANTINE_ID.fullmatch(getattr(node, attr)):
             raise ConfigError(f"{key}.{attr}", "must look like mailquarantine:<number> on a halon5 node")
     if not demo and not node.password:
         raise ConfigError(f"{key}.password", "is required (HTTP Basic auth to the gateway API)")
@@ -199,12 +214,12 @@ def _validate_halon5(key: str, node: NodeSettings, *, demo: bool) -> None:
 
 
 def _validate_halon6(key: str, node: NodeSettings, *, demo: bool) -> None:
-    if not HALON6_VERSION.match(node.halon_version):
+    if not HALON6_VERSION.fullmatch(node.halon_version):
         raise ConfigError(f"{key}.halon_version", 'must be the node\'s version as "6.N", for example "6.10"')
     markers = []
     for attr in ("short_quarantine", "long_quarantine"):
         marker = getattr(node, attr)
-        if not QUARANTINE_MARKER.match(marker):
+        if not QUARANTINE_MARKER.fullmatch(marker):
             raise ConfigError(
                 f"{key}.{attr}", 'must be a metadata marker key=value, for example "qid=1day" (key not starting with _)'
             )
@@ -213,8 +228,8 @@ def _validate_halon6(key: str, node: NodeSettings, *, demo: bool) -> None:
         # Extending rewrites the one key; with two keys the short marker (and Halon's
         # cron delete by it) would stay on an extended copy.
         raise ConfigError(f"{key}.long_quarantine", "must use the same metadata key as short_quarantine")
-    if not demo and not node.api_key:
-        raise ConfigError(f"{key}.api_key", "is required (the halon-api key, sent as X-API-Key)")
+    if not demo:
+        _require_secret(f"{key}.api_key", node.api_key)
     if node.username or node.password:
         raise ConfigError(f"{key}.password", "halon6 nodes authenticate with api_key; remove username/password")
     if node.sender_notice not in SENDER_NOTICES:

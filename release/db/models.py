@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     DateTime,
     Float,
@@ -125,7 +126,8 @@ class Recipient(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     report_id: Mapped[int] = mapped_column(ForeignKey("reports.id", ondelete="CASCADE"), index=True)
-    queue: Mapped[int] = mapped_column(Integer)
+    # Halon queue ids are int64; SQLite's INTEGER already is.
+    queue: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
     address: Mapped[str] = mapped_column(String(320))
     state: Mapped[str] = mapped_column(String(20), default=RecipientState.NOTIFY_PENDING)
     token_nonce: Mapped[str] = mapped_column(String(64))

@@ -8,12 +8,15 @@ module is the same for both.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import requests
+import urllib3
 
 from release.config import NodeSettings
 from release.gateway.base import GatewayError, GatewayRejected
@@ -26,6 +29,10 @@ POOL_SIZE = 64
 USER_AGENT = "sender-fp-release"
 ERROR_DETAIL_LIMIT = 300
 REDACTED = "***"
+CHUNK_SIZE = 64 * 1024
+# A list answer holds one item per recipient of the asked transactions; far below this.
+MAX_ANSWER_BYTES = 32 * 2**20
+NOT_JSON = object()  # an answer body that is not JSON
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 Trace = Callable[[str], None]
@@ -66,6 +73,7 @@ class HalonTransport:
         self._verify: str | bool = node.ca_file or node.verify_tls
         self._session.verify = self._verify
         self._session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
+        self._secret_forms = _secret_forms(node)
 
     def close(self) -> None:
         """Release pooled connections."""
@@ -84,37 +92,40 @@ class HalonTransport:
         what = f"halon node {self.node.name}: command {command}"
         data = json.dumps(body).encode("utf-8")
         self._trace_request(data)
+        timeout = self.node.timeout_seconds
+        deadline = time.monotonic() + timeout
         try:
-            response = self._session.post(
+            with self._session.post(
                 self.base + PROTOBUF_PATH,
                 data=data,
                 headers={"Content-Type": JSON_CONTENT_TYPE},
-                timeout=self.node.timeout_seconds,
+                timeout=timeout,
                 verify=self._verify,
                 allow_redirects=False,  # a redirect means a wrong api_url; never replay the body
-            )
+                stream=True,  # read below against one deadline: the timeout alone is per read
+            ) as response:
+                content = _read(response, deadline)
         except requests.Timeout:
-            self._emit(f"<- no answer within {self.node.timeout_seconds:g}s")
-            raise GatewayError(f"{what}: no answer within {self.node.timeout_seconds:g}s") from None
+            self._emit(f"<- no answer within {timeout:g}s")
+            raise GatewayError(f"{what}: no answer within {timeout:g}s") from None
         except requests.RequestException as exc:
             detail = self.redact(describe(exc))
             self._emit(f"<- request failed: {detail}")
             raise GatewayError(f"{what}: request failed: {detail}") from None
-        self._trace_response(response)
+        answer = _decode(content)
+        self._trace_response(response.status_code, response.headers.get("Content-Type", ""), answer, content)
         status = response.status_code
         if status == 200:
-            try:
-                answer = response.json()
-            except ValueError:
-                raise GatewayError(f"{what}: HTTP 200 but the body is not JSON") from None
             if not isinstance(answer, dict):
                 raise GatewayError(f"{what}: HTTP 200 but the body is not a JSON object")
+            if isinstance(answer.get("error"), str):  # Halon answers errors with HTTP >= 400
+                raise GatewayError(f"{what}: HTTP 200 with an error: {self.error_text(answer, content, '')}")
             return answer
-        reason = self.redact(error_text(response))
+        reason = self.error_text(answer, content, response.headers.get("Content-Type", ""))
         message = f"{what}: HTTP {status}" + (f": {reason}" if reason else "")
         if status in (408, 429) or status >= 500:
             raise GatewayError(message)
-        if status == 404 and _is_json(response):
+        if status == 404 and answer is not NOT_JSON:
             return None
         if status == 404:
             # Not the API's own "not found" (no JSON): most likely api_url points elsewhere.
@@ -126,9 +137,22 @@ class HalonTransport:
         raise GatewayRejected(message)
 
     def redact(self, text: str) -> str:
-        """Remove the node's credential from text that may end up in logs, pages or traces."""
-        secret = self.node.secret
-        return text.replace(secret, REDACTED) if secret else text
+        """Remove the node's credential, in every form a server may echo it, from text that may
+        end up in logs, pages or traces."""
+        for form in self._secret_forms:
+            text = text.replace(form, REDACTED)
+        return text
+
+    def error_text(self, answer: Any, content: bytes, content_type: str) -> str:
+        """The server's own words for an error (``error``/``message``/``detail``), redacted,
+        then bounded (redacting after the cut could leave a secret's first half)."""
+        if isinstance(answer, Mapping):
+            text = ": ".join(str(answer[k]) for k in ("error", "message", "detail") if answer.get(k))
+        elif content_type.startswith("text/plain"):
+            text = content[: 4 * ERROR_DETAIL_LIMIT].decode("utf-8", "replace")
+        else:
+            text = ""
+        return _CONTROL.sub(" ", self.redact(text)).strip()[:ERROR_DETAIL_LIMIT]
 
     # -- tracing (check-gateway --trace) ----------------------------------------------------
 
@@ -150,38 +174,56 @@ class HalonTransport:
                 self._emit(f"   {name}: {headers[name]!s}")
         self._emit("   " + json.dumps(json.loads(data), indent=2).replace("\n", "\n   "))
 
-    def _trace_response(self, response: requests.Response) -> None:
+    def _trace_response(self, status: int, content_type: str, answer: Any, content: bytes) -> None:
         if self.trace is None:
             return
-        self._emit(f"<- HTTP {response.status_code} {response.headers.get('Content-Type', '')}")
-        try:
-            shown = json.dumps(response.json(), indent=2)
-        except ValueError:
-            shown = _CONTROL.sub(" ", response.text)[:ERROR_DETAIL_LIMIT]
+        self._emit(f"<- HTTP {status} {content_type}")
+        if answer is NOT_JSON:
+            shown = _CONTROL.sub(" ", content[: 4 * ERROR_DETAIL_LIMIT].decode("utf-8", "replace"))
+        else:
+            shown = json.dumps(answer, indent=2, ensure_ascii=False)
         self._emit("   " + shown.replace("\n", "\n   "))
 
 
-def _is_json(response: requests.Response) -> bool:
+def _read(response: requests.Response, deadline: float) -> bytes:
+    """The whole body, within the call's deadline and size cap: a node that trickles or
+    floods its answer gets an error, not a worker thread. (requests' timeout bounds each
+    read, not the whole; ``read1`` returns whatever arrived, so the deadline is checked often.)"""
+    chunks: list[bytes] = []
+    size = 0
     try:
-        response.json()
-    except ValueError:
-        return False
-    return True
+        while chunk := response.raw.read1(CHUNK_SIZE):
+            size += len(chunk)
+            if size > MAX_ANSWER_BYTES:
+                raise requests.RequestException(f"the answer is larger than {MAX_ANSWER_BYTES // 2**20} MiB")
+            if time.monotonic() > deadline:
+                raise requests.Timeout("the answer did not finish in time")
+            chunks.append(chunk)
+    except urllib3.exceptions.ReadTimeoutError as exc:
+        raise requests.Timeout(str(exc)) from None
+    except urllib3.exceptions.HTTPError as exc:
+        raise requests.RequestException(f"{type(exc).__name__}: {exc}") from None
+    return b"".join(chunks)
 
 
-def error_text(response: requests.Response) -> str:
-    """The server's own words for an error (``error``/``message``/``detail``), bounded."""
+def _decode(content: bytes) -> Any:
+    """The JSON value of an answer, or NOT_JSON (also for nesting too deep to parse)."""
     try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, Mapping):
-        parts = [str(body[k]) for k in ("error", "message", "detail") if body.get(k)]
-        text = ": ".join(parts)
-    else:
-        content_type = response.headers.get("Content-Type", "")
-        text = response.text if content_type.startswith("text/plain") else ""
-    return _CONTROL.sub(" ", text).strip()[:ERROR_DETAIL_LIMIT]
+        return json.loads(content)
+    except (ValueError, RecursionError):
+        return NOT_JSON
+
+
+def _secret_forms(node: NodeSettings) -> list[str]:
+    """The credential as sent and as a server might echo it: plain, JSON-escaped, and the
+    Basic header's base64 (longest first, so no form is left half-replaced)."""
+    secret = node.secret
+    if not secret:
+        return []
+    forms = {secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
+    if node.type != "halon6":
+        forms.add(base64.b64encode(f"{node.username}:{secret}".encode("latin-1", "replace")).decode("ascii"))
+    return sorted(forms, key=len, reverse=True)
 
 
 def describe(exc: BaseException) -> str:

@@ -12,6 +12,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.errors import MessageError
 from email.headerregistry import Address
 from email.message import EmailMessage
 
@@ -90,7 +91,7 @@ def _recipient(value: str) -> Address:
         raise ValueError("recipient address contains control characters or is too long")
     try:
         address = Address(addr_spec=value.strip())
-    except (ValueError, IndexError) as exc:
+    except (ValueError, IndexError, MessageError) as exc:  # HeaderParseError is a MessageError
         raise ValueError(f"invalid recipient address: {exc}") from None
     if not address.username or not address.domain:
         raise ValueError("recipient address needs a local part and a domain")

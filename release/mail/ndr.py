@@ -14,6 +14,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.errors import MessageError
 from email.headerregistry import Address
 from email.message import EmailMessage, Message
 from email.utils import format_datetime
@@ -115,7 +116,7 @@ def _address(value: str) -> Address:
         raise ValueError("the sender address contains control characters or is too long")
     try:
         address = Address(addr_spec=value.strip())
-    except (ValueError, IndexError) as exc:
+    except (ValueError, IndexError, MessageError) as exc:  # HeaderParseError is a MessageError
         raise ValueError(f"invalid sender address: {exc}") from None
     if not address.username or not address.domain:
         raise ValueError("the sender address needs a local part and a domain")

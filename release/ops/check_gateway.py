@@ -74,7 +74,24 @@ def _check_message(gateway: HalonGateway, node: NodeSettings, transaction: str) 
         group = [c for c in copies if c.quarantine == original]
         if group:
             _remark(gateway, transaction, group, other[original])
+            _put_back(gateway, transaction, group, original)
+
+
+def _put_back(gateway: HalonGateway, transaction: str, group: Sequence[QuarantinedCopy], original: str) -> None:
+    """Re-mark the copies as they were, trying twice; if the node keeps refusing, say plainly
+    which copies are left changed and what to do (the service has no record of them)."""
+    try:
+        _remark(gateway, transaction, group, original)
+    except (CheckFailed, GatewayError):
+        try:
             _remark(gateway, transaction, group, original)
+        except (CheckFailed, GatewayError) as exc:
+            queues = ", ".join(str(c.queue) for c in group)
+            raise CheckFailed(
+                f"{exc}\nLEFT CHANGED: queue {queues} of {transaction} may still be marked otherwise than "
+                f"{original}, as it was before this check. Run the check again once the node answers, "
+                f"or re-mark the copies as {original} on the node (or delete them if this was a test message)."
+            ) from None
 
 
 def _remark(gateway: HalonGateway, transaction: str, group: Sequence[QuarantinedCopy], target: str) -> None:

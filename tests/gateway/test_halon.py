@@ -320,7 +320,7 @@ def test_server_echoing_the_secret_is_redacted(sim: HalonSimulator, gateway: Hal
 
 def test_non_json_success_is_an_error(sim: HalonSimulator, gateway: HalonGateway) -> None:
     sim.respond_next(200, "<html>proxy login</html>")
-    with pytest.raises(GatewayError, match="not JSON"):
+    with pytest.raises(GatewayError, match="not a JSON object"):
         gateway.find("t")
 
 

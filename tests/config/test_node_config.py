@@ -1,5 +1,6 @@
-"""Hostile-review reproducers: node configs that check-config accepts but that break later.
-Each case should be refused with a message naming the key. Tests that FAIL are findings."""
+"""Node configs that would only break at the first gateway call (a newline in a key or marker,
+a non-ASCII credential, an endless timeout, a misspelt node in an environment variable) are
+refused at start-up, naming the key or the variable."""
 
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ def config(node: dict[str, Any]) -> dict[str, Any]:
         "timeout-inf",
     ],  # fmt: skip
 )
-def test_break_config_refuses_and_names_the_key(node: dict[str, Any], key: str) -> None:
+def test_config_refuses_and_names_the_key(node: dict[str, Any], key: str) -> None:
     with pytest.raises(ConfigError) as caught:
         settings_from_mapping(config(node))
     assert caught.value.key.endswith(key), caught.value
@@ -85,7 +86,7 @@ def test_env_override_of_api_key_applies() -> None:
     assert settings.nodes[0].api_key == "Env-Key-0123456789abcdef"
 
 
-def test_break_env_override_for_a_misspelt_node_names_the_variable() -> None:
+def test_env_override_for_a_misspelt_node_names_the_variable() -> None:
     """RELEASE_NODES__MXI__API_KEY (typo) silently creates a second node, then fails with
     "nodes[1].api_url: is required", which says nothing about the variable."""
     env = {"RELEASE_NODES__MXI__API_KEY": "Env-Key-0123456789abcdef"}

@@ -1,5 +1,5 @@
-"""Hostile-review reproducers: the node's credential leaking into errors, health details and
---trace output. Tests that FAIL are findings."""
+"""The node's credential never reaches errors, health details or --trace output: not cut in
+half by truncation, not JSON-escaped, not as the base64 of a Basic header a node echoes."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def halon5(url: str, password: str) -> NodeSettings:
 # -- a trailing newline on api_key (a secret file / Kubernetes secret) -------------------------
 
 
-def test_break_api_key_with_trailing_newline_is_refused_by_config_or_never_shown() -> None:
+def test_api_key_with_trailing_newline_is_refused_by_config_or_never_shown() -> None:
     """RELEASE_NODES__MX1__API_KEY filled from a file that ends in a newline: check-config
     accepts it, and every call then fails with requests' InvalidHeader message, which quotes
     the header value -- the key -- and redact() (exact match on 'key\\n') misses the repr."""
@@ -90,7 +90,7 @@ def test_break_api_key_with_trailing_newline_is_refused_by_config_or_never_shown
 
 
 @pytest.mark.parametrize("secret", ["Api-Key-\u20ac-0123456789abc", "p\u00e4ssw\u00f6rd-\u20ac-0123456789"])
-def test_break_non_latin1_credential_is_named_by_config(secret: str) -> None:
+def test_non_latin1_credential_is_named_by_config(secret: str) -> None:
     """A credential HTTP headers cannot carry passes check-config; every call then raises a
     bare UnicodeEncodeError (not a GatewayError) that names no config key."""
     node = halon6("http://127.0.0.1:9", secret) if "Key" in secret else halon5("http://127.0.0.1:9", secret)
@@ -106,7 +106,7 @@ def test_break_non_latin1_credential_is_named_by_config(secret: str) -> None:
 # -- the node echoing the credential ---------------------------------------------------------------
 
 
-def test_break_error_echo_cut_at_300_chars_leaks_the_key_prefix(echo_factory: Callable[..., Echo]) -> None:
+def test_error_echo_cut_at_300_chars_leaks_the_key_prefix(echo_factory: Callable[..., Echo]) -> None:
     """error_text() truncates to 300 characters *before* redact(): a key straddling the cut
     survives as a prefix ('Hostile-Test-Ap...')."""
     body = json.dumps({"error": "x" * 285 + " bad key " + KEY}).encode()
@@ -117,7 +117,7 @@ def test_break_error_echo_cut_at_300_chars_leaks_the_key_prefix(echo_factory: Ca
 
 
 @pytest.mark.parametrize("password", ['pa"ss\\word-0123456789', "l\u00f6senord-0123456789-x"])
-def test_break_trace_redacts_a_password_the_node_echoes(echo_factory: Callable[..., Echo], password: str) -> None:
+def test_trace_redacts_a_password_the_node_echoes(echo_factory: Callable[..., Echo], password: str) -> None:
     """--trace prints json.dumps(answer): a password with a quote, backslash or non-ASCII
     letter is printed escaped, and redact() looks only for the raw form."""
     body = json.dumps({"error": "denied", "detail": f"user release password {password}"}).encode()
@@ -131,7 +131,7 @@ def test_break_trace_redacts_a_password_the_node_echoes(echo_factory: Callable[.
     assert escaped not in shown, [ln for ln in lines if "password" in ln]
 
 
-def test_break_trace_of_a_node_echoing_the_basic_header(echo_factory: Callable[..., Echo]) -> None:
+def test_trace_of_a_node_echoing_the_basic_header(echo_factory: Callable[..., Echo]) -> None:
     """A node (or a proxy in front of it) echoing our Authorization header: the base64 form
     of user:password is not redacted anywhere."""
     password = "Echoed-Password-0123456789"

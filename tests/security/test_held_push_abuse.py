@@ -1,5 +1,6 @@
-"""Hostile-review reproducers for POST /gateway/v1/held and the report mail it leads to.
-Tests that FAIL are findings."""
+"""Abuse of POST /gateway/v1/held and the report mail it leads to: replays and concurrent
+duplicates (one mail per message), rotated-out keys, header injection through the subject or
+sender, senders the email package cannot parse (failed at once, not retried for hours)."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def rows(stack: Stack) -> tuple[int, int]:
     return notices, jobs
 
 
-def test_break_concurrent_duplicate_pushes_store_exactly_one(ndr_stack: Stack) -> None:
+def test_concurrent_duplicate_pushes_store_exactly_one(ndr_stack: Stack) -> None:
     """16 threads push the same message at once (a gateway retrying through two proxies):
     exactly one 202, the rest 200, one notice row, one ndr job, never a 500."""
     body = push_body(ndr_stack, MESSAGE)
@@ -61,7 +62,7 @@ def test_break_concurrent_duplicate_pushes_store_exactly_one(ndr_stack: Stack) -
     assert rows(ndr_stack) == (1, 1)
 
 
-def test_break_rotated_out_key_and_other_nodes_message(ndr_stack: Stack) -> None:
+def test_rotated_out_key_and_other_nodes_message(ndr_stack: Stack) -> None:
     """A link signed with a key no longer configured: 400, nothing stored. A link for a
     reject-mode node: 403. The same message id under the other node: separate (403 here)."""
     old_key = "an-old-rotated-out-link-key-0123456789"
@@ -72,7 +73,7 @@ def test_break_rotated_out_key_and_other_nodes_message(ndr_stack: Stack) -> None
     assert rows(ndr_stack) == (0, 0)
 
 
-def test_break_one_link_buys_one_report_whatever_the_replays(ndr_stack: Stack) -> None:
+def test_one_link_buys_one_report_whatever_the_replays(ndr_stack: Stack) -> None:
     """An attacker holding one valid link: every issued_at variant needs a new signature, so
     replays of the one link, with extra whitespace/case variants, add nothing."""
     body = push_body(ndr_stack, MESSAGE)
@@ -86,7 +87,7 @@ def test_break_one_link_buys_one_report_whatever_the_replays(ndr_stack: Stack) -
     "subject",
     ["hi\r\nBcc: victim@evil.example", "hi\x85Bcc: v@evil.example", "hi\u2028Bcc: v@evil.example", "=?utf-8?q?x?="],
 )
-def test_break_ndr_subject_cannot_add_a_header(subject: str) -> None:
+def test_ndr_subject_cannot_add_a_header(subject: str) -> None:
     report = HeldReport(
         to_address="anna@partner.example",
         recipients=["alice@example.com", "bob@example.com\r\nBcc: x@evil.example"],
@@ -110,7 +111,7 @@ def test_break_ndr_subject_cannot_add_a_header(subject: str) -> None:
     ["anna@partner.example\r\nBcc: v@evil.example", "anna@partner.example, v@evil.example", "<v@evil.example>",
      "anna@partner.example\u2028Bcc: v@evil.example", '"a@b"@partner.example'],
 )  # fmt: skip
-def test_break_ndr_sender_is_one_bare_address_or_refused(sender: str) -> None:
+def test_ndr_sender_is_one_bare_address_or_refused(sender: str) -> None:
     report = HeldReport(sender, ["alice@example.com"], "s", None, "https://r.example/report", datetime.now(UTC), 24,
                         "release.example.test", "<ndr-x@release.example.test>")  # fmt: skip
     env = MailTemplates(I18nSettings()).for_address("anna@partner.example")
@@ -122,7 +123,7 @@ def test_break_ndr_sender_is_one_bare_address_or_refused(sender: str) -> None:
     assert len(to) == 1 and len(to[0].addresses) == 1 and "evil" not in str(to[0]), to
 
 
-def test_break_clock_skew_is_unbounded_so_a_link_can_outlive_its_purged_notice() -> None:
+def test_clock_skew_is_unbounded_so_a_link_can_outlive_its_purged_notice() -> None:
     """links.clock_skew_seconds has no bound in validation; with a skew above
     record_days - short_hours a link stays valid after retention purged its notice, and a
     replay then queues a second report for the same message."""
@@ -135,7 +136,7 @@ def test_break_clock_skew_is_unbounded_so_a_link_can_outlive_its_purged_notice()
         validate(skewed)
 
 
-def test_break_a_sender_the_email_package_cannot_parse_fails_at_once_not_15_retries(
+def test_a_sender_the_email_package_cannot_parse_fails_at_once_not_15_retries(
     database_url: str, smtp_server: CaptureServer
 ) -> None:
     """Envelope sender "a@b"@partner.example as a node lists it (localpart a@b): Address()
