@@ -1,7 +1,8 @@
 """Read the TOML file, apply ``RELEASE_<SECTION>__<KEY>`` environment overrides, coerce types.
 
-Every problem raises :class:`ConfigError` naming the offending key, so an operator sees at
-start-up what to fix.
+Every problem raises :class:`ConfigError` naming the offending key and where its value came
+from (the file, or the ``RELEASE_*`` variable), so an operator sees at start-up what to fix
+and where: a key can be set in two places, and the wrong one is easy to edit.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import tomllib
 import typing
 from collections.abc import Mapping
@@ -32,7 +34,13 @@ def load_settings(path: str | os.PathLike[str] | None = None, environ: Mapping[s
             raise ConfigError("RELEASE_CONFIG", f"file {path} does not exist") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("RELEASE_CONFIG", f"{path} is not valid TOML: {exc}") from None
-    return settings_from_mapping(apply_env_overrides(data, environ))
+    merged, variables = _merge_env(data, environ)
+    try:
+        return settings_from_mapping(merged)
+    except ConfigError as exc:
+        if exc.source is not None:
+            raise
+        raise _with_source(exc, None if path is None else os.fspath(path), merged, variables, environ) from None
 
 
 def apply_env_overrides(data: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
@@ -41,9 +49,15 @@ def apply_env_overrides(data: Mapping[str, Any], environ: Mapping[str, str]) -> 
     Nodes are addressed by name: ``RELEASE_NODES__MX1__PASSWORD`` sets the password of node
     ``mx1`` (so secrets can stay out of the file).
     """
+    return _merge_env(data, environ)[0]
+
+
+def _merge_env(data: Mapping[str, Any], environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Apply the overrides; also return which variable set each key (``smtp.port``, ``nodes[0].password``)."""
     merged: dict[str, Any] = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in data.items()}
     nodes = [dict(n) for n in data.get("nodes", []) if isinstance(n, Mapping)]
     from_env: dict[str, str] = {}  # node name -> a variable that created it (not in the file)
+    variables: dict[str, str] = {}
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX) or "__" not in name:
             continue
@@ -56,8 +70,10 @@ def apply_env_overrides(data: Mapping[str, Any], environ: Mapping[str, str]) -> 
                 nodes.append(target)
                 from_env[node_name] = name
             target[parts[2]] = value
+            variables[f"nodes[{nodes.index(target)}].{parts[2]}"] = name
         elif len(parts) == 2 and parts[0] in SECTIONS:
             merged.setdefault(parts[0], {})[parts[1]] = value
+            variables[f"{parts[0]}.{parts[1]}"] = name
     for node in nodes:
         if node["name"] in from_env and "api_url" not in node:
             # Most likely a typo in the node's name: say which variable, not "nodes[1].api_url".
@@ -66,10 +82,59 @@ def apply_env_overrides(data: Mapping[str, Any], environ: Mapping[str, str]) -> 
                 from_env[node["name"]],
                 f"names node {node['name']!r}, which the config does not define (nodes: {known}); "
                 "a whole node from the environment needs its API_URL too",
+                source=from_env[node["name"]],
             )
     if nodes:
         merged["nodes"] = nodes
-    return merged
+    return merged, variables
+
+
+def _with_source(
+    exc: ConfigError,
+    path: str | None,
+    merged: Mapping[str, Any],
+    variables: Mapping[str, str],
+    environ: Mapping[str, str],
+) -> ConfigError:
+    """``exc`` again, naming the variable that set the key, else the file (and the variable that could)."""
+    base = _KEY_BASE.match(exc.key)
+    key = base[0] if base else exc.key
+    variable = variables.get(key)
+    if variable is not None:
+        empty = " (the variable is set but empty)" if environ.get(variable) == "" else ""
+        return ConfigError(exc.key, exc.message + empty, source=variable)
+    message = exc.message
+    if base and not _in_mapping(merged, key):
+        # Set nowhere: say both places it could come from; secrets belong in the variable.
+        message += f"; neither {'the file' if path else 'a config file'} nor {_variable_for(merged, key)} sets it"
+    return ConfigError(exc.key, message, source=path)
+
+
+# "app.secret_key" of "app.secret_key", "links.keys" of "links.keys[0]", "nodes[1].password".
+_KEY_BASE = re.compile(r"(?:nodes\[\d+\]|[a-z_]+)\.[a-z_]+")
+
+
+def _in_mapping(merged: Mapping[str, Any], key: str) -> bool:
+    table, _, name = key.partition(".")
+    return name in _table(merged, table)
+
+
+def _variable_for(merged: Mapping[str, Any], key: str) -> str:
+    """The ``RELEASE_*`` variable that sets ``key`` (a node's by its name)."""
+    table, _, name = key.partition(".")
+    if table.startswith("nodes["):
+        node_name = str(_table(merged, table).get("name", "<NAME>"))
+        return f"{ENV_PREFIX}NODES__{node_name.replace('-', '_').upper()}__{name.upper()}"
+    return f"{ENV_PREFIX}{table.upper()}__{name.upper()}"
+
+
+def _table(merged: Mapping[str, Any], table: str) -> Mapping[str, Any]:
+    """The section ``app`` or the node ``nodes[1]`` of ``merged``; empty when absent."""
+    found: Any = merged.get(table)
+    if table.startswith("nodes["):
+        nodes, index = merged.get("nodes", []), int(table[6:-1])
+        found = nodes[index] if isinstance(nodes, list) and index < len(nodes) else None
+    return found if isinstance(found, Mapping) else {}
 
 
 def settings_from_mapping(data: Mapping[str, Any]) -> Settings:

@@ -15,11 +15,21 @@ LOCALES = ("en", "sv", "de")
 
 
 class ConfigError(ValueError):
-    """A configuration value is missing or invalid; ``key`` names it (``section.key``)."""
+    """A configuration value is missing or invalid; ``key`` names it (``section.key``).
 
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"configuration key {key}: {message}")
+    ``source`` says where the value came from (the file's path, or the ``RELEASE_*``
+    variable), so the operator knows which of the two to edit.
+    """
+
+    def __init__(self, key: str, message: str, *, source: str | None = None) -> None:
+        if source is None:
+            text = f"configuration key {key}: {message}"
+        else:
+            text = f"{source}: {message}" if source == key else f"{source}: {key}: {message}"
+        super().__init__(text)
         self.key = key
+        self.message = message
+        self.source = source
 
 
 @dataclass(frozen=True)

@@ -127,3 +127,69 @@ def test_demo_still_needs_a_secret_key() -> None:
     with pytest.raises(ConfigError) as caught:
         settings_from_mapping({"app": {"demo": True}, "captcha": {"provider": "altcha"}})
     assert caught.value.key == "app.secret_key"
+
+
+def test_a_bad_value_from_the_file_names_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD_TOML.replace('api_url = "https://mx1.example.com"', 'api_url = "mx1"'))
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={})
+    assert str(caught.value).startswith(f"{path}: nodes[0].api_url: ")
+    assert caught.value.key == "nodes[0].api_url" and caught.value.source == str(path)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "key"),
+    [
+        ("RELEASE_DATABASE__URL", "postgres://x@y/z?a=1&b", None),  # an accepted value loads
+        ("RELEASE_SMTP__PORT", "lots", "smtp.port"),
+        ("RELEASE_LINKS__KEYS", "short", "links.keys[0]"),
+        ("RELEASE_NODES__MX1__API_URL", "mx1", "nodes[0].api_url"),
+        ("RELEASE_SMTP__BOGUS", "1", "smtp.bogus"),
+    ],
+)
+def test_a_bad_value_from_the_environment_names_the_variable(
+    tmp_path: Path, variable: str, value: str, key: str | None
+) -> None:
+    path = write(tmp_path, GOOD_TOML)
+    if key is None:
+        assert load_settings(path, environ={variable: value}).database.url == value
+        return
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={variable: value})
+    assert str(caught.value).startswith(f"{variable}: {key}: ")
+    assert str(path) not in str(caught.value)  # the file is fine: do not send the operator there
+    assert caught.value.key == key
+
+
+@pytest.mark.parametrize(
+    ("variable", "key"),
+    [
+        ("RELEASE_APP__SECRET_KEY", "app.secret_key"),
+        ("RELEASE_LINKS__KEYS", "links.keys"),
+        ("RELEASE_CAPTCHA__SECRET", "captcha.secret"),
+        ("RELEASE_NODES__MX1__PASSWORD", "nodes[0].password"),
+    ],
+)
+def test_an_empty_secret_in_the_environment_names_the_empty_variable(tmp_path: Path, variable: str, key: str) -> None:
+    """An EnvironmentFile line left as ``NAME=''`` overrides the file with nothing."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, GOOD_TOML), environ={variable: ""})
+    assert str(caught.value).startswith(f"{variable}: {key}: ")
+    assert str(caught.value).endswith("(the variable is set but empty)")
+
+
+def test_a_secret_set_nowhere_names_the_file_and_the_variable(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD_TOML.replace('password = "node-password-123"', ""))
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={})
+    message = str(caught.value)
+    assert message.startswith(f"{path}: nodes[0].password: ")
+    assert message.endswith("neither the file nor RELEASE_NODES__MX1__PASSWORD sets it")
+
+
+def test_a_variable_for_a_node_the_file_lacks_names_the_variable(tmp_path: Path) -> None:
+    """The phantom node of the old release.env template: an empty MX2 password line."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, GOOD_TOML), environ={"RELEASE_NODES__MX2__PASSWORD": ""})
+    assert str(caught.value).startswith("RELEASE_NODES__MX2__PASSWORD: names node 'mx2', which the config does not")
+    assert "nodes[1]" not in str(caught.value)
