@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import queue
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -296,3 +297,42 @@ def test_an_address_it_cannot_listen_on_says_so() -> None:
     assert result.exit_code == 1
     assert "Error: cannot listen on no-such-host.invalid:0; pick another --port or --host" in result.output
     assert "Traceback" not in result.output
+
+
+def documented_runs() -> list[list[str]]:
+    """The simulator commands in docs/halon/README.md's shell blocks, as argument lists."""
+    text = (ROOT / "docs" / "halon" / "README.md").read_text(encoding="utf-8")
+    found = []
+    for block in re.findall(r"^```sh\n(.*?)^```", text, re.DOTALL | re.MULTILINE):
+        for line in block.splitlines():
+            for entry in ("flask --app app simulator", ".venv/bin/python -m release.devtools.simulator"):
+                if line.startswith(entry):
+                    found.append(shlex.split(line.removeprefix(entry)))
+    return found
+
+
+def test_the_docs_show_both_entries() -> None:
+    assert len(documented_runs()) == 2
+
+
+@pytest.mark.parametrize("args", documented_runs(), ids=lambda a: " ".join(a[:2]))
+def test_the_documented_commands_run_and_their_block_loads(
+    args: list[str], no_config_env: dict[str, str], runs: list[Run]
+) -> None:
+    if "--port" in args:  # the documented port may be taken here; any free one proves the same
+        del args[args.index("--port") : args.index("--port") + 2]
+    run = start(args, no_config_env)
+    runs.append(run)
+    run.read_until(printed(args.count("--add")))
+    gateway = HalonGateway(service_settings(run.block).nodes[0])
+    for transaction in run.messages:
+        assert gateway.find(transaction)
+
+
+def test_every_option_the_section_names_exists() -> None:
+    text = (ROOT / "docs" / "halon" / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("### A stand-in node for your own installation") :]
+    named = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", section))
+    known = {opt for param in simulator_command.params for opt in param.opts}
+    assert named >= {"--generation", "--api-key", "--users", "--add", "--node", "--port", "--host"}
+    assert named <= known | {"--help"}, named - known
