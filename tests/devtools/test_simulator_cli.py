@@ -208,6 +208,8 @@ def test_with_a_config_flask_prints_signed_links_the_service_accepts(tmp_path: P
     )
     assert verified.message_id == transaction
     assert HalonGateway(service_settings(run.block).nodes[0]).find(transaction)
+    # The page shows the same link: signed for the time the message was rejected, not the visit.
+    assert f'<a href="{url.replace("&", "&amp;")}">' in requests.get(run.block["api_url"] + "/", timeout=5).text
     assert not (tmp_path / "never-created").exists()  # no database was needed
 
 

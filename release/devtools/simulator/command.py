@@ -102,8 +102,10 @@ def simulator_command(
         sim.link_for = _link_builder(settings, name)
         _print_start(sim, node_block(node_values(sim, name, api_url)), api_url, made_up)
         for message in messages:
-            transaction = sim.add_message(message.sender, message.recipients, message.subject)
-            _print_message(transaction, message.sender, message.recipients, message.subject, sim.link_for(transaction))
+            now = int(time.time())  # the reject time: the gateway signs the link as it rejects
+            transaction = sim.add_message(message.sender, message.recipients, message.subject, ts=now)
+            link = sim.link_for(transaction, now)
+            _print_message(transaction, message.sender, message.recipients, message.subject, link)
         _wait_for_stop()
     finally:
         server.stop()
@@ -135,17 +137,17 @@ def _known_settings() -> Settings | None:
         return None
 
 
-def _link_builder(settings: Settings | None, node: str) -> Callable[[str], str]:
+def _link_builder(settings: Settings | None, node: str) -> Callable[[str, int], str]:
     """A signed report link when the config has a link key, else the command that prints one."""
     if settings is not None and settings.links.keys:
         key, public_url = settings.links.keys[0], settings.app.public_url
 
-        def signed(transaction: str) -> str:
-            return links.build_report_url(public_url, key, node, transaction, int(time.time()))
+        def signed(transaction: str, issued_at: int) -> str:
+            return links.build_report_url(public_url, key, node, transaction, issued_at)
 
         return signed
 
-    def command(transaction: str) -> str:
+    def command(transaction: str, _issued_at: int) -> str:
         return f"flask --app app sign-link --node {node} --msgid {transaction}"
 
     return command

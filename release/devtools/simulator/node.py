@@ -68,8 +68,9 @@ class _Fault:
 class HalonSimulator(SimQueue):
     """In-memory Halon node of one generation: queue store, credentials, faults, request log."""
 
-    # The report link (or the command printing it) of a transaction, shown on the page at `/`.
-    link_for: Callable[[str], str] | None = None
+    # The report link (or the command printing it) of a transaction received at a Unix time,
+    # shown on the page at `/`.
+    link_for: Callable[[str, int], str] | None = None
 
     def __init__(
         self,

@@ -25,8 +25,8 @@ FORM = (
 )
 
 
-def overview_page(items: Iterable[SimItem], link_for: Callable[[str], str] | None = None) -> Response:
-    """A plain page listing every copy and its state; ``link_for`` adds each message's report link."""
+def overview_page(items: Iterable[SimItem], link_for: Callable[[str, int], str] | None = None) -> Response:
+    """A plain page listing every copy and its state; ``link_for(transaction, received)`` adds report links."""
     rows = []
     for item in items:
         state = item.quarantine or ("held" if item.hold else item.state)
@@ -40,7 +40,7 @@ def overview_page(items: Iterable[SimItem], link_for: Callable[[str], str] | Non
             escape(state),
         ]
         if link_for is not None:
-            cells.append(_link(link_for(item.transaction)) if item.queue == 1 else Markup(""))
+            cells.append(_link(link_for(item.transaction, int(item.ts))) if item.queue == 1 else Markup(""))
         anchor = f' id="t-{escape(item.transaction)}"' if item.queue == 1 else ""
         rows.append(f"<tr{anchor}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     heads = ["transaction", "queue", "sender", "recipient", "subject", "received", "state"]
