@@ -13,7 +13,7 @@ import tomllib
 from dataclasses import dataclass
 from typing import Any
 
-from release.config import ConfigError, settings_from_mapping
+from release.config import settings_from_mapping
 from release.devtools.simulator.node import DEFAULT_USERNAME, HalonSimulator
 
 
@@ -87,7 +87,6 @@ def check_block(block: str) -> None:
 
 
 __all__ = [
-    "ConfigError",
     "NewMessage",
     "check_block",
     "node_block",
