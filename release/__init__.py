@@ -104,3 +104,6 @@ def _register(app: Flask, settings: Settings) -> None:
     security.register(app)
     database.register(app)
     cli.register(app)
+    from release.devtools.simulator.command import simulator_command
+
+    app.cli.add_command(simulator_command)  # a stand-in gateway to try the service on; binds nothing until run

@@ -9,9 +9,11 @@ attest, answers proto3 JSON, and can inject latency, failures and timeouts.
 - ``proto3``: a strict proto3-JSON reader and writer.
 - ``protocol``: Halon's envelope, payloads and answers (:class:`ApiError`).
 - ``node``: the HTTP API with auth, fault injection and a request log (:class:`HalonSimulator`).
-- ``overview``: the page at ``/`` listing every copy.
+- ``overview``: the page at ``/`` listing every copy; ``form``: its form holding a new message.
 - ``server``: serving it on a local port (:class:`SimulatorServer`).
 - ``seed``: the messages demo mode starts with (:func:`seed_demo`).
+- ``command``: `flask --app app simulator` (also ``python -m release.devtools.simulator``);
+  ``nodeconfig``: the ``[[nodes]]`` block it prints and the options it parses.
 """
 
 from release.devtools.simulator.errors import ApiError

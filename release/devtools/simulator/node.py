@@ -11,13 +11,14 @@ from __future__ import annotations
 import hmac
 import json
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from werkzeug.wrappers import Request, Response
 
 from release.devtools.simulator.errors import ApiError
+from release.devtools.simulator.form import add_from_form
 from release.devtools.simulator.overview import overview_page
 from release.devtools.simulator.protocol import item_json, read_change, read_request
 from release.devtools.simulator.store import Ids, SimQueue
@@ -66,6 +67,10 @@ class _Fault:
 
 class HalonSimulator(SimQueue):
     """In-memory Halon node of one generation: queue store, credentials, faults, request log."""
+
+    # The report link (or the command printing it) of a transaction received at a Unix time,
+    # shown on the page at `/`.
+    link_for: Callable[[str, int], str] | None = None
 
     def __init__(
         self,
@@ -138,7 +143,9 @@ class HalonSimulator(SimQueue):
 
     def _dispatch(self, request: Request) -> Response:
         if request.path == "/" and request.method in ("GET", "HEAD"):
-            return overview_page(self.items())
+            return overview_page(self.items(), self.link_for)
+        if request.path == "/messages" and request.method == "POST":
+            return add_from_form(self, request)
         routes = {PROTOBUF_PATH: "POST", LICENSE_PATH: "GET"} if self.generation == 5 else {PROTOBUF_PATH: "POST"}
         if request.path not in routes:
             return Response("not found\n", status=404, mimetype="text/plain")
