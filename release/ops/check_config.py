@@ -167,7 +167,7 @@ def captcha_lines(svc: Services) -> Iterator[Line]:
         yield Line(
             "captcha",
             FAIL,
-            f"{' and '.join(test_keys)}: the provider's published test key, which lets every robot through",
+            f"{' and '.join(test_keys)}: a published test key, which passes (or fails) every answer, robot or not",
             "fine for a staging smoke test only; put the keys from the provider's dashboard in production",
         )
     for problem in captcha_keys.shape_problems(provider.provider, provider.site_key, provider.secret):

@@ -21,6 +21,7 @@ from release.db.models import utcnow
 from release.db.states import AdminRole
 from release.ops.check_config import check_config_command
 from release.ops.check_gateway import check_gateway_command
+from release.ops.smoke import report_command
 from release.web.admin import auth
 
 
@@ -31,6 +32,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(sign_link_command)
     app.cli.add_command(check_config_command)
     app.cli.add_command(check_gateway_command)
+    app.cli.add_command(report_command)
     app.cli.add_command(create_admin_command)
     app.cli.add_command(purge_command)
 
