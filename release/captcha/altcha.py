@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final, Literal
 
-from altcha import ChallengeOptionsV1, PayloadV1, create_challenge_v1, verify_solution_v1
+from altcha import ChallengeOptionsV1, PayloadV1, create_challenge_v1, solve_challenge_v1, verify_solution_v1
 
 from release.captcha.base import CaptchaResult
 from release.captcha.replay import MemoryReplayGuard, ReplayGuard
@@ -155,3 +155,14 @@ def _salt_expiry(salt: str) -> float | None:
 def altcha_key(app_secret: str) -> str:
     """A per-purpose ALTCHA HMAC key derived from the app secret (never the secret itself)."""
     return hmac.new(app_secret.encode(), b"sender-fp-release/altcha-hmac", hashlib.sha256).hexdigest()
+
+
+def solve(challenge: dict[str, Any]) -> str:
+    """The payload the widget would post for ``challenge`` (the JSON the challenge endpoint
+    serves), found with the altcha library's solver: for scripted smoke tests."""
+    algorithm, target, salt = challenge["algorithm"], challenge["challenge"], challenge["salt"]
+    solution = solve_challenge_v1(target, salt, algorithm, int(challenge["maxNumber"]))
+    if solution is None:
+        raise ValueError("the challenge has no solution up to its maxNumber")
+    payload: str = PayloadV1(algorithm, target, solution.number, salt, challenge["signature"]).to_base64()
+    return payload

@@ -13,6 +13,8 @@ from release.config import CaptchaSettings
 # Longest token we pass on: real tokens are ~0.5-2.5 kB (Turnstile documents 2048); anything
 # longer is not a token, and we do not let strangers make us upload megabytes.
 MAX_RESPONSE_LENGTH = 4096
+# Error codes with which reCAPTCHA, hCaptcha and Turnstile say the secret is wrong.
+SECRET_REFUSED = frozenset({"invalid-input-secret", "missing-input-secret"})
 
 
 class SiteverifyCaptcha:
@@ -71,6 +73,29 @@ class SiteverifyCaptcha:
     def judge(self, body: dict[str, Any]) -> CaptchaResult:
         """The verdict on an answer that says success; a provider may ask for more."""
         return CaptchaResult(True)
+
+    def probe(self) -> CaptchaResult:
+        """Reach the verify URL with our secret and no token, for check-config.
+
+        No token means nothing is verified or spent: a working provider answers an error
+        list (``missing-input-response``), and names ``invalid-input-secret`` when it does
+        not know our secret. ``ok`` means the URL answered like a siteverify endpoint and
+        did not refuse the secret.
+        """
+        try:
+            answer = self._session.post(self.verify_url, data={"secret": self._secret}, timeout=self._timeout)
+        except requests.RequestException as exc:
+            return CaptchaResult(False, f"unreachable ({type(exc).__name__})")
+        try:
+            body = answer.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("success"), bool):
+            return CaptchaResult(False, f"HTTP {answer.status_code} without a siteverify JSON answer")
+        codes = body.get("error-codes")
+        if isinstance(codes, list) and any(c in SECRET_REFUSED for c in codes):
+            return CaptchaResult(False, "the provider refused the secret: " + _error_codes(body))
+        return CaptchaResult(True, f"answers ({_error_codes(body)})")
 
 
 def _error_codes(body: dict[str, Any]) -> str:

@@ -12,7 +12,6 @@ from types import FrameType
 import click
 from flask import Flask
 from flask.cli import AppGroup, with_appcontext
-from sqlalchemy import text
 
 from release.container import Services
 from release.core import links
@@ -20,7 +19,9 @@ from release.core import purge as enforcement
 from release.db import migrate
 from release.db.models import utcnow
 from release.db.states import AdminRole
+from release.ops.check_config import check_config_command
 from release.ops.check_gateway import check_gateway_command
+from release.ops.smoke import report_command
 from release.web.admin import auth
 
 
@@ -31,6 +32,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(sign_link_command)
     app.cli.add_command(check_config_command)
     app.cli.add_command(check_gateway_command)
+    app.cli.add_command(report_command)
     app.cli.add_command(create_admin_command)
     app.cli.add_command(purge_command)
 
@@ -98,41 +100,6 @@ def sign_link_command(node: str, msgid: str, issued_at: int | None) -> None:
         raise click.BadParameter("message ids are 1-128 characters of A-Z a-z 0-9 . _ @ : -")
     issued = int(time.time()) if issued_at is None else issued_at
     click.echo(links.build_report_url(settings.app.public_url, settings.links.keys[0], node, msgid, issued))
-
-
-@click.command("check-config")
-@with_appcontext
-def check_config_command() -> None:
-    """Validate the configuration and reach the database, every node and the SMTP server."""
-    svc = _services()
-    problems = 0
-    try:
-        with svc.db.session() as session:
-            session.execute(text("SELECT 1"))
-        click.echo(f"database     ok   {svc.db.url.render_as_string(hide_password=True)}")
-    except Exception as exc:  # noqa: BLE001 - report every kind of failure to the operator
-        problems += 1
-        click.echo(f"database     FAIL {type(exc).__name__}: {exc}")
-    for name, gateway in svc.gateways.items():
-        health = gateway.health()
-        ok = health.reachable and health.authenticated
-        problems += not ok
-        verdict = "ok  " if ok else "FAIL"
-        click.echo(f"node {name:<7} {verdict} {health.latency_ms:.0f} ms {health.detail}")
-    smtp_ok, detail = _check_smtp(svc)
-    problems += not smtp_ok
-    click.echo(f"smtp         {'ok  ' if smtp_ok else 'FAIL'} {detail}")
-    if problems:
-        click.echo(f"{problems} problem(s) found", err=True)
-        sys.exit(1)
-
-
-def _check_smtp(svc: Services) -> tuple[bool, str]:
-    check = getattr(svc.mailer, "check", None)
-    if check is None:
-        return True, "no SMTP check for this mailer"
-    result: tuple[bool, str] = check()
-    return result
 
 
 @click.command("create-admin")

@@ -12,12 +12,16 @@ import shutil
 import subprocess
 import sys
 import time
+import threading
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Response
 
 from release import create_app
 from release.config import SECTIONS, ConfigError, load_settings
@@ -295,8 +299,21 @@ def test_the_web_units_gunicorn_sums_the_workers_metrics(
         log.close()
 
 
+@pytest.fixture
+def siteverify_url() -> Iterator[str]:
+    """A local siteverify that answers as a provider does to a POST without a token."""
+    answer = Response('{"success": false, "error-codes": ["missing-input-response"]}', mimetype="application/json")
+    server = make_server("127.0.0.1", 0, answer, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/siteverify"
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
 def test_documented_procedure_runs_on_the_sample_config(
-    database_url: str, simulator: SimulatorServer, smtp_server: CaptureServer, tmp_path: Path
+    database_url: str, simulator: SimulatorServer, smtp_server: CaptureServer, tmp_path: Path, siteverify_url: str
 ) -> None:
     """deployment.md's first steps (db upgrade, check-config, create-admin) on its sample
     config and env file; only where things live is overridden, the documented way (RELEASE_*)."""
@@ -309,6 +326,8 @@ def test_documented_procedure_runs_on_the_sample_config(
         "RELEASE_SMTP__SECURITY": "none",
         "RELEASE_SMTP__USERNAME": "",
         "RELEASE_LIMITS__STORAGE_URL": "memory://",
+        # The sample's CAPTCHA provider, reached at a local stand-in instead of its vendor.
+        "RELEASE_CAPTCHA__VERIFY_URL": siteverify_url,
         "RELEASE_NODES__MX1__API_URL": simulator.url,
         "RELEASE_NODES__MX1__USERNAME": "release",
         "RELEASE_NODES__MX1__PASSWORD": "sim-password-0123",
@@ -320,6 +339,7 @@ def test_documented_procedure_runs_on_the_sample_config(
         checked = runner.invoke(args=["check-config"])
         assert checked.exit_code == 0, checked.output
         assert "node mx1     ok" in checked.output
+        assert "captcha      ok" in checked.output and "rate limits  ok" in checked.output
         created = runner.invoke(args=["create-admin", "alice", "--password-stdin"], input="correct horse battery\n")
         assert created.exit_code == 0 and "created admin account alice" in created.output
     finally:
