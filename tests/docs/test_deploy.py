@@ -11,8 +11,8 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 import threading
+import time
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
