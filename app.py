@@ -1,11 +1,15 @@
 """Entry point. `gunicorn app:app` and `flask --app app ...` use `app`; `python app.py` runs
-the demo (no config) or a single-process server with an in-process worker (with a config)."""
+the demo (no config) or a single-process server with an in-process worker (with a config).
+
+A configuration mistake stops each of them with one line naming the key (release/ops/startup.py).
+"""
 
 from __future__ import annotations
 
 import os
 
 from release import config_path_from_env, create_app
+from release.ops.startup import check_settings, exit_on_config_error
 
 if __name__ == "__main__":
     if config_path_from_env() is None:
@@ -18,6 +22,8 @@ if __name__ == "__main__":
     else:
         from release.ops.serve import main as serve
 
+        check_settings()  # here, once: the server's worker process would only log a traceback
         serve()
 else:
-    app = create_app()
+    with exit_on_config_error():
+        app = create_app()

@@ -29,17 +29,23 @@ def config_path_from_env() -> str | None:
     return str(default) if default.is_file() else None
 
 
+def settings_from_env() -> Settings:
+    """The settings of the config file :func:`config_path_from_env` finds, with ``RELEASE_*``
+    overrides; raises :class:`ConfigError` when there is none or it is wrong."""
+    path = config_path_from_env()
+    if path is None:
+        raise ConfigError(
+            "RELEASE_CONFIG",
+            f"no configuration found (set RELEASE_CONFIG or create {DEFAULT_CONFIG}); "
+            "`python app.py` runs the demo without one",
+        )
+    return load_settings(path)
+
+
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> Flask:
     """Build the Flask application for ``settings`` (read from file/env when not given)."""
     if settings is None:
-        path = config_path_from_env()
-        if path is None:
-            raise ConfigError(
-                "RELEASE_CONFIG",
-                f"no configuration found (set RELEASE_CONFIG or create {DEFAULT_CONFIG}); "
-                "`python app.py` runs the demo without one",
-            )
-        settings = load_settings(path)
+        settings = settings_from_env()
     app = Flask(
         __name__,
         template_folder=str(TEMPLATES),

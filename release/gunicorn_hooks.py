@@ -1,10 +1,18 @@
-"""Gunicorn hooks for prometheus_client's multiprocess mode: `gunicorn -c python:release.gunicorn_hooks app:app`."""
+"""Gunicorn hooks (`gunicorn -c python:release.gunicorn_hooks app:app`): a configuration
+mistake stops the master before it forks, and prometheus_client's multiprocess mode."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from release.ops.metrics import multiprocess_dir
+from release.ops.startup import check_settings
+
+
+def on_starting(_server: Any) -> None:
+    """Check the configuration once, in the master: one line and exit status 4 on a mistake,
+    instead of the same line from every worker (app.py does the same in each worker)."""
+    check_settings()
 
 
 def child_exit(_server: Any, worker: Any) -> None:

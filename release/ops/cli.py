@@ -53,16 +53,24 @@ def db_group() -> None:
 @click.argument("revision", default="head")
 def db_upgrade(revision: str) -> None:
     """Apply migrations up to REVISION (default: head)."""
-    migrate.upgrade(_services().db, revision)
-    click.echo(f"database at {revision}")
+    before, after = migrate.upgrade(_services().db, revision)
+    if before == after:
+        click.echo(f"already at revision {after}" if after else "the database has no schema (nothing to do)")
+    elif before is None:
+        click.echo(f"created schema at revision {after}")
+    else:
+        click.echo(f"upgraded from {before} to {after}")
 
 
 @db_group.command("downgrade")
 @click.argument("revision")
 def db_downgrade(revision: str) -> None:
-    """Revert migrations down to REVISION."""
-    migrate.downgrade(_services().db, revision)
-    click.echo(f"database at {revision}")
+    """Revert migrations down to REVISION ("base": drop the schema)."""
+    before, after = migrate.downgrade(_services().db, revision)
+    if before == after:
+        click.echo(f"already at revision {after}" if after else "the database has no schema (nothing to do)")
+    else:
+        click.echo(f"downgraded from {before} to {after or 'an empty database (base)'}")
 
 
 @click.command("worker")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 from flask import Flask, Response, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
@@ -59,6 +60,40 @@ def api_error(status: int, message: str, headers: Mapping[str, str] | None = Non
     return response
 
 
+# Flask-WTF's reasons (CSRFError.description) and what the visitor can do about each. The
+# reason goes to the log; the token never does.
+TOKENS_DIFFER = "The CSRF tokens do not match."
+REFERRER_MISMATCH = "The referrer does not match the host."
+_STALE = _l("The form expired or came from elsewhere. Please reload the page and try again.")
+CSRF_ADVICE = {
+    "The CSRF token is missing.": _l(
+        "The form arrived without its security token. Please reload the page and try again."
+    ),
+    "The CSRF session token is missing.": _l(
+        "Your browser did not send back this site's cookie, which the form needs. "
+        "Please allow cookies for this site, reload the page and try again."
+    ),
+    "The CSRF token has expired.": _l("The form expired. Please reload the page and try again."),
+    "The CSRF token is invalid.": _STALE,
+    TOKENS_DIFFER: _STALE,
+    "The referrer header is missing.": _l(
+        "Your browser did not say which page sent the form. Please allow this site to see the "
+        "referring page (the Referer header), reload the page and try again."
+    ),
+    REFERRER_MISMATCH: _l(
+        "The form was sent from a page at another address. Please open this site at its usual "
+        "address, reload the page and try again."
+    ),
+}
+
+
+def _referrer_hosts() -> str:
+    """Both hosts of a referrer mismatch (a proxy that rewrites Host shows here); never the
+    referrer's path or query, which may carry tokens."""
+    seen = urlsplit(request.referrer or "").netloc.rpartition("@")[2]  # no user:password@
+    return f" (referrer host {seen!r}, request host {request.host!r})"
+
+
 def _wants_json() -> bool:
     return (
         request.path.endswith("/status")
@@ -86,10 +121,11 @@ def register(app: Flask) -> None:
         return render_error(exc.status, gettext(str(exc)))
 
     @app.errorhandler(CSRFError)
-    def csrf_error(_exc: CSRFError) -> ResponseReturnValue:
-        return render_error(
-            400, gettext("The form expired or came from elsewhere. Please reload the page and try again.")
-        )
+    def csrf_error(exc: CSRFError) -> ResponseReturnValue:
+        reason = str(exc.description)
+        log.warning("CSRF check failed on %s %s: %s%s", request.method, redact_path(request.path), reason,
+                    _referrer_hosts() if reason == REFERRER_MISMATCH else "")  # fmt: skip
+        return render_error(400, str(CSRF_ADVICE.get(reason, CSRF_ADVICE[TOKENS_DIFFER])))
 
     @app.errorhandler(OperationalError)
     def database_down(exc: OperationalError) -> ResponseReturnValue:

@@ -16,8 +16,12 @@ from release.core import links
 from release.db.models import AdminUser, AuditEntry
 from release.devtools.mailcapture import CaptureServer
 from release.devtools.simulator import SimulatorServer
+from release.paths import MIGRATIONS
 from tests.support.config import make_config
 from tests.support.console import Console
+
+# The newest migration's revision id is its file name's number (0001_initial_schema.py, ...).
+HEAD = sorted(p.name for p in (MIGRATIONS / "versions").glob("[0-9]*.py"))[-1].split("_")[0]
 
 
 def app_for(tmp_path: Path, simulator: SimulatorServer, smtp_port: int, **sections: dict[str, object]):
@@ -32,7 +36,7 @@ def test_db_upgrade_then_sign_link_prints_a_link_the_service_accepts(
 ) -> None:
     app = app_for(tmp_path, simulator, smtp_server.port)
     runner = app.test_cli_runner()
-    assert "database at head" in runner.invoke(args=["db", "upgrade"]).output
+    assert f"created schema at revision {HEAD}" in runner.invoke(args=["db", "upgrade"]).output
     result = runner.invoke(args=["sign-link", "--node", "mx1", "--msgid", "abc-123", "--time", "1764000000"])
     assert result.exit_code == 0, result.output
     url = result.output.strip()
@@ -43,6 +47,25 @@ def test_db_upgrade_then_sign_link_prints_a_link_the_service_accepts(
     client = app.test_client()
     page = client.get(url.replace("https://release.example.test", ""))
     assert page.status_code == 410  # 1764000000 is long past: the link is genuine but expired
+
+
+def test_db_upgrade_says_what_it_did(database_url: str, simulator: SimulatorServer, smtp_server: CaptureServer) -> None:
+    app = create_app(settings_from_mapping(make_config(database_url, simulator, smtp_server.port)))
+    runner = app.test_cli_runner()
+    previous = f"{int(HEAD) - 2:04d}"
+    try:
+        steps = [
+            (["db", "upgrade"], f"created schema at revision {HEAD}"),
+            (["db", "upgrade"], f"already at revision {HEAD}"),
+            (["db", "downgrade", previous], f"downgraded from {HEAD} to {previous}"),
+            (["db", "upgrade"], f"upgraded from {previous} to {HEAD}"),
+            (["db", "downgrade", "base"], f"downgraded from {HEAD} to an empty database (base)"),
+        ]
+        for args, said in steps:
+            result = runner.invoke(args=args)
+            assert (result.exit_code, result.output) == (0, said + "\n"), args
+    finally:
+        app.extensions["release"].db.dispose()
 
 
 def test_sign_link_refuses_unknown_node(tmp_path: Path, simulator: SimulatorServer, smtp_server: CaptureServer) -> None:
