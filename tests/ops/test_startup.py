@@ -18,7 +18,13 @@ public_url = "https://release.example.test"
 secret_key = "a-long-enough-secret-for-this-test-0123456789"
 pubic_url = "https://typo.example.test"
 """
-LINE = "configuration error: configuration key app.pubic_url: unknown key"
+
+
+def line(config: Path) -> str:
+    """The one line: the mistake, named with the file it is in."""
+    return f"configuration error: {config}: app.pubic_url: unknown key"
+
+
 GUNICORN = [str(BIN / "gunicorn"), "--bind", "127.0.0.1:0", "--no-control-socket", "--graceful-timeout", "5"]
 
 ENTRY_POINTS = {
@@ -46,9 +52,9 @@ def test_a_config_mistake_is_one_line_and_a_failed_start(tmp_path: Path, command
     done = start(command, config)
     assert done.returncode == 4, done.stderr  # 4 is what stops gunicorn's master
     assert "Traceback" not in done.stderr
-    assert done.stderr.count(LINE) == 1, done.stderr
+    assert done.stderr.count(line(config)) == 1, done.stderr
     if not command[0].endswith("gunicorn"):
-        assert done.stderr.strip() == LINE  # gunicorn adds its own start and stop lines
+        assert done.stderr.strip() == line(config)  # gunicorn adds its own start and stop lines
     assert done.stdout == ""
 
 
@@ -64,4 +70,4 @@ def test_the_hooks_stop_gunicorn_before_it_forks_a_worker(tmp_path: Path) -> Non
     config.write_text(BROKEN)
     done = start([*GUNICORN, "--workers", "3", "-c", "python:release.gunicorn_hooks", "app:app"], config)
     assert done.returncode == 4
-    assert "Booting worker" not in done.stderr and done.stderr.count(LINE) == 1, done.stderr
+    assert "Booting worker" not in done.stderr and done.stderr.count(line(config)) == 1, done.stderr

@@ -57,5 +57,6 @@ def test_oversized_comment_is_refused_with_a_message(stack: Stack) -> None:
 def test_post_without_csrf_is_refused(stack: Stack) -> None:
     tx = stack.sim.add_message("a@partner.example", ["max@example.com"], "CSRF")
     response = stack.client.post(report_path(stack, tx), data={"comment": "hi"})
-    assert response.status_code == 400 and "form expired" in response.text
+    # No session cookie yet: the page says what to do about it (docs: issue 16, item 7).
+    assert response.status_code == 400 and "reload the page and try again" in response.text
     assert row_count(stack, Report) == 0
