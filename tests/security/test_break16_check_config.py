@@ -88,8 +88,12 @@ def test_an_http_verify_url_is_warned_like_an_http_node(siteverify: Any) -> None
     # The probe (and every real verification) POSTs the secret to verify_url; http:// sends it
     # in clear. check-config warns for an http:// node URL, so an operator expects the same here.
     url = siteverify({"success": False, "error-codes": ["missing-input-response"]})
-    settings = CaptchaSettings(provider="turnstile", site_key="0x4AAAAAAAexample-site-key", secret=SECRET, verify_url=url)
-    svc = SimpleNamespace(captcha=Turnstile(settings), settings=SimpleNamespace(captcha=settings, app=SimpleNamespace(demo=False)))
+    settings = CaptchaSettings(
+        provider="turnstile", site_key="0x4AAAAAAAexample-site-key", secret=SECRET, verify_url=url
+    )
+    svc = SimpleNamespace(
+        captcha=Turnstile(settings), settings=SimpleNamespace(captcha=settings, app=SimpleNamespace(demo=False))
+    )
     lines = [line.render() for line in captcha_lines(svc)]  # type: ignore[arg-type]
     assert any("WARN" in line and "http://" in line for line in lines), lines
 

@@ -53,6 +53,8 @@ def test_dns_rebinding_cannot_post_or_read() -> None:
     # simulator answers any Host, so the page can also read `/` (every held copy and its link).
     sim, c = client()
     evil = "rebind.evil.example:8025"
-    posted = c.post("/messages", data=FORM, headers={"Host": evil, "Origin": f"http://{evil}", "Sec-Fetch-Site": "same-origin"})
+    posted = c.post(
+        "/messages", data=FORM, headers={"Host": evil, "Origin": f"http://{evil}", "Sec-Fetch-Site": "same-origin"}
+    )
     read = c.get("/", headers={"Host": evil})
     assert (posted.status_code, read.status_code) != (303, 200), "a rebound page can add messages and read the queue"

@@ -32,8 +32,13 @@ def page(action: str = "/post", challenge: str = "/challenge") -> str:
     )
 
 
-GOOD_CHALLENGE = {"algorithm": "SHA-256", "challenge": hashlib.sha256(b"s3").hexdigest(), "salt": "s", "maxNumber": 10,
-                  "signature": "x"}  # solved by 3
+GOOD_CHALLENGE = {
+    "algorithm": "SHA-256",
+    "challenge": hashlib.sha256(b"s3").hexdigest(),
+    "salt": "s",
+    "maxNumber": 10,
+    "signature": "x",
+}  # solved by 3
 
 
 class Hostile:

@@ -28,8 +28,12 @@ password = "node-password-0123456789"
 """
 
 BROKEN = {
-    "database port not a number": {"RELEASE_DATABASE__URL": f"postgresql+psycopg://release:{PASSWORD}@db.example.com:54x2/release"},
-    "database URL missing its colon": {"RELEASE_DATABASE__URL": f"postgresql+psycopg//release:{PASSWORD}@db.example.com/release"},
+    "database port not a number": {
+        "RELEASE_DATABASE__URL": f"postgresql+psycopg://release:{PASSWORD}@db.example.com:54x2/release"
+    },
+    "database URL missing its colon": {
+        "RELEASE_DATABASE__URL": f"postgresql+psycopg//release:{PASSWORD}@db.example.com/release"
+    },
     "redis port not a number": {"RELEASE_LIMITS__STORAGE_URL": f"redis://:{PASSWORD}@127.0.0.1:6x79/0"},
 }
 
