@@ -3,12 +3,15 @@ with our secret to the provider, and trust nothing but a clear ``"success": true
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar
 
 import requests
 
 from release.captcha.base import CaptchaResult
 from release.config import CaptchaSettings
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 
 # Longest token we pass on: real tokens are ~0.5-2.5 kB (Turnstile documents 2048); anything
 # longer is not a token, and we do not let strangers make us upload megabytes.
@@ -93,9 +96,13 @@ class SiteverifyCaptcha:
         if not isinstance(body, dict) or not isinstance(body.get("success"), bool):
             return CaptchaResult(False, f"HTTP {answer.status_code} without a siteverify JSON answer")
         codes = body.get("error-codes")
+        # The answer is the verify URL's words, printed on an operator's terminal: only plain,
+        # single-line text, and never our secret echoed back.
+        shown = _CONTROL.sub(" ", _error_codes(body))
+        shown = shown.replace(self._secret, "***") if self._secret else shown
         if isinstance(codes, list) and any(c in SECRET_REFUSED for c in codes):
-            return CaptchaResult(False, "the provider refused the secret: " + _error_codes(body))
-        return CaptchaResult(True, f"answers ({_error_codes(body)})")
+            return CaptchaResult(False, "the provider refused the secret: " + shown)
+        return CaptchaResult(True, f"answers ({shown})")
 
 
 def _error_codes(body: dict[str, Any]) -> str:

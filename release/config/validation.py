@@ -7,6 +7,9 @@ import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 from release.config.settings import (
     LOCALES,
     NODE_TYPES,
@@ -94,6 +97,7 @@ def validate(settings: Settings) -> None:
         raise ConfigError("retention.enforce_every_minutes", "must be between 1 and 1440")
     if urlsplit(settings.limits.storage_url).scheme not in ("memory", "redis", "rediss"):
         raise ConfigError("limits.storage_url", "must be memory:// or a redis:// URL")
+    _require_parsable_urls(settings)
     if not 1 <= app.max_comment_length <= 20000:
         raise ConfigError("app.max_comment_length", "must be between 1 and 20000")
     if settings.worker.concurrency < 1:
@@ -106,6 +110,21 @@ def validate(settings: Settings) -> None:
     _validate_api_keys(settings.api, demo=app.demo)
     if settings.logging.format not in LOG_FORMATS:
         raise ConfigError("logging.format", f"must be one of {', '.join(LOG_FORMATS)}")
+
+
+def _require_parsable_urls(settings: Settings) -> None:
+    """URLs the service only parses when it connects, parsed now: a bad port or a missing
+    colon is a line at start-up, not a traceback from the engine (the URL is never echoed)."""
+    if settings.database.url:
+        try:
+            _ = make_url(settings.database.url).port
+        except (ArgumentError, ValueError) as exc:
+            reason = "no driver://... form" if isinstance(exc, ArgumentError) else "the port is not a number"
+            raise ConfigError("database.url", f"is not a database URL ({reason})") from None
+    try:
+        _ = urlsplit(settings.limits.storage_url).port
+    except ValueError:
+        raise ConfigError("limits.storage_url", "is not a valid URL (the port is not a number)") from None
 
 
 def _validate_policy(policy: PolicySettings, *, demo: bool) -> None:

@@ -11,10 +11,11 @@ trial on this machine is a FAIL: release links and session cookies would travel 
 from __future__ import annotations
 
 import ipaddress
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import click
 import redis
@@ -31,6 +32,10 @@ OK, WARN, FAIL = "ok", "WARN", "FAIL"
 # A Redis that does not answer in this time would stall every rate-limited request as well.
 REDIS_TIMEOUT_SECONDS = 2.0
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
+DETAIL_LIMIT = 400
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+# SQLAlchemy's "(Background on this error at: https://sqlalche.me/...)" tail: not the operator's news.
+_BACKGROUND = re.compile(r"\s*\(Background on this error at: [^)]*\)")
 
 
 @dataclass(frozen=True)
@@ -43,8 +48,10 @@ class Line:
     fix: str = ""
 
     def render(self) -> str:
-        """``label  verdict detail``, and on WARN/FAIL ``-> what to do``."""
-        text = f"{self.label:<12} {self.verdict:<4} {self.detail}"
+        """``label  verdict detail``, and on WARN/FAIL ``-> what to do``: always one line, with
+        no control character from a server's answer (no forged lines, no terminal escapes)."""
+        detail = _CONTROL.sub(" ", _BACKGROUND.sub("", self.detail)).strip()[:DETAIL_LIMIT]
+        text = f"{self.label:<12} {self.verdict:<4} {detail}"
         if self.verdict != OK and self.fix:
             text += f" -> {self.fix}"
         return text
@@ -92,7 +99,10 @@ def public_url_line(settings: Settings) -> Line:
 
 def database_line(svc: Services) -> Line:
     """``SELECT 1`` through the service's own engine."""
-    shown = svc.db.url.render_as_string(hide_password=True)
+    url = svc.db.url
+    if any(key.lower() == "password" for key in url.query):
+        url = url.update_query_dict({k: "***" for k in url.query if k.lower() == "password"})
+    shown = url.render_as_string(hide_password=True)
     try:
         with svc.db.session() as session:
             session.execute(text("SELECT 1"))
@@ -161,7 +171,16 @@ def captcha_lines(svc: Services) -> Iterator[Line]:
         if probe.reason.startswith("the provider refused")
         else "check [captcha] verify_url (empty: the provider's own) and outbound HTTPS from this host"
     )
-    yield Line("captcha", OK if probe.ok else FAIL, f"{provider.provider} {captcha.verify_url}: {probe.reason}", fix)
+    reason = probe.reason.replace(provider.secret, "***") if provider.secret else probe.reason
+    yield Line("captcha", OK if probe.ok else FAIL, f"{provider.provider} {captcha.verify_url}: {reason}", fix)
+    verify = urlsplit(captcha.verify_url)
+    if verify.scheme == "http" and not _is_loopback(verify.hostname or ""):  # a local stand-in is fine
+        yield Line(
+            "captcha",
+            WARN,
+            "[captcha] verify_url is http://: the secret and every answer travel in clear",
+            "use the provider's https:// siteverify URL (empty verify_url: the provider's own)",
+        )
     test_keys = captcha_keys.published_test_keys(provider.provider, provider.site_key, provider.secret)
     if test_keys and not svc.settings.app.demo:
         yield Line(
@@ -184,8 +203,10 @@ def _is_loopback(host: str) -> bool:
 
 
 def _without_password(url: str) -> str:
+    """The URL with its password masked, in the user:password@ part and in a
+    ``?password=`` query parameter (redis-py reads both)."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
+    if parts.password is not None:
+        parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1))
+    query = [(k, "***" if k.lower() == "password" else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+    return parts._replace(query=urlencode(query, safe="*")).geturl()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from html.parser import HTMLParser
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import click
 import requests
@@ -20,6 +20,10 @@ import requests
 from release.captcha.altcha import solve
 
 TIMEOUT_SECONDS = 30.0
+# The service's own challenges stay near [captcha] altcha_max_number (default 100,000); a
+# bound far above it keeps a wrong or hostile page from holding the solver for hours.
+MAX_CHALLENGE_NUMBER = 10_000_000
+MAX_PAGE_BYTES = 1 << 20
 # The widget markers the report page renders per provider (templates/_captcha.html).
 OTHER_WIDGETS = {"g-recaptcha": "recaptcha", "h-captcha": "hcaptcha", "cf-turnstile": "turnstile"}
 
@@ -67,12 +71,15 @@ def parse_report_page(html: str) -> ReportPage:
 
 
 def submit_report(link: str, comment: str, *, session: requests.Session | None = None) -> str:
-    """Report the message behind ``link``; returns the URL of the status page it lands on."""
+    """Report the message behind ``link``; returns the URL of the status page it lands on.
+
+    Every request stays on the link's own scheme and host: the comment goes nowhere else.
+    """
     http = session or requests.Session()
-    page_response = http.get(link, timeout=TIMEOUT_SECONDS)
+    page_response = http.get(link, timeout=TIMEOUT_SECONDS, stream=True)
     if page_response.status_code != 200:
         raise SmokeError(f"GET the link: HTTP {page_response.status_code} (a 400 is a bad link, a 410 an expired one)")
-    page = parse_report_page(page_response.text)
+    page = parse_report_page(_bounded_text(page_response))
     if not page.action:
         raise SmokeError("the link shows no report form: this message has been reported already")
     if page.other_provider:
@@ -81,21 +88,55 @@ def submit_report(link: str, comment: str, *, session: requests.Session | None =
         )
     if not page.challenge_url or not page.csrf_token:
         raise SmokeError("the page has no ALTCHA widget or no CSRF token: is this the service's report page?")
-    challenge = http.get(urljoin(page_response.url, page.challenge_url), timeout=TIMEOUT_SECONDS)
+    challenge_url = _same_origin(page_response.url, page.challenge_url, "the ALTCHA challenge")
+    challenge = http.get(challenge_url, timeout=TIMEOUT_SECONDS)
     if challenge.status_code != 200:
         raise SmokeError(f"GET the ALTCHA challenge: HTTP {challenge.status_code}")
-    form = {"csrf_token": page.csrf_token, "comment": comment, page.field_name: solve(challenge.json())}
+    form = {"csrf_token": page.csrf_token, "comment": comment, page.field_name: _solution(challenge)}
     posted = http.post(
-        urljoin(page_response.url, page.action),
+        _same_origin(page_response.url, page.action, "the report form"),
         data=form,
         # As a browser sends it: Flask-WTF checks the referrer on https.
         headers={"Referer": page_response.url},
         allow_redirects=False,
         timeout=TIMEOUT_SECONDS,
     )
-    if posted.status_code != 303:
+    if posted.status_code != 303 or "Location" not in posted.headers:
         raise SmokeError(f"POST the form: HTTP {posted.status_code} (400: CSRF, comment or CAPTCHA refused)")
     return urljoin(page_response.url, posted.headers["Location"])
+
+
+def _bounded_text(response: requests.Response) -> str:
+    """The page, refusing one larger than any report page (a wrong link, or a hostile host)."""
+    body = b""
+    for chunk in response.iter_content(64 * 1024):
+        body += chunk
+        if len(body) > MAX_PAGE_BYTES:
+            response.close()
+            raise SmokeError(f"GET the link: the page is larger than {MAX_PAGE_BYTES >> 20} MiB; is this the service?")
+    return body.decode(response.encoding or "utf-8", "replace")
+
+
+def _same_origin(page_url: str, target: str, what: str) -> str:
+    """``target`` resolved against the page, refused when it leaves the page's scheme and host."""
+    resolved = urljoin(page_url, target)
+    page, there = urlsplit(page_url), urlsplit(resolved)
+    if (there.scheme, there.netloc) != (page.scheme, page.netloc):
+        raise SmokeError(f"{what} points at {there.scheme}://{there.netloc}, not the link's own service")
+    return resolved
+
+
+def _solution(challenge: requests.Response) -> str:
+    """The solved challenge; anything but a plausible ALTCHA challenge is a plain error."""
+    try:
+        data = challenge.json()
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        if int(data.get("maxNumber", 0)) > MAX_CHALLENGE_NUMBER:
+            raise ValueError(f"maxNumber above {MAX_CHALLENGE_NUMBER:,}, far beyond what the service issues")
+        return solve(data)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SmokeError(f"the ALTCHA challenge cannot be solved: {exc}") from None
 
 
 @click.command("report")

@@ -9,6 +9,7 @@ in the tests and benchmarks extend ``_api``, ``_record``, ``_list``, ``_update``
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -142,6 +143,9 @@ class HalonSimulator(SimQueue):
         return response(environ, start_response)
 
     def _dispatch(self, request: Request) -> Response:
+        if request.path in ("/", "/messages") and not _addressed_directly(request.host):
+            # DNS rebinding: a page whose name now points here could read and add messages.
+            return Response("open the simulator by its IP address or localhost\n", status=403, mimetype="text/plain")
         if request.path == "/" and request.method in ("GET", "HEAD"):
             return overview_page(self.items(), self.link_for)
         if request.path == "/messages" and request.method == "POST":
@@ -236,6 +240,19 @@ class HalonSimulator(SimQueue):
 
 def _matches(given: str, expected: str | None) -> bool:
     return expected is not None and hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
+def _addressed_directly(host: str) -> bool:
+    """The Host is an IP literal or localhost: names nobody else can point at this machine."""
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    name = name.strip("[]").lower()
+    if name in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _json(body: Any, status: int = 200) -> Response:

@@ -1,4 +1,4 @@
-"""Issue 16 review: `flask --app app report` against a hostile (or broken) server. The operator
+"""`flask --app app report` against a hostile (or broken) server. The operator
 expects a bounded run, a one-line error, and the comment going only to the link's service."""
 
 from __future__ import annotations
@@ -150,10 +150,13 @@ def test_a_certificate_problem_never_shows_the_comment(tmp_path: Path, serve: Ca
     )  # fmt: skip
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
-    tls = Hostile({"/post": lambda _r: Response(status=303, headers={"Location": "/s"})})
+    tls = Hostile({
+        "/link": html(page(action="/post")),
+        "/challenge": as_json(GOOD_CHALLENGE),
+        "/post": lambda _r: Response(status=303, headers={"Location": "/s"}),
+    })  # fmt: skip
     tls_url = serve(tls, context)  # a certificate no CA bundle trusts
-    base = serve(Hostile({"/link": html(page(action=tls_url + "/post")), "/challenge": as_json(GOOD_CHALLENGE)}))
-    result = report(base + "/link")
+    result = report(tls_url + "/link")
     assert result.exit_code == 1 and "SSLError" in result.output
     assert COMMENT not in result.output and tls.forms == []
 

@@ -1,4 +1,4 @@
-"""Issue 16 review: a malformed database or Redis URL is a configuration mistake like any other:
+"""A malformed database or Redis URL is a configuration mistake like any other:
 one line naming the key or variable, exit 4, never a traceback, never the password."""
 
 from __future__ import annotations

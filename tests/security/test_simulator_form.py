@@ -1,4 +1,4 @@
-"""Issue 16 review: the simulator's page and its POST /messages form against a hostile browser."""
+"""The simulator's page and its POST /messages form against a hostile browser."""
 
 from __future__ import annotations
 
