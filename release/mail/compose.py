@@ -85,16 +85,18 @@ def untrusted(value: str, limit: int) -> str:
     return defang(clean_text(value, limit))
 
 
-def _recipient(value: str) -> Address:
-    """Parse the recipient strictly: one bare address, nothing that could add a header."""
+def one_address(value: str, role: str = "recipient") -> Address:
+    """Parse an address strictly: one bare address, nothing that could add a header or a
+    second recipient. ValueError (naming the ``role``) for anything else, at once: no retry
+    makes a bad address good."""
     if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in value) or len(value) > ADDRESS_LIMIT:
-        raise ValueError("recipient address contains control characters or is too long")
+        raise ValueError(f"the {role} address contains control characters or is too long")
     try:
         address = Address(addr_spec=value.strip())
     except (ValueError, IndexError, MessageError) as exc:  # HeaderParseError is a MessageError
-        raise ValueError(f"invalid recipient address: {exc}") from None
+        raise ValueError(f"invalid {role} address: {exc}") from None
     if not address.username or not address.domain:
-        raise ValueError("recipient address needs a local part and a domain")
+        raise ValueError(f"the {role} address needs a local part and a domain")
     return address
 
 
@@ -196,7 +198,7 @@ def build_notification(
 
     return _mail(
         sender=sender,
-        to=_recipient(n.to_address),
+        to=one_address(n.to_address),
         subject=clean_text(jinja_env.get_template(SUBJECT_TEMPLATE).render(context), 2 * SUBJECT_LIMIT),
         date=now or datetime.now(UTC),
         message_id=_message_id(n.message_id),
@@ -242,7 +244,7 @@ def build_outcome(o: Outcome, *, sender: str, jinja_env: Environment, now: datet
     subject = jinja_env.get_template(OUTCOME_SUBJECT_TEMPLATE).render(context)
     return _mail(
         sender=sender,
-        to=_recipient(o.to_address),
+        to=one_address(o.to_address),
         subject=clean_text(subject, 2 * SUBJECT_LIMIT),
         date=now or datetime.now(UTC),
         message_id=_message_id(o.message_id),

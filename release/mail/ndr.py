@@ -10,18 +10,15 @@ addresses come from the gateway, i.e. from a stranger: cleaned, bounded, the sub
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.errors import MessageError
-from email.headerregistry import Address
 from email.message import EmailMessage, Message
 from email.utils import format_datetime
 
 from jinja2 import Environment
 
-from release.mail.compose import ADDRESS_LIMIT, SUBJECT_LIMIT, clean_text, untrusted
+from release.mail.compose import ADDRESS_LIMIT, SUBJECT_LIMIT, clean_text, one_address, untrusted
 from release.mail.sending import NullSenderMessage
 
 TEXT_TEMPLATE = "mail/ndr.txt"
@@ -63,7 +60,7 @@ def build_ndr(n: HeldReport, *, sender: str, jinja_env: Environment, now: dateti
     )
     msg = NullSenderMessage()
     msg["From"] = sender
-    msg["To"] = _address(n.to_address)
+    msg["To"] = one_address(n.to_address, "sender")
     msg["Subject"] = "Undelivered mail: " + (subject or "(no subject)")
     msg["Date"] = now or datetime.now(UTC)
     msg["Message-ID"] = n.message_id
@@ -108,19 +105,6 @@ def _dsn_address(address: str) -> str:
     if cleaned.isascii():
         return f"rfc822; {cleaned}"
     return "utf-8; " + "".join(ch if "!" <= ch <= "~" and ch not in "+=\\" else f"\\x{{{ord(ch):X}}}" for ch in cleaned)
-
-
-def _address(value: str) -> Address:
-    """One bare address, nothing that could add a header or a second recipient."""
-    if len(value) > ADDRESS_LIMIT or any(unicodedata.category(ch) in ("Cc", "Cf") for ch in value):
-        raise ValueError("the sender address contains control characters or is too long")
-    try:
-        address = Address(addr_spec=value.strip())
-    except (ValueError, IndexError, MessageError) as exc:  # HeaderParseError is a MessageError
-        raise ValueError(f"invalid sender address: {exc}") from None
-    if not address.username or not address.domain:
-        raise ValueError("the sender address needs a local part and a domain")
-    return address
 
 
 def _utc(value: datetime) -> str:

@@ -5,10 +5,8 @@ one over https, and the public URL's scheme."""
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import ssl
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +22,7 @@ from release.config import settings_from_mapping
 from release.devtools.mailcapture import CaptureServer
 from release.devtools.simulator import SimulatorServer
 from tests.support.config import make_config
+from tests.support.tls import needs_openssl, self_signed
 
 SECRET = "0123456789abcdef0123456789abcdef"
 SITE_KEY = "0x4AAAAAAAexample-site-key"
@@ -173,18 +172,11 @@ def test_http_node_warns_naming_the_key(tmp_path: Path, simulator: SimulatorServ
     assert "-> use the node's https:// listener in nodes[0].api_url" in warning
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl to make a certificate")
+@needs_openssl
 def test_https_node_has_no_warning(
     tmp_path: Path, simulator: SimulatorServer, smtp_server: CaptureServer, serve: Any
 ) -> None:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
+    cert, context = self_signed(tmp_path)
     url = serve(simulator.sim.app, context)
     node = {**make_config("", simulator, 0)["nodes"][0], "api_url": url, "ca_file": str(cert)}
     result = check(tmp_path, simulator, smtp_server, nodes=[node])

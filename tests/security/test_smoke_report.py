@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import ssl
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from release.ops.smoke import report_command
+from tests.support.tls import needs_openssl, self_signed
 
 COMMENT = "Private-comment-4e1f: please release"
 ROOT = Path(__file__).resolve().parents[2]
@@ -140,16 +140,9 @@ def test_a_redirect_loop_is_one_error_line(serve: Callable[..., str]) -> None:
     assert result.exit_code == 1 and "TooManyRedirects" in result.output and "Traceback" not in result.output
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl to make a certificate")
+@needs_openssl
 def test_a_certificate_problem_never_shows_the_comment(tmp_path: Path, serve: Callable[..., str]) -> None:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
+    _cert, context = self_signed(tmp_path)
     tls = Hostile({
         "/link": html(page(action="/post")),
         "/challenge": as_json(GOOD_CHALLENGE),
