@@ -14,14 +14,12 @@ from urllib.parse import urlsplit
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from release import create_app
-from release.config import NodeSettings, Settings, settings_from_mapping
+from release.config import NodeSettings, settings_from_mapping
 from release.core import links
-from release.db import migrate
 from release.devtools.mailcapture import CaptureServer, text_and_html
 from release.devtools.simulator import SimulatorServer
 from tests.support.config import make_config
-from tests.support.stack import Stack
+from tests.support.stack import Stack, stack_from_settings
 
 PUSH_PATH = "/gateway/v1/held"
 REPORT_URL_RE = re.compile(r"https://\S+/report\?\S+")
@@ -44,7 +42,7 @@ def build_halon6_stack(database_url: str, simulator: SimulatorServer, smtp: Capt
     """A migrated stack with ``mx1`` (sender_notice "ndr") and ``mx2`` ("reject"), both halon6."""
     config = make_config(database_url, simulator, smtp.port)
     config["nodes"] = [halon6_node("mx1", simulator.url, "ndr"), halon6_node("mx2", simulator.url, "reject")]
-    return stack_for(settings_from_mapping(config), simulator, smtp)
+    return stack_from_settings(settings_from_mapping(config), simulator, smtp)
 
 
 def build_stack_with_nodes(
@@ -52,18 +50,7 @@ def build_stack_with_nodes(
 ) -> Stack:
     """A migrated stack whose nodes are ``nodes`` (e.g. ``simulator.node_settings(...)``)."""
     settings = settings_from_mapping(make_config(database_url, simulator, smtp.port))
-    return stack_for(dataclasses.replace(settings, nodes=nodes), simulator, smtp)
-
-
-def stack_for(settings: Settings, simulator: SimulatorServer, smtp: CaptureServer) -> Stack:
-    """The app for ``settings`` on a migrated database, with a worker the test drives."""
-    app = create_app(settings)
-    app.config["TESTING"] = True
-    services = app.extensions["release"]
-    migrate.upgrade(services.db)
-    stack = Stack(app, services, services.build_worker(in_process=True), simulator, smtp, client=None)  # type: ignore[arg-type]
-    stack.client = stack.new_client()
-    return stack
+    return stack_from_settings(dataclasses.replace(settings, nodes=nodes), simulator, smtp)
 
 
 def push_body(stack: Stack, message_id: str, *, node: str = "mx1", issued_at: int | None = None) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from release import create_app
-from release.config import settings_from_mapping
+from release.config import Settings, settings_from_mapping
 from release.container import Services
 from release.db import migrate
 from release.db.models import Job, utcnow
@@ -68,7 +68,14 @@ def build_stack(
     if node_timeout is not None:
         config["nodes"][0]["timeout_seconds"] = node_timeout
     config["nodes"][0].update(node or {})
-    app = create_app(settings_from_mapping(config))
+    return stack_from_settings(settings_from_mapping(config), simulator, smtp, testing=testing)
+
+
+def stack_from_settings(
+    settings: Settings, simulator: SimulatorServer, smtp: CaptureServer, *, testing: bool = True
+) -> Stack:
+    """The app for ``settings`` on a migrated database, with a worker the test drives."""
+    app = create_app(settings)
     if testing:
         app.config["TESTING"] = True
     services: Services = app.extensions["release"]
