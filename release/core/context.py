@@ -49,6 +49,14 @@ class Context:
             raise PermanentFailure(f"node {node!r} is no longer configured")
         return found
 
+    def holding(self, node: str) -> tuple[str, ...]:
+        """The quarantines a reported copy on ``node`` may be found in: its short and long ones
+        and the policy's high-risk ones (docs/operations.md); anywhere else it is not ours."""
+        settings = self.settings.node(node)
+        if settings is None:
+            raise PermanentFailure(f"node {node!r} is no longer configured")
+        return (settings.short_quarantine, settings.long_quarantine, *self.settings.policy.high_risk_quarantines)
+
     def release_url(self, recipient: Recipient) -> str:
         """The recipient's link; derived from the stored nonce, never stored itself."""
         token = links.release_token(self.settings.app.secret_key, recipient.token_nonce)

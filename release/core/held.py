@@ -24,7 +24,7 @@ from release.db.models import SenderNotice
 from release.db.states import JobKind, NoticeState
 from release.gateway import QuarantinedCopy
 from release.jobs import queue as jobs
-from release.jobs.outcomes import PermanentFailure, RetryLater
+from release.jobs.outcomes import RetryLater
 from release.mail.ndr import HeldReport, build_ndr
 
 log = logging.getLogger(__name__)
@@ -91,10 +91,7 @@ class HeldNotices:
         if notice is None or notice.state not in (NoticeState.QUEUED, NoticeState.FAILED):
             return
         gateway = self.ctx.gateway(notice.node)
-        node = self.ctx.settings.node(notice.node)
-        if node is None:
-            raise PermanentFailure(f"node {notice.node!r} is no longer configured")
-        holding = (node.short_quarantine, node.long_quarantine, *self.ctx.settings.policy.high_risk_quarantines)
+        holding = self.ctx.holding(notice.node)
         retention = self.ctx.retention(session)
         end_transaction(session)
         copies = [c for c in call_gateway(gateway.find, notice.message_id) if c.quarantine in holding]

@@ -103,7 +103,7 @@ class Reports:
         settings = self.ctx.settings
         node, gateway = settings.node(name), self.ctx.gateways[name]
         assert node is not None  # checked by locate_many
-        holding = (node.short_quarantine, node.long_quarantine, *settings.policy.high_risk_quarantines)
+        holding = self.ctx.holding(name)
         found = call_gateway(gateway.find_many, [r.message_id for r in reports])
         held = {r.id: [c for c in found.get(r.message_id, []) if c.quarantine in holding] for r in reports}
         known = {r.id: {x.queue for x in r.recipients} for r in reports}

@@ -10,7 +10,6 @@ stranger text, bounded and stripped of control characters.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,6 +17,7 @@ from typing import Any
 
 from release.config import NodeSettings
 from release.gateway.base import GatewayError, QuarantinedCopy
+from release.gateway.halon_transport import CONTROL_CHARS
 
 QUARANTINE_PREFIX = "mailquarantine:"
 # halon5: Halon's own metadata keys.
@@ -30,7 +30,6 @@ SCORE_KEY = "score"
 TEXT_LIMIT = 1000
 ADDRESS_LIMIT = 320
 METADATA_LIMIT = 200
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
 @dataclass(frozen=True)
@@ -135,7 +134,7 @@ def _metadata(value: Any) -> dict[str, str]:
 
 
 def _text(value: Any, limit: int) -> str:
-    return _CONTROL.sub(" ", value)[:limit] if isinstance(value, str) else ""
+    return CONTROL_CHARS.sub(" ", value)[:limit] if isinstance(value, str) else ""
 
 
 def _timestamp(value: str | None) -> datetime | None:

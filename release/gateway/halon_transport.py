@@ -33,7 +33,8 @@ CHUNK_SIZE = 64 * 1024
 # A list answer holds one item per recipient of the asked transactions; far below this.
 MAX_ANSWER_BYTES = 32 * 2**20
 NOT_JSON = object()  # an answer body that is not JSON
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+# Stranger text from a node (errors, answers, queue items) loses these before anyone sees it.
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]+")
 
 Trace = Callable[[str], None]
 
@@ -152,7 +153,7 @@ class HalonTransport:
             text = content[: 4 * ERROR_DETAIL_LIMIT].decode("utf-8", "replace")
         else:
             text = ""
-        return _CONTROL.sub(" ", self.redact(text)).strip()[:ERROR_DETAIL_LIMIT]
+        return CONTROL_CHARS.sub(" ", self.redact(text)).strip()[:ERROR_DETAIL_LIMIT]
 
     # -- tracing (check-gateway --trace) ----------------------------------------------------
 
@@ -179,7 +180,7 @@ class HalonTransport:
             return
         self._emit(f"<- HTTP {status} {content_type}")
         if answer is NOT_JSON:
-            shown = _CONTROL.sub(" ", content[: 4 * ERROR_DETAIL_LIMIT].decode("utf-8", "replace"))
+            shown = CONTROL_CHARS.sub(" ", content[: 4 * ERROR_DETAIL_LIMIT].decode("utf-8", "replace"))
         else:
             shown = json.dumps(answer, indent=2, ensure_ascii=False)
         self._emit("   " + shown.replace("\n", "\n   "))
