@@ -13,6 +13,7 @@ from release.config import Settings
 from release.core.choices import Choices
 from release.core.context import Context
 from release.core.held import HeldNotices
+from release.core.learning import HamLearning
 from release.core.notify import Notifier
 from release.core.purge import Enforcer, EnforcingWorker
 from release.core.release import Releases
@@ -82,6 +83,7 @@ def job_types(steps: Steps) -> JobRegistry:
     )  # fmt: skip
     failed = RecipientState.FAILED
     held = HeldNotices(reports.ctx)  # halon6 nodes in "ndr" mode (release/core/held.py)
+    learning = HamLearning(reports.ctx)  # rspamd nodes with a controller
     return JobRegistry(
         [
             JobType(JobKind.LOCATE, reports.locate, reports.on_dead, "find and hold the copies", Target.REPORT,
@@ -97,6 +99,8 @@ def job_types(steps: Steps) -> JobRegistry:
             JobType(JobKind.OUTCOME_MAIL, choices.outcome_mail, choices.outcome_mail_gave_up,
                     "mail the admins' decision", Target.COPY),
             JobType(JobKind.NDR, held.send, held.on_dead, "mail the sender a report", Target.NOTHING),
+            JobType(JobKind.LEARN_HAM, learning.learn, learning.on_dead, "teach Rspamd the message is ham",
+                    Target.COPY, priority=3),
         ]
     )  # fmt: skip
 
@@ -112,7 +116,7 @@ def build_services(settings: Settings, *, mailer: Mailer | None = None) -> Servi
     """Wire the real collaborators for ``settings``."""
     db = Database(settings.database.url or default_database_url())
     # Timing and error counts are taken here, once, around every gateway and SMTP call.
-    gateways: dict[str, Gateway] = {node.name: InstrumentedGateway(gateway_for(node)) for node in settings.nodes}
+    gateways: dict[str, Gateway] = {node.name: InstrumentedGateway(gateway_for(node, db=db)) for node in settings.nodes}
     mailer = InstrumentedMailer(mailer or SmtpMailer(settings.smtp))
     captcha = make_captcha(settings.captcha, fallback_secret=settings.app.secret_key, replay=replay_guard(settings, db))
     waker = LocalWaker()

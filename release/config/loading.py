@@ -75,13 +75,13 @@ def _merge_env(data: Mapping[str, Any], environ: Mapping[str, str]) -> tuple[dic
             merged.setdefault(parts[0], {})[parts[1]] = value
             variables[f"{parts[0]}.{parts[1]}"] = name
     for node in nodes:
-        if node["name"] in from_env and "api_url" not in node:
+        if node["name"] in from_env and "api_url" not in node and "type" not in node:
             # Most likely a typo in the node's name: say which variable, not "nodes[1].api_url".
             known = ", ".join(str(n.get("name")) for n in nodes if n["name"] not in from_env) or "none"
             raise ConfigError(
                 from_env[node["name"]],
                 f"names node {node['name']!r}, which the config does not define (nodes: {known}); "
-                "a whole node from the environment needs its API_URL too",
+                "a whole node from the environment needs its TYPE (and a Halon node its API_URL) too",
                 source=from_env[node["name"]],
             )
     if nodes:

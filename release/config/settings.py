@@ -173,21 +173,26 @@ class LoggingSettings:
     format: str = "text"
 
 
-# Gateway generations the service speaks to (DESIGN 2.6); a node without ``type`` is halon5.
-NODE_TYPES = ("halon5", "halon6")
+# Gateways the service speaks to (DESIGN 2.6); a node without ``type`` is halon5. An rspamd
+# node has no quarantine API: Rspamd pushes the rejected message here and the service keeps it.
+NODE_TYPES = ("halon5", "halon6", "rspamd")
+# How the service reaches an rspamd node's re-injection relay (as smtp.security).
+RELAY_SECURITIES = ("none", "starttls", "tls")
 # Where a halon6 node's senders learn of the link: the reject text, or a report mail the
 # service sends after the node accepted and held the message (docs/halon/README.md).
 SENDER_NOTICES = ("reject", "ndr")
 DEFAULT_QUARANTINES = {
     "halon5": ("mailquarantine:1", "mailquarantine:2"),
     "halon6": ("qid=1day", "qid=7days"),
+    # The service's own retention classes for the copies it stores (release/core/stored.py).
+    "rspamd": ("short", "long"),
 }
 
 
 @dataclass(frozen=True)
 class NodeSettings:
     name: str
-    api_url: str
+    api_url: str = ""  # Halon nodes only
     type: str = "halon5"
     # halon5: HTTP Basic to the VM's API.
     username: str = ""
@@ -202,6 +207,17 @@ class NodeSettings:
     long_quarantine: str = ""
     timeout_seconds: float = 10.0
     sender_notice: str = "reject"
+    # rspamd: the password Rspamd's metadata_exporter presents (HTTP Basic, user = node name).
+    push_password: str = dataclasses.field(default="", repr=False)
+    # rspamd: where a released copy is re-injected over SMTP (a listener that skips the filter).
+    relay_host: str = ""
+    relay_port: int = 25
+    relay_security: str = "none"
+    # rspamd: optional controller for learn-ham on release (empty: no learning).
+    controller_url: str = ""
+    controller_password: str = dataclasses.field(default="", repr=False)
+    # rspamd: a pushed message above this is refused (413) and never stored.
+    max_message_bytes: int = 25 * 1024 * 1024
 
     def __post_init__(self) -> None:
         short, long = DEFAULT_QUARANTINES.get(self.type, ("", ""))
@@ -212,6 +228,8 @@ class NodeSettings:
     @property
     def secret(self) -> str:
         """The credential this node's requests carry (kept out of logs and traces)."""
+        if self.type == "rspamd":
+            return self.push_password
         return self.api_key if self.type == "halon6" else self.password
 
 

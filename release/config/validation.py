@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -13,6 +14,7 @@ from sqlalchemy.exc import ArgumentError
 from release.config.settings import (
     LOCALES,
     NODE_TYPES,
+    RELAY_SECURITIES,
     SENDER_NOTICES,
     ApiSettings,
     BrandingSettings,
@@ -194,14 +196,18 @@ def _validate_nodes(nodes: tuple[NodeSettings, ...], *, demo: bool) -> None:
         if node.name in seen:
             raise ConfigError(f"{key}.name", f"duplicate node name {node.name!r}")
         seen.add(node.name)
-        if urlsplit(node.api_url).scheme not in ("http", "https") or not urlsplit(node.api_url).netloc:
-            raise ConfigError(f"{key}.api_url", "must be an absolute http(s) URL")
         if node.type not in NODE_TYPES:
             raise ConfigError(f"{key}.type", f"must be one of {', '.join(NODE_TYPES)}")
-        if node.type == "halon6":
+        if node.type == "rspamd":
+            _validate_rspamd(key, node, demo=demo)
+        elif not _is_http_url(node.api_url):
+            raise ConfigError(f"{key}.api_url", "must be an absolute http(s) URL")
+        elif node.type == "halon6":
             _validate_halon6(key, node, demo=demo)
         else:
             _validate_halon5(key, node, demo=demo)
+        if node.type != "rspamd":
+            _refuse_keys(key, node, RSPAMD_ONLY, "an rspamd key; remove it from this Halon node")
         if node.short_quarantine == node.long_quarantine:
             raise ConfigError(f"{key}.long_quarantine", "must differ from short_quarantine")
         if node.ca_file and not Path(node.ca_file).is_file():
@@ -210,13 +216,54 @@ def _validate_nodes(nodes: tuple[NodeSettings, ...], *, demo: bool) -> None:
             raise ConfigError(
                 f"{key}.timeout_seconds", f"must be a number of seconds above 0 and at most {MAX_NODE_TIMEOUT:g}"
             )
-        for attr in ("username", "password", "api_key"):
+        for attr in ("username", "password", "api_key", "push_password", "controller_password"):
             value = getattr(node, attr)
             if value and not CREDENTIAL.fullmatch(value):
                 # A header cannot carry it; requests would fail on every call, quoting the value.
                 raise ConfigError(
                     f"{key}.{attr}", "must be printable ASCII without spaces or line breaks at either end"
                 )
+
+
+# Keys only an rspamd node has, with the value they default to.
+RSPAMD_ONLY = {"push_password": "", "relay_host": "", "relay_port": 25, "relay_security": "none",
+               "controller_url": "", "controller_password": "", "max_message_bytes": 25 * 1024 * 1024}  # fmt: skip
+# verify_tls and ca_file apply to an rspamd node's relay (TLS) and controller (https).
+HALON_ONLY = {"api_url": "", "username": "", "password": "", "api_key": "", "halon_version": "",
+              "sender_notice": "reject"}  # fmt: skip
+MAX_PUSH_BYTES = 256 * 1024 * 1024
+RELAY_HOST = re.compile(r"[A-Za-z0-9._:-]{1,253}")
+
+
+def _refuse_keys(key: str, node: NodeSettings, defaults: Mapping[str, object], why: str) -> None:
+    for attr, default in defaults.items():
+        if getattr(node, attr) != default:
+            raise ConfigError(f"{key}.{attr}", f"is {why}")
+
+
+def _validate_rspamd(key: str, node: NodeSettings, *, demo: bool) -> None:
+    _refuse_keys(
+        key, node, HALON_ONLY, 'a Halon key; an rspamd node pushes its copies to the service (type = "rspamd")'
+    )
+    if (node.short_quarantine, node.long_quarantine) != ("short", "long"):
+        raise ConfigError(f"{key}.short_quarantine", "is not set on an rspamd node: the service keeps its copies")
+    if not demo:
+        _require_secret(f"{key}.push_password", node.push_password)
+    if not RELAY_HOST.fullmatch(node.relay_host):
+        raise ConfigError(f"{key}.relay_host", "is required: the SMTP listener released copies are re-injected into")
+    if not 0 < node.relay_port < 65536:
+        raise ConfigError(f"{key}.relay_port", "must be a TCP port (1-65535)")
+    if node.relay_security not in RELAY_SECURITIES:
+        raise ConfigError(f"{key}.relay_security", f"must be one of {', '.join(RELAY_SECURITIES)}")
+    if node.controller_url:
+        if not _is_http_url(node.controller_url):
+            raise ConfigError(f"{key}.controller_url", "must be an absolute http(s) URL (Rspamd's controller)")
+        if not demo and not node.controller_password:
+            raise ConfigError(f"{key}.controller_password", "is required with controller_url (learn-ham)")
+    elif node.controller_password:
+        raise ConfigError(f"{key}.controller_url", "is required with controller_password")
+    if not 0 < node.max_message_bytes <= MAX_PUSH_BYTES:
+        raise ConfigError(f"{key}.max_message_bytes", f"must be a size in bytes above 0 and at most {MAX_PUSH_BYTES}")
 
 
 def _validate_halon5(key: str, node: NodeSettings, *, demo: bool) -> None:

@@ -25,7 +25,7 @@ from release.core.retention import current
 from release.db.models import Job, Recipient, Report, SenderNotice, utcnow
 from release.db.replay import purge_used_solutions
 from release.db.states import FINISHED_JOB_STATES, LIVE_RECIPIENT_STATES, JobKind, JobState, NoticeState, RecipientState
-from release.gateway import Gateway, GatewayError
+from release.gateway import Gateway, GatewayError, stored
 from release.jobs import queue as jobs
 from release.jobs.outcomes import PermanentFailure, RetryLater
 from release.jobs.wake import wake_workers_on_commit
@@ -46,6 +46,8 @@ class EnforcementResult:
     reports_purged: int = 0
     jobs_purged: int = 0
     notices_purged: int = 0
+    stored_copies: int = 0  # kept by the service for rspamd nodes, dropped past retention
+    stored_bytes: int = 0  # compressed bytes those freed
 
     def lines(self) -> list[str]:
         """Human-readable summary for the CLI."""
@@ -55,6 +57,8 @@ class EnforcementResult:
         out += [f"error {e}" for e in self.errors]
         purge = "would purge" if self.dry_run else "purged"
         out.append(f"{verb} {len(self.deleted) + len(self.already_gone)} copies past retention")
+        if self.stored_copies:
+            out.append(f"{verb} {self.stored_copies} stored copies past retention ({self.stored_bytes} bytes freed)")
         out.append(
             f"{purge} {self.reports_purged} reports, {self.notices_purged} sender notices and "
             f"{self.jobs_purged} finished jobs past record retention"
@@ -83,6 +87,9 @@ def enforce(
         result.deleted = [_label(r) for r in session.scalars(due.order_by(Recipient.id))]
     else:
         _delete_expired(session, gateways, due, result)
+    # What rspamd nodes pushed and no report holds: the service is their only quarantine.
+    swept = stored.sweep(session, retention.short, retention.long, now, dry_run=dry_run)
+    result.stored_copies, result.stored_bytes = swept.copies, swept.bytes_freed
     _purge(session, now - retention.records, result)
     if not dry_run:  # expired, so refused or forgotten anyway: nothing to show for a dry run
         purge_used_solutions(session, now)
@@ -97,29 +104,33 @@ def enforce(
 def _delete_expired(
     session: Session, gateways: Mapping[str, Gateway], due: Select[Recipient], result: EnforcementResult
 ) -> None:
-    """One copy per transaction, each row locked while its gateway delete runs."""
+    """One copy at a time, with no transaction open while the gateway works (an rspamd node's
+    gateway writes to this same database); a copy settled meanwhile is left as it was settled."""
     skipped: list[int] = []
     while True:
         query = due.where(Recipient.id.notin_(skipped)) if skipped else due
-        recipient = session.scalar(query.order_by(Recipient.id).limit(1).with_for_update(skip_locked=True))
+        recipient = session.scalar(query.order_by(Recipient.id).limit(1))
         if recipient is None:
             return
         report, label = recipient.report, _label(recipient)
-        gateway = gateways.get(report.node)
+        node, message_id, queue = report.node, report.message_id, recipient.queue
+        session.commit()
+        gateway = gateways.get(node)
         try:
             if gateway is None:
-                raise GatewayError(f"node {report.node!r} is no longer configured")
-            affected = gateway.delete(report.message_id, [recipient.queue])
+                raise GatewayError(f"node {node!r} is no longer configured")
+            affected = gateway.delete(message_id, [queue])
         except GatewayError as exc:
             # Left as it is: the next run tries again.
-            session.rollback()
             skipped.append(recipient.id)
             result.errors.append(f"{label}: {exc}")
             log.warning("retention: could not delete %s: %s", label, exc)
             continue
-        gone = affected == 0
-        (result.already_gone if gone else result.deleted).append(label)
-        _mark_deleted(session, recipient, "retention", gone)
+        session.refresh(recipient, with_for_update=True)
+        if recipient.state in LIVE_RECIPIENT_STATES:  # else another run or a person settled it
+            gone = affected == 0
+            (result.already_gone if gone else result.deleted).append(label)
+            _mark_deleted(session, recipient, "retention", gone)
         session.commit()
 
 
@@ -208,11 +219,15 @@ class Enforcer:
         gateway = self.gateways.get(recipient.report.node)
         if gateway is None:
             raise PermanentFailure(f"node {recipient.report.node!r} is no longer configured")
+        message_id, queue = recipient.report.message_id, recipient.queue
+        session.commit()  # no transaction open while the gateway works
         try:
-            affected = gateway.delete(recipient.report.message_id, [recipient.queue])
+            affected = gateway.delete(message_id, [queue])
         except GatewayError as exc:
             raise RetryLater(f"gateway: {exc}") from exc
-        _mark_deleted(session, recipient, "admin request", affected == 0)
+        session.refresh(recipient)
+        if recipient.state != RecipientState.RELEASED:
+            _mark_deleted(session, recipient, "admin request", affected == 0)
         session.commit()
 
     def on_dead(self, session: Session, _ref_id: int, _error: str) -> None:

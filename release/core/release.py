@@ -11,9 +11,9 @@ from release.core.context import Context, call_gateway, end_transaction
 from release.core.reports import fail_copy
 from release.db.models import Recipient
 from release.db.states import JobKind, RecipientState
-from release.gateway import Gateway, GatewayError, GatewayRejected
+from release.gateway import DeliveryUncertain, Gateway, GatewayError, GatewayRejected
 from release.jobs import queue as jobs
-from release.jobs.outcomes import RetryLater
+from release.jobs.outcomes import PermanentFailure, RetryLater
 
 
 class Releases:
@@ -54,6 +54,9 @@ class Releases:
         end_transaction(session)
         try:
             definite = bool(gateway.release(report.message_id, recipient.queue))
+        except DeliveryUncertain as exc:
+            # Only a person can tell whether it arrived (the relay's log): never resent here.
+            raise PermanentFailure(str(exc)) from exc
         except GatewayRejected as exc:
             # Refused outright, so this attempt did nothing: do not let a later "gone"
             # be read as "our earlier attempt released it".
@@ -79,6 +82,8 @@ class Releases:
         recipient.state = outcome
         if outcome == RecipientState.RELEASED:
             recipient.released_at = self.ctx.clock()
+            if getattr(gateway, "learns", False):  # rspamd nodes with a controller: its own job
+                jobs.enqueue(session, JobKind.LEARN_HAM, recipient.id)
         history.record(session, history.SYSTEM, outcome, report, recipient)
         session.commit()
 

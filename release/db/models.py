@@ -20,6 +20,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -31,7 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, ORMExecuteState, Session, mapped_column, relationship
 
-from release.db.states import AdminRole, JobKind, JobState, NoticeState, RecipientState, ReportState
+from release.db.states import AdminRole, JobKind, JobState, NoticeState, RecipientState, ReportState, StoredQuarantine
 
 # The partial unique index that keeps one periodic enforcement queued (its SQL must match
 # the migration that created it).
@@ -219,6 +220,61 @@ class SenderNotice(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class StoredMessage(Base):
+    """A rejected message an rspamd node pushed: the service is its quarantine. The bytes are
+    kept once (compressed), whatever the number of recipients; see release/core/stored.py."""
+
+    __tablename__ = "stored_messages"
+    __table_args__ = (UniqueConstraint("node", "message_id"), Index(None, "received_at"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    node: Mapped[str] = mapped_column(String(63))
+    # The report link's ``m``: derived from the bytes, so a repeated push is the same message.
+    message_id: Mapped[str] = mapped_column(String(128))
+    envelope_sender: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(String(500))
+    queue_id: Mapped[str] = mapped_column(String(64))  # the MTA's, for its logs
+    sender_ip: Mapped[str] = mapped_column(String(45))
+    spam_score: Mapped[float | None] = mapped_column(Float)
+    symbols: Mapped[str] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(Integer)  # as pushed
+    stored_size: Mapped[int] = mapped_column(Integer)  # compressed, what the database holds
+    # Loaded only when asked for (release, learn-ham): listings never pull the bytes.
+    content: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    copies: Mapped[list[StoredCopy]] = relationship(
+        back_populates="message", cascade="all, delete-orphan", passive_deletes=True, order_by="StoredCopy.id"
+    )
+
+
+class StoredCopy(Base):
+    """One recipient's copy of a stored message: its retention class and its re-injection."""
+
+    __tablename__ = "stored_copies"
+    __table_args__ = (
+        UniqueConstraint("message_pk", "recipient"),
+        CheckConstraint(
+            f"quarantine IS NULL OR quarantine IN ({', '.join(repr(q.value) for q in StoredQuarantine)})",
+            name="quarantine_valid",
+        ),
+        Index(None, "quarantine", "held_since"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)  # the copy's "queue id" to the flow
+    message_pk: Mapped[int] = mapped_column(ForeignKey("stored_messages.id", ondelete="CASCADE"), index=True)
+    recipient: Mapped[str] = mapped_column(String(320))
+    quarantine: Mapped[str | None] = mapped_column(String(8), default=StoredQuarantine.SHORT)
+    # When the current retention started: the push (short), the extension (long), the release.
+    held_since: Mapped[datetime] = mapped_column(default=utcnow)
+    # Re-injection: started (committed before the relay gets the message), and the relay's 250.
+    release_started_at: Mapped[datetime | None]
+    relayed_at: Mapped[datetime | None]
+    relay_reply: Mapped[str | None] = mapped_column(String(500))
+
+    message: Mapped[StoredMessage] = relationship(back_populates="copies")
 
 
 class Setting(Base):

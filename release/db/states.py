@@ -53,6 +53,7 @@ class JobKind(StrEnum):
     DISCARD = "discard"
     OUTCOME_MAIL = "outcome_mail"
     NDR = "ndr"
+    LEARN_HAM = "learn_ham"
 
 
 class NoticeState(StrEnum):
@@ -63,6 +64,14 @@ class NoticeState(StrEnum):
     NOT_FOUND = "not_found"  # the copies were gone: nothing to report
     SKIPPED = "skipped"  # a bounce (null sender): never answered with a report
     FAILED = "failed"
+
+
+class StoredQuarantine(StrEnum):
+    """Which retention a copy the service stores itself (rspamd nodes) is held under; a
+    released copy has none (NULL)."""
+
+    SHORT = "short"
+    LONG = "long"
 
 
 class AdminRole(StrEnum):

@@ -1,23 +1,38 @@
-"""Gateway access: the protocol the flow depends on and the Halon implementation."""
+"""Gateway access: the protocol the flow depends on, Halon's API, and rspamd nodes whose
+quarantine is the service's own database."""
 
 from release.config import NodeSettings
-from release.gateway.base import Gateway, GatewayError, GatewayRejected, NodeHealth, QuarantinedCopy
+from release.db.engine import Database
+from release.gateway.base import (
+    DeliveryUncertain,
+    Gateway,
+    GatewayError,
+    GatewayRejected,
+    NodeHealth,
+    QuarantinedCopy,
+)
 from release.gateway.halon import HalonGateway
 from release.gateway.halon_transport import Trace
+from release.gateway.rspamd import RspamdGateway
 
 
-def gateway_for(node: NodeSettings, trace: Trace | None = None) -> HalonGateway:
-    """The gateway client for one configured node (one HTTP session each); ``trace``
-    receives every request and answer, secrets redacted (check-gateway --trace)."""
+def gateway_for(node: NodeSettings, trace: Trace | None = None, db: Database | None = None) -> Gateway:
+    """The gateway client for one configured node. Halon: one HTTP session each; ``trace``
+    receives every request and answer, secrets redacted (check-gateway --trace). rspamd:
+    the copies live in ``db`` (without it, only :meth:`Gateway.health` works)."""
+    if node.type == "rspamd":
+        return RspamdGateway(node, db)
     return HalonGateway(node, trace=trace)
 
 
 __all__ = [
+    "DeliveryUncertain",
     "Gateway",
     "GatewayError",
     "GatewayRejected",
     "HalonGateway",
     "NodeHealth",
     "QuarantinedCopy",
+    "RspamdGateway",
     "gateway_for",
 ]

@@ -21,6 +21,11 @@ class GatewayRejected(GatewayError):
     """The gateway refused the request itself (auth, bad request): retrying will not help."""
 
 
+class DeliveryUncertain(GatewayError):
+    """A release may have reached delivery before it was interrupted: sending it again could
+    deliver it twice, so no retry may; an admin checks the relay's log (docs/rspamd/)."""
+
+
 @dataclass(frozen=True)
 class QuarantinedCopy:
     """One recipient's copy of a rejected message, as the gateway holds it."""

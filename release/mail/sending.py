@@ -1,18 +1,11 @@
-"""Send mail over SMTP with aiosmtplib, from synchronous callers.
-
-Callers are Flask views and worker threads, and a thread may already run an event loop of its
-own (Playwright leaves one running), so ``asyncio.run`` is never an option there: every SMTP
-conversation runs on one event loop in a thread owned by :class:`SmtpMailer`, and a caller
-hands it a coroutine with ``asyncio.run_coroutine_threadsafe`` and waits for the result.
-"""
+"""Send mail over SMTP with aiosmtplib, from synchronous callers: every SMTP conversation
+runs on one event loop in a thread owned by :class:`SmtpMailer` (release/mail/loop.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import enum
-import threading
 import time
 from collections.abc import Coroutine, Sequence
 from concurrent.futures import TimeoutError as FutureTimeoutError
@@ -24,6 +17,7 @@ import aiosmtplib
 
 from release.config import SmtpSettings
 from release.mail.compose import clean_text
+from release.mail.loop import LoopThread
 
 ERROR_LIMIT = 500
 # How long a pooled connection may sit idle before we open a fresh one instead; servers
@@ -89,44 +83,17 @@ class SmtpMailer:
         self.settings = settings
         self.local_hostname = local_hostname
         self.connections_opened = 0
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._closed = False
+        self._loop = LoopThread("smtp-mailer")
         # Touched only on the loop thread:
         self._idle: list[tuple[aiosmtplib.SMTP, float]] = []
         self._slots = asyncio.Semaphore(pool_size)
 
     def _run(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
-        """Run ``coro`` on the loop thread (started on first use: building a mailer starts none)."""
-        with self._lock:
-            if self._closed:
-                coro.close()
-                raise RuntimeError("mailer is closed")
-            if self._loop is None:
-                self._loop = asyncio.new_event_loop()
-                self._thread = threading.Thread(target=self._loop.run_forever, name="smtp-mailer", daemon=True)
-                self._thread.start()
-            future = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        try:
-            return future.result(timeout)
-        except FutureTimeoutError:
-            future.cancel()
-            raise
+        return self._loop.run(coro, timeout)
 
     def close(self) -> None:
         """Say QUIT on idle connections and stop the loop thread; later sends fail as temporary."""
-        with self._lock:
-            self._closed, loop, thread = True, self._loop, self._thread
-            self._loop = self._thread = None
-        if loop is None or thread is None:
-            return
-        with contextlib.suppress(FutureTimeoutError):  # shutting down anyway: sockets close with the loop
-            asyncio.run_coroutine_threadsafe(self._close_idle(), loop).result(5)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=5)
-        if not thread.is_alive():
-            loop.close()
+        self._loop.close(self._close_idle)
 
     def __enter__(self) -> SmtpMailer:
         return self

@@ -17,7 +17,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from release.config import NodeSettings, Settings
-from release.gateway import GatewayError, HalonGateway, QuarantinedCopy, gateway_for
+from release.gateway import GatewayError, HalonGateway, NodeHealth, QuarantinedCopy, RspamdGateway
 
 
 class CheckFailed(Exception):
@@ -38,7 +38,10 @@ def check_gateway_command(node_name: str, transaction: str | None, trace: bool) 
     if node is None:
         names = ", ".join(n.name for n in settings.nodes) or "none"
         raise click.BadParameter(f"unknown node {node_name!r}; configured: {names}", param_hint="--node")
-    with gateway_for(node, trace=click.echo if trace else None) as gateway:
+    if node.type == "rspamd":
+        _check_rspamd(node, transaction)
+        return
+    with HalonGateway(node, trace=click.echo if trace else None) as gateway:
         try:
             _check_access(gateway)
             if transaction is not None:
@@ -46,6 +49,27 @@ def check_gateway_command(node_name: str, transaction: str | None, trace: bool) 
         except (CheckFailed, GatewayError) as exc:
             click.echo(f"FAIL  {exc}")
             sys.exit(1)
+    click.echo("all checks passed")
+
+
+def _check_rspamd(node: NodeSettings, transaction: str | None) -> None:
+    """An rspamd node has no API to call: check what the service calls, the relay and the
+    controller (the push side is checked by sending GTUBE, docs/rspamd/README.md)."""
+    if transaction is not None:
+        raise click.BadParameter("an rspamd node's copies are kept by the service: nothing to re-mark on the node",
+                                 param_hint="--message")  # fmt: skip
+    gateway = RspamdGateway(node, None)
+    try:
+        checks = [gateway.health()]
+        if gateway.learns:
+            ok, detail = gateway.check_controller()
+            checks.append(NodeHealth(ok, ok, 0.0, detail))
+    finally:
+        gateway.close()
+    for health in checks:
+        click.echo(f"{'ok  ' if health.reachable else 'FAIL'}  {health.detail}")
+    if not all(h.reachable for h in checks):
+        sys.exit(1)
     click.echo("all checks passed")
 
 

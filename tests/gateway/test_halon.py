@@ -367,7 +367,7 @@ def test_health_reports_unreachable_without_raising(node: NodeSettings, sim: Hal
 def test_trace_shows_each_request_and_answer_with_secrets_redacted(node: NodeSettings, sim: HalonSimulator) -> None:
     lines: list[str] = []
     t = sim.add_message("a@x.example", ["b@y.example"], "hi")
-    with gateway_for(node, trace=lines.append) as gw:
+    with HalonGateway(node, trace=lines.append) as gw:
         gw.find(t)
     text = "\n".join(lines)
     assert "-> POST " + node.api_url + "/api/protobuf" in text and "<- HTTP 200" in text

@@ -1,0 +1,306 @@
+"""The service as the quarantine of an rspamd node: the rejected messages Rspamd pushes.
+
+Postfix + Rspamd keep nothing after a reject, so Rspamd's metadata_exporter pushes the
+message here (docs/rspamd/) and the service keeps it: once per message, compressed, in the
+database every web and worker process shares, with one copy row per recipient. The report
+link's ``m`` is the message's own digest (:func:`message_id_of`), which the Lua rule computes
+from the same bytes, so the rule and the push need no shared state and a repeated push is
+the same message. Retention is the admins' short and long setting, enforced by
+:func:`sweep`; release re-injects the bytes through SMTP (release/gateway/rspamd.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import re
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email import policy
+from email.parser import BytesHeaderParser
+
+from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from release.db.models import StoredCopy, StoredMessage
+from release.db.states import StoredQuarantine
+
+MESSAGE_ID_LENGTH = 32  # hex digits of SHA-256: 128 bits, the Lua rule's string.sub(…, 1, 32)
+MAX_RECIPIENTS = 1000  # Postfix's smtpd_recipient_limit
+ADDRESS_LIMIT = 320
+SUBJECT_LIMIT = 500
+SYMBOLS_LIMIT = 8000
+COMPRESSION_LEVEL = 6  # zlib's default: 100 kB of mail in about 1 ms (bench/push.py)
+# An envelope address as Rspamd reports it: no spaces, brackets, quotes or controls.
+ADDRESS = re.compile(r"[^\s<>\"\x00-\x1f\x7f]{1,320}")
+
+
+class PushInvalid(ValueError):
+    """The push is not a message with its envelope: the exporter's config is wrong (400)."""
+
+
+@dataclass(frozen=True)
+class Pushed:
+    """A rejected message as Rspamd's exporter pushed it: the bytes and the envelope."""
+
+    content: bytes
+    envelope_sender: str  # "" for the null sender (a bounce)
+    recipients: tuple[str, ...]
+    queue_id: str = ""
+    sender_ip: str = ""
+    spam_score: float | None = None
+    symbols: tuple[str, ...] = ()
+
+    @property
+    def message_id(self) -> str:
+        return message_id_of(self.content)
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    """What a push did: the message's ``m``, and how many recipients' copies were new."""
+
+    message_id: str
+    added: int
+    repeat: bool  # the message was stored before (the exporter or the MTA tried again)
+
+
+@dataclass
+class SweepResult:
+    """What one retention sweep freed (or, dry, would free)."""
+
+    copies: int = 0
+    messages: int = 0
+    bytes_freed: int = 0
+    labels: list[str] = field(default_factory=list)
+
+
+def message_id_of(content: bytes) -> str:
+    """The report link's ``m`` for a message: its SHA-256, as the Lua rule computes it."""
+    return hashlib.sha256(content).hexdigest()[:MESSAGE_ID_LENGTH]
+
+
+def parse_push(content: bytes, headers: Mapping[str, str]) -> Pushed:
+    """Read the exporter's ``X-Rspamd-*`` metadata headers (``meta_headers = true``).
+
+    Werkzeug hands header values over as Latin-1; Rspamd sends UTF-8, so they are decoded
+    again. Raises :class:`PushInvalid` when the envelope is missing or malformed.
+    """
+    if not content:
+        raise PushInvalid("the body is empty: the exporter must send the message (formatter default)")
+    sender = _header(headers, "from")
+    if sender is None:
+        raise PushInvalid("X-Rspamd-From is missing: set meta_headers = true")
+    sender = "" if sender in ("unknown", "<>") else sender
+    if sender and not ADDRESS.fullmatch(sender):
+        raise PushInvalid("X-Rspamd-From is not an address")
+    raw_rcpt = _header(headers, "rcpt")
+    try:
+        recipients = json.loads(raw_rcpt) if raw_rcpt is not None else None
+    except ValueError:
+        recipients = None
+    if not isinstance(recipients, list) or not recipients or len(recipients) > MAX_RECIPIENTS:
+        raise PushInvalid(f"X-Rspamd-Rcpt must be a JSON list of 1 to {MAX_RECIPIENTS} addresses")
+    if not all(isinstance(r, str) and ADDRESS.fullmatch(r) for r in recipients):
+        raise PushInvalid("X-Rspamd-Rcpt holds something that is not an address")
+    unique = tuple(dict.fromkeys(r.lower() for r in recipients))  # RCPT TO twice is one copy
+    return Pushed(
+        content=content,
+        envelope_sender=sender,
+        recipients=unique,
+        queue_id=_bounded(_header(headers, "qid"), 64, "unknown"),
+        sender_ip=_ip(_header(headers, "ip")),
+        spam_score=_score(_header(headers, "score")),
+        symbols=_symbols(_header(headers, "symbols")),
+    )
+
+
+def store(session: Session, node: str, pushed: Pushed, now: datetime) -> StoreResult:
+    """Keep a pushed message under the short retention; commits. Idempotent: a repeat adds
+    only recipients not seen before (two transactions with the same bytes), never a copy twice."""
+    message_id = pushed.message_id
+    message = _find(session, node, message_id)
+    repeat = message is not None
+    if message is None:
+        compressed = zlib.compress(pushed.content, COMPRESSION_LEVEL)
+        message = StoredMessage(
+            node=node,
+            message_id=message_id,
+            envelope_sender=pushed.envelope_sender,
+            subject=_subject(pushed.content),
+            queue_id=pushed.queue_id,
+            sender_ip=pushed.sender_ip,
+            spam_score=pushed.spam_score,
+            symbols=" ".join(pushed.symbols)[:SYMBOLS_LIMIT],
+            size=len(pushed.content),
+            stored_size=len(compressed),
+            content=compressed,
+            received_at=now,
+        )
+        session.add(message)
+        try:
+            session.flush()
+        except IntegrityError:
+            session.rollback()  # the same push, stored by another request a moment ago
+            message = _find(session, node, message_id)
+            repeat = True
+            if message is None:  # stored and purged in between: nothing sensible to add to
+                return StoreResult(message_id, 0, True)
+    known = set(session.scalars(select(StoredCopy.recipient).where(StoredCopy.message_pk == message.id)))
+    new = [r for r in pushed.recipients if r not in known]
+    session.add_all(StoredCopy(message_pk=message.id, recipient=r, held_since=now) for r in new)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()  # a concurrent repeat added them
+        return StoreResult(message_id, 0, True)
+    return StoreResult(message_id, len(new), repeat)
+
+
+def content_of(message: StoredMessage) -> bytes:
+    """The message's bytes, exactly as pushed."""
+    return zlib.decompress(message.content)
+
+
+def sweep(session: Session, short: timedelta, long: timedelta, now: datetime, dry_run: bool = False) -> SweepResult:
+    """Drop copies past their retention (short from the push, long from the extension, a
+    released one after the short retention), then the messages left without copies; their
+    bytes go with them. Commits, unless ``dry_run``.
+
+    Copies a report holds are deleted by the enforcement before this runs (marked expired
+    there); what remains here are the copies nobody reported, which no one else removes.
+    """
+    due = or_(
+        and_(StoredCopy.quarantine == StoredQuarantine.SHORT, StoredCopy.held_since <= now - short),
+        and_(StoredCopy.quarantine == StoredQuarantine.LONG, StoredCopy.held_since <= now - long),
+        and_(StoredCopy.quarantine.is_(None), StoredCopy.held_since <= now - short),
+    )
+    result = SweepResult()
+    rows = session.execute(
+        select(StoredCopy.id, StoredMessage.node, StoredMessage.message_id)
+        .join(StoredMessage)
+        .where(due)
+        .order_by(StoredCopy.id)
+    ).all()
+    result.copies = len(rows)
+    result.labels = [f"{node}/{message_id}#{copy_id}" for copy_id, node, message_id in rows]
+    ids = [copy_id for copy_id, _, _ in rows]
+    empty = ~select(StoredCopy.id).where(StoredCopy.message_pk == StoredMessage.id, StoredCopy.id.notin_(ids)).exists()
+    messages = session.execute(select(StoredMessage.id, StoredMessage.stored_size).where(empty)).all()
+    result.messages = len(messages)
+    result.bytes_freed = sum(size for _, size in messages)
+    if dry_run:
+        return result
+    for chunk in _chunks(ids):
+        session.execute(delete(StoredCopy).where(StoredCopy.id.in_(chunk)).execution_options(synchronize_session=False))
+    for chunk in _chunks([pk for pk, _ in messages]):
+        session.execute(
+            delete(StoredMessage).where(StoredMessage.id.in_(chunk)).execution_options(synchronize_session=False)
+        )
+    session.commit()
+    return result
+
+
+def drop_empty(session: Session, message_pk: int) -> None:
+    """Delete a message once its last copy is gone (its bytes are of no further use)."""
+    session.execute(
+        delete(StoredMessage)
+        .where(
+            StoredMessage.id == message_pk, ~select(StoredCopy.id).where(StoredCopy.message_pk == message_pk).exists()
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+@dataclass(frozen=True)
+class Totals:
+    """What the service holds for rspamd nodes, for the admin console and /metrics."""
+
+    messages: int
+    copies: int
+    stored_bytes: int
+    by_quarantine: Mapping[str, int]
+
+
+def totals(session: Session) -> Totals:
+    """Counts and the compressed size, in two aggregate queries."""
+    messages, stored_bytes = session.execute(
+        select(func.count(StoredMessage.id), func.coalesce(func.sum(StoredMessage.stored_size), 0))
+    ).one()
+    by_quarantine = {
+        (q or "released"): n
+        for q, n in session.execute(select(StoredCopy.quarantine, func.count()).group_by(StoredCopy.quarantine))
+    }
+    return Totals(int(messages), sum(by_quarantine.values()), int(stored_bytes), by_quarantine)
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+def _find(session: Session, node: str, message_id: str) -> StoredMessage | None:
+    return session.scalar(
+        select(StoredMessage).where(StoredMessage.node == node, StoredMessage.message_id == message_id)
+    )
+
+
+def _chunks(items: Sequence[int], size: int = 500) -> list[Sequence[int]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(f"X-Rspamd-{name}")
+    if value is None:
+        return None
+    try:
+        return value.encode("latin-1").decode("utf-8").strip()
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        raise PushInvalid(f"X-Rspamd-{name} is not UTF-8") from None
+
+
+def _bounded(value: str | None, limit: int, default: str = "") -> str:
+    if not value or any(ord(c) < 32 for c in value):
+        return default
+    return value[:limit]
+
+
+def _ip(value: str | None) -> str:
+    try:
+        return str(ipaddress.ip_address(value or ""))
+    except ValueError:
+        return ""  # "unknown" (a local submission) or garbage
+
+
+def _score(value: str | None) -> float | None:
+    try:
+        score = float(value or "")
+    except ValueError:
+        return None
+    return score if -1e6 < score < 1e6 else None  # also refuses nan and inf
+
+
+def _symbols(value: str | None) -> tuple[str, ...]:
+    """Symbol names with their scores, "GTUBE(15.00)"; the exporter sends a JSON list."""
+    try:
+        items = json.loads(value or "[]")
+    except ValueError:
+        return ()
+    out = []
+    for item in items if isinstance(items, list) else ():
+        if isinstance(item, dict) and isinstance(item.get("name"), str) and re.fullmatch(r"[A-Za-z0-9_]{1,64}",
+                                                                                         item["name"]):  # fmt: skip
+            score = item.get("score")
+            out.append(f"{item['name']}({score:.2f})" if isinstance(score, int | float) else item["name"])
+    return tuple(out)
+
+
+def _subject(content: bytes) -> str:
+    """The decoded Subject, one line, bounded; "" when absent or unreadable."""
+    try:
+        subject = str(BytesHeaderParser(policy=policy.default).parsebytes(content).get("subject", ""))
+    except Exception:  # noqa: BLE001 - a malformed header must not lose the message
+        return ""
+    return " ".join(subject.split())[:SUBJECT_LIMIT]
