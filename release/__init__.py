@@ -85,7 +85,19 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
 
 def _register(app: Flask, settings: Settings) -> None:
     from release.ops import cli
-    from release.web import branding, converters, database, errors, home, i18n, probes, recipient, sender, untrusted
+    from release.web import (
+        branding,
+        converters,
+        database,
+        errors,
+        home,
+        i18n,
+        probes,
+        recipient,
+        rspamd_push,
+        sender,
+        untrusted,
+    )
     from release.web import gateway_endpoints as gateway_api
     from release.web import headers as security
     from release.web.admin import views as admin
@@ -99,6 +111,7 @@ def _register(app: Flask, settings: Settings) -> None:
     app.register_blueprint(sender.bp)
     app.register_blueprint(recipient.bp)
     app.register_blueprint(gateway_api.bp)
+    app.register_blueprint(rspamd_push.bp)
     if settings.app.demo:
         from release.devtools import demo
 

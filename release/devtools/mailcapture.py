@@ -31,6 +31,7 @@ class CapturedMessage:
     rcpt_tos: tuple[str, ...]
     received_at: datetime
     peer: str = ""
+    raw: bytes = b""  # as it arrived (after the dot-unstuffing SMTP does)
 
     @property
     def subject(self) -> str:
@@ -129,6 +130,7 @@ class CaptureServer:
                 rcpt_tos=tuple(envelope.rcpt_tos),
                 received_at=datetime.now(UTC),
                 peer=peer,
+                raw=raw,
             )
         )
 

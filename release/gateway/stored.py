@@ -16,7 +16,7 @@ import ipaddress
 import json
 import re
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email import policy
@@ -84,21 +84,22 @@ def message_id_of(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()[:MESSAGE_ID_LENGTH]
 
 
-def parse_push(content: bytes, headers: Mapping[str, str]) -> Pushed:
-    """Read the exporter's ``X-Rspamd-*`` metadata headers (``meta_headers = true``).
+def parse_push(content: bytes, header: Callable[[str], str | None]) -> Pushed:
+    """Read the exporter's ``X-Rspamd-*`` metadata headers (``meta_headers = true``);
+    ``header`` looks one up by name, case-insensitively (werkzeug's ``Headers.get``).
 
     Werkzeug hands header values over as Latin-1; Rspamd sends UTF-8, so they are decoded
     again. Raises :class:`PushInvalid` when the envelope is missing or malformed.
     """
     if not content:
         raise PushInvalid("the body is empty: the exporter must send the message (formatter default)")
-    sender = _header(headers, "from")
+    sender = _header(header, "from")
     if sender is None:
         raise PushInvalid("X-Rspamd-From is missing: set meta_headers = true")
     sender = "" if sender in ("unknown", "<>") else sender
     if sender and not ADDRESS.fullmatch(sender):
         raise PushInvalid("X-Rspamd-From is not an address")
-    raw_rcpt = _header(headers, "rcpt")
+    raw_rcpt = _header(header, "rcpt")
     try:
         recipients = json.loads(raw_rcpt) if raw_rcpt is not None else None
     except ValueError:
@@ -112,10 +113,10 @@ def parse_push(content: bytes, headers: Mapping[str, str]) -> Pushed:
         content=content,
         envelope_sender=sender,
         recipients=unique,
-        queue_id=_bounded(_header(headers, "qid"), 64, "unknown"),
-        sender_ip=_ip(_header(headers, "ip")),
-        spam_score=_score(_header(headers, "score")),
-        symbols=_symbols(_header(headers, "symbols")),
+        queue_id=_bounded(_header(header, "qid"), 64, "unknown"),
+        sender_ip=_ip(_header(header, "ip")),
+        spam_score=_score(_header(header, "score")),
+        symbols=_symbols(_header(header, "symbols")),
     )
 
 
@@ -251,8 +252,8 @@ def _chunks(items: Sequence[int], size: int = 500) -> list[Sequence[int]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(f"X-Rspamd-{name}")
+def _header(header: Callable[[str], str | None], name: str) -> str | None:
+    value = header(f"X-Rspamd-{name}")
     if value is None:
         return None
     try:

@@ -49,6 +49,11 @@ SMTP_ERRORS = Counter(
     "Messages the SMTP server did not take: status=temporary (retried) or permanent.",
     ["status"],
 )
+PUSHES = Counter(
+    "release_rspamd_pushes_total",
+    "Messages rspamd nodes pushed, by outcome: stored, repeat, too_large, unauthorized, invalid.",
+    ["node", "outcome"],
+)
 
 T = TypeVar("T")
 CONTENT_TYPE = CONTENT_TYPE_LATEST
