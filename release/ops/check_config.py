@@ -15,6 +15,7 @@ import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import click
@@ -25,7 +26,7 @@ from sqlalchemy import text
 
 from release.captcha import keys as captcha_keys
 from release.captcha.siteverify import SiteverifyCaptcha
-from release.config import Settings
+from release.config import NodeSettings, Settings
 from release.container import Services
 
 OK, WARN, FAIL = "ok", "WARN", "FAIL"
@@ -116,17 +117,38 @@ def node_lines(svc: Services) -> Iterator[Line]:
     """Each node's authenticated health call; an http:// API URL is a WARN of its own."""
     for i, node in enumerate(svc.settings.nodes):
         label = f"node {node.name}"
-        health = svc.gateways[node.name].health()
+        gateway = svc.gateways[node.name]
+        health = gateway.health()
         ok = health.reachable and health.authenticated
         fix = f"check nodes[{i}].api_url and its credentials (docs/halon/README.md)"
+        if node.type == "rspamd":
+            fix = f"check nodes[{i}].relay_host, relay_port and relay_security (docs/rspamd/README.md)"
         yield Line(label, OK if ok else FAIL, f"{health.latency_ms:.0f} ms {health.detail}", fix)
-        if urlsplit(node.api_url).scheme == "http":
+        if node.type == "rspamd":
+            yield from _rspamd_lines(i, node, gateway)
+        elif urlsplit(node.api_url).scheme == "http":
             yield Line(
                 label,
                 WARN,
                 f"nodes[{i}].api_url is http://: the node's credentials and message data travel in clear",
                 f"use the node's https:// listener in nodes[{i}].api_url (ca_file for a private CA)",
             )
+
+
+def _rspamd_lines(i: int, node: NodeSettings, gateway: Any) -> Iterator[Line]:
+    """The controller (learn-ham) when configured, and a relay reached in clear over a network."""
+    label = f"node {node.name}"
+    if node.controller_url:
+        ok, detail = gateway.check_controller()
+        fix = f"check nodes[{i}].controller_url and controller_password (Rspamd's enable_password)"
+        yield Line(label, OK if ok else FAIL, detail, fix)
+    if node.relay_security == "none" and not _is_loopback(node.relay_host):
+        yield Line(
+            label,
+            WARN,
+            f"nodes[{i}].relay_host is reached without TLS: released messages travel in clear",
+            f'set nodes[{i}].relay_security = "starttls" (or relay over loopback)',
+        )
 
 
 def smtp_line(svc: Services) -> Line:

@@ -25,7 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from release.db.engine import Database
 from release.db.models import Job, Recipient, Report, SenderNotice, utcnow
 from release.db.states import JobState
-from release.gateway import Gateway, GatewayRejected, NodeHealth, QuarantinedCopy
+from release.gateway import Gateway, GatewayRejected, NodeHealth, QuarantinedCopy, stored
 from release.mail.sending import Mailer, SendResult
 
 GATEWAY_SECONDS = Histogram(
@@ -165,6 +165,12 @@ class DatabaseCollector(Collector):
         notices = GaugeMetricFamily(
             "release_sender_notices", "Held messages pushed by ndr-mode nodes, by state.", labels=["state"]
         )
+        stored_copies = GaugeMetricFamily(
+            "release_stored_copies", "Copies the service keeps for rspamd nodes, by retention.", labels=["quarantine"]
+        )
+        stored_bytes = GaugeMetricFamily(
+            "release_stored_bytes", "Compressed bytes of the messages the service keeps for rspamd nodes."
+        )
         oldest = GaugeMetricFamily(
             "release_jobs_oldest_due_seconds",
             "How long the oldest queued job that is due has waited past its run time (0: none).",
@@ -180,10 +186,14 @@ class DatabaseCollector(Collector):
             rows = session.execute(select(Job.kind, Job.state, func.count()).group_by(Job.kind, Job.state))
             for kind, state, count in rows:
                 jobs.add_metric([kind, state], count)
+            kept = stored.totals(session)
+            for quarantine, count in kept.by_quarantine.items():
+                stored_copies.add_metric([quarantine], count)
+            stored_bytes.add_metric([], kept.stored_bytes)
             due = select(func.min(Job.run_after)).where(Job.state == JobState.QUEUED, Job.run_after <= now)
             first = session.scalar(due)
         oldest.add_metric([], max(0.0, (now - first).total_seconds()) if first else 0.0)
-        return [reports, recipients, notices, jobs, oldest]
+        return [reports, recipients, notices, jobs, oldest, stored_copies, stored_bytes]
 
 
 def multiprocess_dir() -> str | None:

@@ -93,3 +93,64 @@ def test_env_override_for_a_misspelt_node_names_the_variable() -> None:
     with pytest.raises(ConfigError) as caught:
         settings_from_mapping(apply_env_overrides(config(N6), env))
     assert "RELEASE_NODES__MXI" in str(caught.value) or "mxi" in str(caught.value), caught.value
+
+
+R = {"name": "mx3", "type": "rspamd", "push_password": KEY, "relay_host": "127.0.0.1", "relay_port": 10026}
+
+
+@pytest.mark.parametrize(
+    ("node", "key"),
+    [
+        ({**R, "push_password": "changeme"}, "push_password"),
+        ({k: v for k, v in R.items() if k != "push_password"}, "push_password"),
+        ({**R, "push_password": KEY + "\n"}, "push_password"),
+        ({**R, "relay_host": ""}, "relay_host"),
+        ({**R, "relay_host": "mx 3"}, "relay_host"),
+        ({**R, "relay_port": 0}, "relay_port"),
+        ({**R, "relay_security": "ssl"}, "relay_security"),
+        ({**R, "controller_url": "127.0.0.1:11334", "controller_password": KEY}, "controller_url"),
+        ({**R, "controller_url": "http://127.0.0.1:11334"}, "controller_password"),
+        ({**R, "controller_password": KEY}, "controller_url"),
+        ({**R, "max_message_bytes": 0}, "max_message_bytes"),
+        ({**R, "api_url": "https://mx3.example"}, "api_url"),
+        ({**R, "api_key": KEY}, "api_key"),
+        ({**R, "short_quarantine": "mailquarantine:1"}, "short_quarantine"),
+        ({**N6, "relay_host": "127.0.0.1"}, "relay_host"),
+    ],
+    ids=[
+        "placeholder-password",
+        "no-password",
+        "password-newline",
+        "no-relay",
+        "relay-with-space",
+        "port-0",
+        "unknown-security",
+        "controller-not-url",
+        "controller-without-password",
+        "password-without-controller",
+        "no-size",
+        "halon-api-url",
+        "halon-api-key",
+        "halon-quarantine",
+        "rspamd-key-on-halon",
+    ],  # fmt: skip
+)
+def test_rspamd_node_config_refuses_and_names_the_key(node: dict[str, Any], key: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        settings_from_mapping(config(node))
+    assert caught.value.key.endswith(f".{key}"), caught.value
+
+
+def test_an_rspamd_node_needs_no_api_url_and_may_come_whole_from_the_environment() -> None:
+    settings = settings_from_mapping(config(R))
+    node = settings.nodes[0]
+    assert (node.short_quarantine, node.long_quarantine, node.secret) == ("short", "long", KEY)
+    assert "push_password" not in repr(node) and KEY not in repr(node)
+    env = {
+        "RELEASE_NODES__MX4__TYPE": "rspamd",
+        "RELEASE_NODES__MX4__PUSH_PASSWORD": KEY,
+        "RELEASE_NODES__MX4__RELAY_HOST": "10.0.0.4",
+        "RELEASE_NODES__MX4__RELAY_PORT": "10026",
+    }
+    merged = apply_env_overrides(config(R), env)
+    assert settings_from_mapping(merged).node("mx4") is not None

@@ -22,6 +22,7 @@ from release.config import settings_from_mapping
 from release.devtools.mailcapture import CaptureServer
 from release.devtools.simulator import SimulatorServer
 from tests.support.config import make_config
+from tests.support.rspamd import CONTROLLER_PASSWORD, Controller, rspamd_node
 from tests.support.tls import needs_openssl, self_signed
 
 SECRET = "0123456789abcdef0123456789abcdef"
@@ -196,3 +197,34 @@ def test_plain_http_public_url(
     [row] = line(result, "public url")
     assert row.startswith(f"public url   {verdict} {public_url} is plain http")
     assert "-> serve the service behind TLS" in row
+
+
+def test_rspamd_node_checks_its_relay_and_controller(
+    tmp_path: Path, simulator: SimulatorServer, smtp_server: CaptureServer
+) -> None:
+    controller = Controller().start()
+    try:
+        node = rspamd_node(smtp_server, controller_url=controller.url, controller_password=CONTROLLER_PASSWORD)
+        result = check(tmp_path, simulator, smtp_server, nodes=[node])
+        assert result.exit_code == 0, result.output
+        relay, learn = line(result, "node mx3")
+        assert relay.startswith("node mx3     ok") and "answered NOOP with 250" in relay
+        assert learn.startswith("node mx3     ok") and "answered /stat" in learn
+
+        wrong = {**node, "controller_password": "wrong-password-0123", "relay_port": closed_port()}
+        failed = check(tmp_path, simulator, smtp_server, nodes=[wrong])
+        assert failed.exit_code == 1
+        relay, learn = line(failed, "node mx3")
+        assert relay.startswith("node mx3     FAIL") and "-> check nodes[0].relay_host" in relay
+        assert learn.startswith("node mx3     FAIL") and "check controller_password" in learn
+        assert "wrong-password-0123" not in failed.output
+    finally:
+        controller.stop()
+
+
+def test_rspamd_relay_over_a_network_without_tls_warns(
+    tmp_path: Path, simulator: SimulatorServer, smtp_server: CaptureServer
+) -> None:
+    node = {**rspamd_node(smtp_server), "relay_host": "192.0.2.10", "timeout_seconds": 0.5}
+    result = check(tmp_path, simulator, smtp_server, nodes=[node])
+    assert any("WARN nodes[0].relay_host is reached without TLS" in row for row in line(result, "node mx3"))

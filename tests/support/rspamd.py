@@ -48,10 +48,17 @@ def rspamd_node(relay: CaptureServer, **extra: Any) -> dict[str, Any]:
 
 
 def build_rspamd_stack(
-    database_url: str, simulator: SimulatorServer, smtp: CaptureServer, relay: CaptureServer, **node: Any
+    database_url: str,
+    simulator: SimulatorServer,
+    smtp: CaptureServer,
+    relay: CaptureServer,
+    *,
+    sections: dict[str, dict[str, Any]] | None = None,
+    **node: Any,
 ) -> Stack:
-    """A migrated stack whose only node is the rspamd node ``mx3`` (``node``: more of its keys)."""
-    config = make_config(database_url, simulator, smtp.port)
+    """A migrated stack whose only node is the rspamd node ``mx3`` (``node``: more of its keys,
+    ``sections``: more config sections)."""
+    config = make_config(database_url, simulator, smtp.port, **(sections or {}))
     config["nodes"] = [rspamd_node(relay, **node)]
     return stack_from_settings(settings_from_mapping(config), simulator, smtp)
 

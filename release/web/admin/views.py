@@ -15,6 +15,7 @@ from release.core import admin_actions, retention, stats
 from release.core.admin_actions import ActionRefused, ReportFilter
 from release.db.models import AdminUser
 from release.db.states import AdminRole, JobState, RecipientState, ReportState
+from release.gateway import stored
 from release.web import converters
 from release.web.admin import auth, charts
 from release.web.database import db_session
@@ -254,9 +255,11 @@ def nodes() -> str:
 def stats_page() -> str:
     """Counts per day, median time to release and top lists over 7, 30 or 90 days."""
     dash = stats.dashboard(db_session(), stats.window(stats.parse_days(request.args.get("days"))))
+    # What the service keeps itself for rspamd nodes (now, not per window): count and size.
+    kept = stored.totals(db_session()) if any(n.type == "rspamd" for n in services().settings.nodes) else None
     labels = [day.isoformat() for day in dash.window.dates]
     drawn = [(s, charts.bar_chart(f"{s.label} per day", labels, s.counts, key=s.key)) for s in dash.series]
-    return render_template("admin/stats.html", d=dash, charts=drawn, windows=stats.WINDOWS,
+    return render_template("admin/stats.html", d=dash, charts=drawn, windows=stats.WINDOWS, kept=kept,
                            delay=stats.format_duration(dash.release_delay.median))  # fmt: skip
 
 
