@@ -16,7 +16,7 @@ import ipaddress
 import json
 import re
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email import policy
@@ -34,6 +34,7 @@ MAX_RECIPIENTS = 1000  # Postfix's smtpd_recipient_limit
 ADDRESS_LIMIT = 320
 SUBJECT_LIMIT = 500
 SYMBOLS_LIMIT = 8000
+LABEL_LIMIT = 1000  # copies a sweep names (purge --dry-run); the counts cover them all
 COMPRESSION_LEVEL = 6  # zlib's default: 100 kB of mail in about 1 ms (bench/push.py)
 # An envelope address as Rspamd reports it: no spaces, brackets, quotes or controls.
 ADDRESS = re.compile(r"[^\s<>\"\x00-\x1f\x7f]{1,320}")
@@ -181,27 +182,26 @@ def sweep(session: Session, short: timedelta, long: timedelta, now: datetime, dr
         and_(StoredCopy.quarantine.is_(None), StoredCopy.held_since <= now - short),
     )
     result = SweepResult()
-    rows = session.execute(
+    labels = session.execute(
         select(StoredCopy.id, StoredMessage.node, StoredMessage.message_id)
         .join(StoredMessage)
         .where(due)
         .order_by(StoredCopy.id)
+        .limit(LABEL_LIMIT)
     ).all()
-    result.copies = len(rows)
-    result.labels = [f"{node}/{message_id}#{copy_id}" for copy_id, node, message_id in rows]
-    ids = [copy_id for copy_id, _, _ in rows]
-    empty = ~select(StoredCopy.id).where(StoredCopy.message_pk == StoredMessage.id, StoredCopy.id.notin_(ids)).exists()
-    messages = session.execute(select(StoredMessage.id, StoredMessage.stored_size).where(empty)).all()
-    result.messages = len(messages)
-    result.bytes_freed = sum(size for _, size in messages)
+    result.labels = [f"{node}/{message_id}#{copy_id}" for copy_id, node, message_id in labels]
+    result.copies = session.scalar(select(func.count()).select_from(StoredCopy).where(due)) or 0
+    # Emptied by this sweep: no copy left that is not due (no IN lists, whatever the backlog).
+    kept = select(StoredCopy.id).where(StoredCopy.message_pk == StoredMessage.id, ~due)
+    emptied = ~kept.exists()
+    count, size = session.execute(
+        select(func.count(StoredMessage.id), func.coalesce(func.sum(StoredMessage.stored_size), 0)).where(emptied)
+    ).one()
+    result.messages, result.bytes_freed = int(count), int(size)
     if dry_run:
         return result
-    for chunk in _chunks(ids):
-        session.execute(delete(StoredCopy).where(StoredCopy.id.in_(chunk)).execution_options(synchronize_session=False))
-    for chunk in _chunks([pk for pk, _ in messages]):
-        session.execute(
-            delete(StoredMessage).where(StoredMessage.id.in_(chunk)).execution_options(synchronize_session=False)
-        )
+    session.execute(delete(StoredCopy).where(due).execution_options(synchronize_session=False))
+    session.execute(delete(StoredMessage).where(emptied).execution_options(synchronize_session=False))
     session.commit()
     return result
 
@@ -246,10 +246,6 @@ def _find(session: Session, node: str, message_id: str) -> StoredMessage | None:
     return session.scalar(
         select(StoredMessage).where(StoredMessage.node == node, StoredMessage.message_id == message_id)
     )
-
-
-def _chunks(items: Sequence[int], size: int = 500) -> list[Sequence[int]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def _header(header: Callable[[str], str | None], name: str) -> str | None:
