@@ -20,6 +20,7 @@ from release.core.reports import settle_report
 from release.db.models import AuditEntry, Event, Job, Recipient, Report, utcnow
 from release.db.paging import PAGE_SIZE, Page, paginate
 from release.db.states import JobKind, JobState, RecipientState, ReportState
+from release.gateway import stored
 from release.jobs import queue as jobs
 from release.jobs.registry import JobRegistry, Target
 from release.jobs.wake import wake_workers_on_commit
@@ -247,6 +248,13 @@ def retry_job(session: Session, job_id: int, actor: str, job_types: JobRegistry)
         failed, again = job_type.retry_from
         if row is not None and row.state == failed:
             row.state, row.error = again, None
+        if isinstance(row, Recipient) and job.kind == JobKind.RELEASE:
+            # An admin's retry is the decision a lost relay answer waits for (docs/operations.md):
+            # the copy the service keeps is sent again.
+            report = row.report
+            if stored.forget_release_attempt(session, report.node, report.message_id, row.queue):
+                history.audit(session, actor, "copy.resend_confirmed", f"recipient:{row.id}",
+                              "re-injection of a copy whose earlier outcome was unknown")  # fmt: skip
     job.state, job.attempts, job.run_after, job.finished_at = JobState.QUEUED, 0, utcnow(), None
     history.audit(session, actor, "job.retried", f"job:{job.id}", f"{job.kind} #{job.ref_id}")
     if isinstance(row, Report):

@@ -262,8 +262,8 @@ def _as_copy(copy: StoredCopy, message: StoredMessage) -> QuarantinedCopy:
 def _uncertain(address: str, why: str) -> str:
     return (
         f"the relay {address} may have taken this copy before the release was cut off ({why}); it is not sent "
-        "again automatically, so it cannot arrive twice. Look for the message in the relay's log "
-        "(docs/rspamd/README.md)"
+        "again automatically, so it cannot arrive twice. Look for it in the relay's log; only if it is not "
+        "there, retry the release job (docs/operations.md)"
     )
 
 

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from email import policy
 from email.parser import BytesHeaderParser
 
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -215,6 +215,26 @@ def drop_empty(session: Session, message_pk: int) -> None:
         )
         .execution_options(synchronize_session=False)
     )
+
+
+def forget_release_attempt(session: Session, node: str, message_id: str, copy_id: int) -> bool:
+    """Clear the mark of a re-injection whose outcome nobody knows, so the next release sends
+    the copy (an admin's retry, after the relay's log showed it never arrived). In the
+    caller's transaction; True when there was such a mark."""
+    cleared = session.execute(
+        update(StoredCopy)
+        .where(
+            StoredCopy.id == copy_id,
+            StoredCopy.release_started_at.is_not(None),
+            StoredCopy.relayed_at.is_(None),
+            StoredCopy.message_pk.in_(
+                select(StoredMessage.id).where(StoredMessage.node == node, StoredMessage.message_id == message_id)
+            ),
+        )
+        .values(release_started_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(cleared, "rowcount", 0))
 
 
 @dataclass(frozen=True)

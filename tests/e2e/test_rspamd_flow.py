@@ -9,10 +9,11 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
+from release.core import admin_actions
 from release.core.purge import enforce
-from release.db.models import AuditEntry, Job, Recipient, StoredMessage, utcnow
+from release.db.models import AuditEntry, Job, Recipient, StoredCopy, StoredMessage, utcnow
 from release.devtools.mailcapture import CaptureServer, free_port
 from release.devtools.simulator import HalonSimulator, SimulatorServer
 from release.gateway.stored import message_id_of
@@ -145,3 +146,28 @@ def test_retention_drops_unreported_copies_and_frees_their_bytes(rspamd_stack: S
         swept = enforce(session, services.gateways, services.settings, utcnow() + timedelta(hours=25))
         assert swept.stored_copies == 2 and swept.stored_bytes > 0
         assert session.scalar(select(func.count()).select_from(StoredMessage)) == 0
+
+
+def test_a_release_cut_off_mid_send_fails_for_an_admin_whose_retry_sends_it(
+    rspamd_stack: Stack, relay: CaptureServer
+) -> None:
+    token = reported(rspamd_stack, raw_message())
+    release(rspamd_stack, token)
+    with rspamd_stack.services.db.session() as session:  # the service died after marking the copy
+        session.execute(update(StoredCopy).where(StoredCopy.recipient == "alice@example.com")
+                        .values(release_started_at=utcnow() - timedelta(minutes=10)))  # fmt: skip
+        session.commit()
+    drain_due(rspamd_stack.worker)
+    assert state_of(rspamd_stack, "alice@example.com") == "failed"
+    assert relay.messages() == []  # never sent on a guess
+    with rspamd_stack.services.db.session() as session:
+        error = session.scalar(select(Recipient.error).where(Recipient.address == "alice@example.com"))
+        dead = session.scalar(select(Job).where(Job.kind == "release", Job.state == "dead"))
+        assert error and "may have taken this copy" in error and dead is not None
+        admin_actions.retry_job(session, dead.id, "alice-admin", rspamd_stack.services.job_types)
+    drain_due(rspamd_stack.worker)
+    assert state_of(rspamd_stack, "alice@example.com") == "released"
+    assert len(relay.messages()) == 1
+    with rspamd_stack.services.db.session() as session:
+        actions = session.scalars(select(AuditEntry.action)).all()
+    assert "copy.resend_confirmed" in actions
