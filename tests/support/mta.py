@@ -22,12 +22,13 @@ import subprocess
 import tempfile
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import redis
+import requests
 from aiosmtpd.controller import Controller
 
 from release.devtools.mailcapture import free_port
@@ -193,9 +194,9 @@ class Mta:
 
     def learned(self) -> int:
         """Rspamd's count of learned messages (controller /stat, field ``learned``)."""
-        request = urllib.request.Request(f"{self.controller_url}/stat", headers={"Password": self.controller_password})
-        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 (our loopback URL)
-            return int(json.load(answer)["learned"])
+        answer = requests.get(f"{self.controller_url}/stat", headers={"Password": self.controller_password}, timeout=10)
+        answer.raise_for_status()
+        return int(answer.json()["learned"])
 
     def configure(self, **changes: Any) -> None:
         """Change the rule's settings (node, public_url, link_key, push_password, push_url,
@@ -286,9 +287,8 @@ class Mta:
         shutil.chown(data, "postfix", "postfix")
         snippet = (DOCS / "postfix" / "main.cf").read_text().replace("127.0.0.1:11332", f"127.0.0.1:{self.proxy_port}")
         (conf / "main.cf").write_text(
-            MAIN_CF.format(
-                queue=queue, data=data, log=self.postfix_log, logdir=top, mailbox=self.delivered.port
-            ) + snippet
+            MAIN_CF.format(queue=queue, data=data, log=self.postfix_log, logdir=top, mailbox=self.delivered.port)
+            + snippet
         )
         relay = (DOCS / "postfix" / "master.cf").read_text().replace("127.0.0.1:10026", f"127.0.0.1:{self.relay_port}")
         (conf / "master.cf").write_text(MASTER_CF.format(smtp=self.smtp_port) + relay)
@@ -337,6 +337,7 @@ class Mta:
             self.delivered.stop()
         finally:
             shutil.rmtree(self.base, ignore_errors=True)
+            _empty_bayes_database()
 
 
 MAIN_CF = """\
@@ -428,11 +429,19 @@ def start_mta(settings: GatewaySettings) -> Mta:
     return Mta(base=base, settings=settings, delivered=Mailbox()).start()
 
 
+def _empty_bayes_database() -> None:
+    """Drop what the test Rspamd learned (its own Redis database); no Redis, nothing to drop."""
+    host, _, port = REDIS_HOST.partition(":")
+    try:
+        redis.Redis(host=host, port=int(port or 6379), db=REDIS_DB, socket_connect_timeout=2).flushdb()
+    except redis.RedisError:
+        pass
+
+
 def _http_ok(url: str) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=2) as answer:  # noqa: S310 (our loopback URL)
-            return bool(answer.status == 200)
-    except OSError:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:
         return False
 
 

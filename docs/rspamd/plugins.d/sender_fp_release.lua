@@ -12,6 +12,9 @@ Link contract (the service's DESIGN.md section 2.1), parameters in this order:
   m = first 32 lowercase hex characters of SHA-256 of the raw message as Rspamd holds it
       (task:get_content()); these are the bytes pushed, so the service recomputes m from
       the pushed body and a repeated push of the same message is the same m.
+Pinned test vector (tests/mta/test_rspamd_gateway.py checks it against the service):
+  key = "example-link-key-0123456789", n = "mx3", m = "0123456789abcdef0123456789abcdef",
+  t = "1767225600", s = "8bac9984a8e74ca520f4d77d82b1a0bf520a03b3bdb2bc51f217cc2c60fc9eb4"
 
 Why this rule pushes the message itself instead of using metadata_exporter's http pusher:
 the exporter's `defer` sets a 'soft reject' pre-result at normal priority, and Rspamd keeps
