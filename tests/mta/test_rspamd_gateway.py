@@ -20,7 +20,7 @@ import requests
 
 from release.core import links
 from release.devtools.mailcapture import free_port
-from tests.support.mta import DOCS, GTUBE, PREFILTER_SPAM, SCORE_SPAM, Mta, PushReceiver
+from tests.support.mta import DOCS, GTUBE, PREFILTER_SPAM, SCORE_SPAM, GatewaySettings, Mta, PushReceiver
 
 pytestmark = pytest.mark.mta
 
@@ -47,12 +47,12 @@ def message(subject: str, *, spam: str = "", body: str = "Lunch on Thursday at n
 
 
 def send(port: int, raw: bytes, rcpts: tuple[str, ...] = RECIPIENTS) -> tuple[int, str]:
-    """SMTP transaction to Postfix; the reply to DATA (or to RCPT if that failed)."""
+    """SMTP transaction to Postfix; the reply that ended it (250 and "" when accepted)."""
     with smtplib.SMTP("127.0.0.1", port, timeout=60) as client:
         client.ehlo("client.example.org")
         try:
             client.sendmail(SENDER, list(rcpts), raw)
-        except smtplib.SMTPDataError as exc:
+        except smtplib.SMTPResponseException as exc:  # refused at MAIL FROM or DATA
             return exc.smtp_code, exc.smtp_error.decode()
         except smtplib.SMTPRecipientsRefused as exc:
             code, text = next(iter(exc.recipients.values()))
@@ -138,6 +138,26 @@ def test_a_service_that_is_down_defers_the_message(mta: Mta, push: PushReceiver)
         mta.configure(push_url=working)
     assert (code, reply) == (451, "4.7.1 Message held for review, please try again later")
     assert push.requests == []
+
+
+def test_a_push_slower_than_the_timeout_defers_the_message(mta: Mta, push: PushReceiver) -> None:
+    mta.configure(timeout=1)
+    push.delay = 2
+    try:
+        code, reply = send(mta.smtp_port, message("Offer while the service is slow", spam=SCORE_SPAM))
+    finally:
+        push.delay = 0
+        mta.configure(timeout=GatewaySettings.timeout)
+    assert (code, reply) == (451, "4.7.1 Message held for review, please try again later")
+
+
+def test_postfix_defers_while_rspamd_is_down(mta: Mta, push: PushReceiver) -> None:
+    """milter_default_action = tempfail: no scan, no delivery, and the sender retries."""
+    with mta.rspamd_down():
+        code, reply = send(mta.smtp_port, message("Lunch while Rspamd is down"))
+    assert (code, reply) == (451, "4.7.1 Service unavailable - try again later")
+    time.sleep(0.5)
+    assert not [m for m in mta.delivered.messages() if b"while Rspamd is down" in m.raw]
 
 
 def test_a_message_over_max_size_gets_a_plain_reject(mta: Mta, push: PushReceiver) -> None:

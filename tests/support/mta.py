@@ -22,6 +22,8 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -120,6 +122,7 @@ class PushReceiver:
 
     def __init__(self) -> None:
         self.status = 200
+        self.delay = 0.0  # seconds before answering
         self.requests: list[Pushed] = []
         receiver = self
 
@@ -128,6 +131,7 @@ class PushReceiver:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length)
                 receiver.requests.append(Pushed(self.path, {k: v for k, v in self.headers.items()}, body))
+                time.sleep(receiver.delay)
                 self.send_response(receiver.status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -208,6 +212,15 @@ class Mta:
         self._write_rule_override()
         self._stop_rspamd()
         self._start_rspamd()
+
+    @contextmanager
+    def rspamd_down(self) -> Iterator[None]:
+        """Rspamd stopped for the block (Postfix keeps running), started again after it."""
+        self._stop_rspamd()
+        try:
+            yield
+        finally:
+            self._start_rspamd()
 
     # --- Rspamd -------------------------------------------------------------------------
 
