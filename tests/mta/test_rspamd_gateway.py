@@ -167,6 +167,19 @@ def test_a_message_over_max_size_gets_a_plain_reject(mta: Mta, push: PushReceive
     assert push.requests == []
 
 
+def test_a_link_too_long_for_one_smtp_line_disables_the_rule(mta: Mta, push: PushReceiver) -> None:
+    """RFC 5321: 512 octets per reply line; Postfix would pass a longer one on unchanged."""
+    working = mta.settings.public_url
+    mta.configure(public_url="https://release.example.com/" + "x" * 300)
+    try:
+        code, reply = send(mta.smtp_port, message("Offer with a long link", spam=PREFILTER_SPAM))
+        disabled = "module disabled" in mta.rspamd_log.read_text()
+    finally:
+        mta.configure(public_url=working)
+    assert (code, reply, disabled) == (554, "5.7.1 Test prefilter reject", True)
+    assert push.requests == []
+
+
 def test_gtube_is_rejected_before_any_rule_runs(mta: Mta, push: PushReceiver) -> None:
     """Rspamd flags a GTUBE message "skip": no Lua rule runs, so no link and no push."""
     code, reply = send(mta.smtp_port, message("GTUBE", body=GTUBE))

@@ -182,6 +182,14 @@ local function configure()
   for _, k in ipairs({ 'reject_message', 'defer_message' }) do
     settings[k] = string.gsub(settings[k], '%c', ' ')
   end
+  -- Postfix passes a longer milter reply on as it is, but RFC 5321 allows 512 octets per
+  -- reply line (CRLF included) and some clients cut there, which would break the link.
+  local reply = '554 5.7.1 ' .. settings.reject_message .. ' ' .. report_link(string.rep('0', 32), 9999999999)
+  if #reply > 510 then
+    rspamd_logger.errx(rspamd_config, '%s: the reject line would be %s octets, over SMTP\'s 512: '
+        .. 'shorten reject_message or public_url; module disabled', N, #reply)
+    return false
+  end
   return true
 end
 
