@@ -131,12 +131,27 @@ def test_a_failed_push_defers_the_message(mta: Mta, push: PushReceiver, status: 
 
 def test_a_service_that_is_down_defers_the_message(mta: Mta, push: PushReceiver) -> None:
     working = mta.settings.push_url
-    mta.configure(push_url=f"http://127.0.0.1:{free_port()}{PUSH_PATH}")  # nothing listens there
+    mta.configure(push_url=f"https://127.0.0.1:{free_port()}{PUSH_PATH}")  # nothing listens there
     try:
         code, reply = send(mta.smtp_port, message("Offer while the service is down", spam=SCORE_SPAM))
     finally:
         mta.configure(push_url=working)
     assert (code, reply) == (451, "4.7.1 Message held for review, please try again later")
+    assert push.requests == []
+
+
+def test_a_service_certificate_that_does_not_match_defers_the_message(mta: Mta, push: PushReceiver) -> None:
+    """Rspamd verifies the service's certificate: it is for 127.0.0.1, not for localhost."""
+    working = mta.settings.push_url
+    assert working.startswith("https://127.0.0.1:")
+    mta.configure(push_url=working.replace("127.0.0.1", "localhost"))
+    try:
+        code, reply = send(mta.smtp_port, message("Offer to a wrong certificate", spam=SCORE_SPAM))
+        logged = [line for line in mta.rspamd_log.read_text().splitlines() if "push of" in line][-1]
+    finally:
+        mta.configure(push_url=working)
+    assert (code, reply) == (451, "4.7.1 Message held for review, please try again later")
+    assert "failed: peer certificate fails hostname verification for localhost; deferring" in logged
     assert push.requests == []
 
 

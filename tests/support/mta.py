@@ -18,6 +18,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -118,9 +119,10 @@ class Pushed:
 
 
 class PushReceiver:
-    """A stand-in for the service's push endpoint: records requests, answers ``status``."""
+    """A stand-in for the service's push endpoint: records requests, answers ``status``;
+    over https when given a server context (as the real service is reached)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.status = 200
         self.delay = 0.0  # seconds before answering
         self.requests: list[Pushed] = []
@@ -140,7 +142,10 @@ class PushReceiver:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        if tls is not None:
+            # The handshake then happens in the request's thread, not in the accept loop.
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True, do_handshake_on_connect=False)
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, name="push-receiver", daemon=True)
 
     def start(self) -> PushReceiver:
@@ -182,6 +187,7 @@ class Mta:
     controller_port: int = field(default_factory=free_port)
     proxy_port: int = field(default_factory=free_port)
     controller_password: str = "test-controller-password"
+    ca_file: Path | None = None  # the CA Rspamd trusts for the push (instead of the system's)
     _rspamd: subprocess.Popen[bytes] | None = None
 
     @property
@@ -252,7 +258,7 @@ class Mta:
                 'secure_ip = "192.0.2.1";\n'
             ),
             "classifier-bayes.conf": f'servers = "{host}:{port or 6379}";\ndb = "{REDIS_DB}";\n',
-            "options.inc": f'hs_cache_dir = "{CACHE_DIR}/";\n',
+            "options.inc": f'hs_cache_dir = "{CACHE_DIR}/";\n' + self._trusted_ca(),
             "logging.inc": 'level = "info";\n',
             "multimap.conf": TEST_SPAM_RULES.format(maps=override),
         }
@@ -264,6 +270,14 @@ class Mta:
             path.mkdir(parents=True, exist_ok=True)
         for path in (dirs["db"], dirs["run"], dirs["log"], CACHE_DIR):
             shutil.chown(path, RSPAMD_USER, RSPAMD_USER)
+
+    def _trusted_ca(self) -> str:
+        """The options line making Rspamd trust ``ca_file`` (copied where its workers can read it)."""
+        if self.ca_file is None:
+            return ""
+        copy = self.base / "rspamd" / "push-ca.pem"
+        shutil.copy(self.ca_file, copy)
+        return f'ssl_ca_path = "{copy}";\n'
 
     def _start_rspamd(self) -> None:
         dirs = self._rspamd_dirs()
@@ -432,14 +446,15 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 """
 
 
-def start_mta(settings: GatewaySettings) -> Mta:
-    """Start Rspamd and Postfix in a fresh directory with the rule's ``settings``.
+def start_mta(settings: GatewaySettings, *, ca_file: Path | None = None) -> Mta:
+    """Start Rspamd and Postfix in a fresh directory with the rule's ``settings``; Rspamd
+    trusts only ``ca_file`` for https when given.
 
     The directory is made here, not taken from pytest: the daemons' own users must be able
     to reach their queue and data directories (pytest's are private to root)."""
     base = Path(tempfile.mkdtemp(prefix="sender-fp-release-mta-"))
     base.chmod(0o755)
-    return Mta(base=base, settings=settings, delivered=Mailbox()).start()
+    return Mta(base=base, settings=settings, delivered=Mailbox(), ca_file=ca_file).start()
 
 
 def _empty_bayes_database() -> None:
