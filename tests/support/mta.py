@@ -8,7 +8,15 @@ node, keys, push URL) go into override.d/ files, which is also how an admin over
 local.d file. Only Postfix's snippets get their marked port numbers (11332, 10026) replaced.
 
 ``Mta.configure(...)`` rewrites the rule's override and restarts Rspamd (a warm start, the
-regexp cache is kept between runs in a directory under the system temp dir).
+regexp cache is kept between runs in a directory under the system temp dir). For example, to
+point the gateway at a service under test::
+
+    mta = start_mta(GatewaySettings(public_url=service_url, link_key=key, push_password=pw,
+                                    push_url=f"{service_url}/gateway/v1/rspamd/mx3"))
+    ...  # or, on the session's instance: mta.configure(public_url=..., push_url=..., ...)
+    smtplib.SMTP("127.0.0.1", mta.smtp_port)  # through the milter; mta.relay_port skips it
+    mta.delivered.wait(lambda m: b"Subject: hi" in m.raw)  # what the final mailbox got
+    mta.stop()
 """
 
 from __future__ import annotations
