@@ -10,6 +10,7 @@ import hashlib
 import json
 import re
 import smtplib
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -207,9 +208,34 @@ def test_the_reinjection_listener_delivers_unchanged_without_the_milter(mta: Mta
     assert send(mta.relay_port, raw) == (250, "")
     delivered = mta.delivered.wait(lambda m: b"Subject: Released offer\r\n" in m.raw)
     assert (delivered.mail_from, delivered.rcpt_tos) == (SENDER, RECIPIENTS)
-    received, rest = delivered.raw.split(b"\r\n", 1)[0], delivered.raw
-    assert received.startswith(b"Received: ") and rest.endswith(raw)  # only a Received line added
-    assert b"X-Spam" not in delivered.raw and push.requests == []
+    assert delivered.raw.endswith(raw)
+    added = delivered.raw[: -len(raw)].split(b"\r\n")[:-1]
+    # Only Postfix's own Received header (folded over several lines) was added.
+    assert added[0].startswith(b"Received: ") and all(line[:1] in (b" ", b"\t") for line in added[1:])
+    assert push.requests == []
+
+
+def outside_address() -> str:
+    """This host's address on its default route: a client not in the listener's mynetworks."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.123", 9))  # no packet is sent; only a route is picked
+        except OSError:
+            pytest.skip("no non-loopback IPv4 address to connect from")
+        address = str(probe.getsockname()[0])
+    if address.startswith("127."):
+        pytest.skip("no non-loopback IPv4 address to connect from")
+    return address
+
+
+def test_the_reinjection_listener_refuses_clients_outside_mynetworks(mta: Mta, push: PushReceiver) -> None:
+    with smtplib.SMTP("127.0.0.1", mta.relay_port, timeout=30, source_address=(outside_address(), 0)) as client:
+        client.ehlo("outside.example.org")
+        with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+            client.sendmail(SENDER, list(RECIPIENTS), message("Injected from outside"))
+    codes = {code for code, _ in refused.value.recipients.values()}
+    assert codes == {554}
+    assert b"Client host rejected: Access denied" in next(iter(refused.value.recipients.values()))[1]
 
 
 def test_learn_ham_raises_the_learned_count(mta: Mta, redis_url: str) -> None:
