@@ -52,7 +52,7 @@ def rspamd_stack(
     relay: CaptureServer,
     controller: Controller,
 ) -> Iterator[Stack]:
-    built = build_rspamd_stack(database_url, simulator, smtp_server, relay, controller_url=controller.url,
+    built = build_rspamd_stack(database_url, simulator, smtp_server, relay.port, controller_url=controller.url,
                                controller_password=CONTROLLER_PASSWORD)  # fmt: skip
     yield built
     close_stack(built)
@@ -107,7 +107,7 @@ def test_a_relay_outage_delays_the_release_which_then_arrives_once(
 ) -> None:
     port = free_port()
     stand_in = CaptureServer(port=port).start()  # the relay the node names, up for the setup
-    stack = build_rspamd_stack(database_url, simulator, smtp_server, stand_in)
+    stack = build_rspamd_stack(database_url, simulator, smtp_server, stand_in.port)
     try:
         token = reported(stack, raw_message())
         stand_in.stop()  # the relay goes down

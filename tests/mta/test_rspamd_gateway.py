@@ -21,44 +21,25 @@ import requests
 
 from release.core import links
 from release.devtools.mailcapture import free_port
-from tests.support.mta import DOCS, GTUBE, PREFILTER_SPAM, SCORE_SPAM, GatewaySettings, Mta, PushReceiver
+from tests.support.mta import (
+    DOCS,
+    GTUBE,
+    LINK,
+    PREFILTER_SPAM,
+    RECIPIENTS,
+    SCORE_SPAM,
+    SENDER,
+    GatewaySettings,
+    Mta,
+    PushReceiver,
+    message,
+    send,
+)
 
 pytestmark = pytest.mark.mta
 
 RULE = DOCS / "plugins.d" / "sender_fp_release.lua"
-LINK = re.compile(r"https?://\S+")
-SENDER, RECIPIENTS = "alice@example.org", ("bob@example.net", "carol@example.net")
 PUSH_PATH = "/gateway/v1/rspamd/mx3"
-
-
-def message(subject: str, *, spam: str = "", body: str = "Lunch on Thursday at noon, as we said.") -> bytes:
-    """A complete message (every header Postfix would otherwise add), CRLF line ends."""
-    headers = [
-        f"From: Alice <{SENDER}>",
-        "To: Bob <bob@example.net>, Carol <carol@example.net>",
-        f"Subject: {subject}",
-        "Date: Sat, 05 Dec 2026 10:00:00 +0000",
-        f"Message-ID: <{hashlib.sha256(subject.encode()).hexdigest()[:20]}@example.org>",
-        "MIME-Version: 1.0",
-        "Content-Type: text/plain; charset=us-ascii",
-    ]
-    if spam:
-        headers.append(f"X-Test-Spam: {spam}")
-    return ("\r\n".join(headers) + "\r\n\r\n" + body + "\r\n").encode()
-
-
-def send(port: int, raw: bytes, rcpts: tuple[str, ...] = RECIPIENTS) -> tuple[int, str]:
-    """SMTP transaction to Postfix; the reply that ended it (250 and "" when accepted)."""
-    with smtplib.SMTP("127.0.0.1", port, timeout=60) as client:
-        client.ehlo("client.example.org")
-        try:
-            client.sendmail(SENDER, list(rcpts), raw)
-        except smtplib.SMTPResponseException as exc:  # refused at MAIL FROM or DATA
-            return exc.smtp_code, exc.smtp_error.decode()
-        except smtplib.SMTPRecipientsRefused as exc:
-            code, text = next(iter(exc.recipients.values()))
-            return code, text.decode()
-    return 250, ""
 
 
 def link_of(reply: str) -> dict[str, str]:

@@ -204,7 +204,7 @@ def test_rspamd_node_checks_its_relay_and_controller(
 ) -> None:
     controller = Controller().start()
     try:
-        node = rspamd_node(smtp_server, controller_url=controller.url, controller_password=CONTROLLER_PASSWORD)
+        node = rspamd_node(smtp_server.port, controller_url=controller.url, controller_password=CONTROLLER_PASSWORD)
         result = check(tmp_path, simulator, smtp_server, nodes=[node])
         assert result.exit_code == 0, result.output
         relay, learn = line(result, "node mx3")
@@ -225,6 +225,6 @@ def test_rspamd_node_checks_its_relay_and_controller(
 def test_rspamd_relay_over_a_network_without_tls_warns(
     tmp_path: Path, simulator: SimulatorServer, smtp_server: CaptureServer
 ) -> None:
-    node = {**rspamd_node(smtp_server), "relay_host": "192.0.2.10", "timeout_seconds": 0.5}
+    node = {**rspamd_node(smtp_server.port), "relay_host": "192.0.2.10", "timeout_seconds": 0.5}
     result = check(tmp_path, simulator, smtp_server, nodes=[node])
     assert any("WARN nodes[0].relay_host is reached without TLS" in row for row in line(result, "node mx3"))

@@ -34,14 +34,14 @@ SENDER = "anna@partner.example"
 RECIPIENTS = ("alice@example.com", "bob@example.com")
 
 
-def rspamd_node(relay: CaptureServer, **extra: Any) -> dict[str, Any]:
-    """The ``[[nodes]]`` table of an rspamd node re-injecting into ``relay``."""
+def rspamd_node(relay_port: int, **extra: Any) -> dict[str, Any]:
+    """The ``[[nodes]]`` table of an rspamd node re-injecting into 127.0.0.1:``relay_port``."""
     return {
         "name": NODE,
         "type": "rspamd",
         "push_password": PUSH_PASSWORD,
         "relay_host": "127.0.0.1",
-        "relay_port": relay.port,
+        "relay_port": relay_port,
         "timeout_seconds": 2.0,
         **extra,
     }
@@ -51,15 +51,16 @@ def build_rspamd_stack(
     database_url: str,
     simulator: SimulatorServer,
     smtp: CaptureServer,
-    relay: CaptureServer,
+    relay_port: int,
     *,
     sections: dict[str, dict[str, Any]] | None = None,
     **node: Any,
 ) -> Stack:
-    """A migrated stack whose only node is the rspamd node ``mx3`` (``node``: more of its keys,
+    """A migrated stack whose only node is the rspamd node ``mx3``, re-injecting into
+    127.0.0.1:``relay_port`` (``node``: more of its keys,
     ``sections``: more config sections)."""
     config = make_config(database_url, simulator, smtp.port, **(sections or {}))
-    config["nodes"] = [rspamd_node(relay, **node)]
+    config["nodes"] = [rspamd_node(relay_port, **node)]
     return stack_from_settings(settings_from_mapping(config), simulator, smtp)
 
 

@@ -33,7 +33,7 @@ def relay() -> Iterator[CaptureServer]:
 def rspamd_stack(
     database_url: str, simulator: SimulatorServer, smtp_server: CaptureServer, relay: CaptureServer
 ) -> Iterator[Stack]:
-    built = build_rspamd_stack(database_url, simulator, smtp_server, relay, max_message_bytes=200_000)
+    built = build_rspamd_stack(database_url, simulator, smtp_server, relay.port, max_message_bytes=200_000)
     yield built
     close_stack(built)
 

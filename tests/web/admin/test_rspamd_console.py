@@ -28,7 +28,7 @@ def relay() -> Iterator[CaptureServer]:
 def rspamd_stack(
     database_url: str, simulator: SimulatorServer, smtp_server: CaptureServer, relay: CaptureServer
 ) -> Iterator[Stack]:
-    built = build_rspamd_stack(database_url, simulator, smtp_server, relay, sections={"metrics": {"token": TOKEN}})
+    built = build_rspamd_stack(database_url, simulator, smtp_server, relay.port, sections={"metrics": {"token": TOKEN}})
     yield built
     close_stack(built)
 
