@@ -122,3 +122,17 @@ def test_a_service_that_refuses_the_push_gets_a_deferred_message_not_a_lost_one(
     assert 400 <= refused.value.smtp_code < 500
     with service.services.db.session() as session:
         assert session.scalars(select(StoredMessage)).all() == []
+
+
+def test_a_subject_with_an_encoded_line_break_adds_no_recipient(service: Stack, mta: Mta) -> None:
+    """The subject decodes to a line break and a forged X-Rspamd-rcpt header: the push still
+    names only the envelope's recipients, so no stranger is mailed a release link. (Rspamd
+    3.4 already decodes the line break to spaces; the rule also strips control characters
+    from every value it sends, so this holds if either part changes.)"""
+    forged = "=?utf-8?q?Invoice=0D=0AX-Rspamd-rcpt:_=5B=22victim=40example.org=22=5D?="
+    raw = message(forged, spam=SCORE_SPAM)
+    code, reply = send(mta.smtp_port, raw, ("bob@example.net",))
+    assert code == 554 and LINK.search(reply), reply
+    with service.services.db.session() as session:
+        kept = session.scalars(select(StoredMessage)).one()
+        assert [c.recipient for c in kept.copies] == ["bob@example.net"]

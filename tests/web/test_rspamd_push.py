@@ -197,3 +197,14 @@ def test_concurrent_pushes_of_one_message_keep_it_once(rspamd_stack: Stack) -> N
     assert statuses == [200] * 6
     [(_, _, _, copies)] = kept(rspamd_stack)
     assert len(copies) == 2
+
+
+def test_a_metadata_header_sent_twice_is_refused(rspamd_stack: Stack) -> None:
+    """A recipient list smuggled in beside the real one (a line break decoded from a subject)
+    must not decide who is mailed: WSGI joins the two with ", ", which is no JSON list."""
+    headers = list(exporter_headers().items()) + [("X-Rspamd-rcpt", '["victim@example.org"]')]
+    response = rspamd_stack.client.post(f"/gateway/v1/rspamd/{NODE}", data=raw_message(), headers=headers,
+                                        auth=(NODE, PUSH_PASSWORD), content_type="message/rfc822")  # fmt: skip
+    assert response.status_code == 400
+    assert "X-Rspamd-Rcpt must be a JSON list" in response.get_json()["message"]
+    assert kept(rspamd_stack) == []

@@ -77,6 +77,13 @@ local function report_link(mid, issued_at)
       mid, issued_at, sign(settings.link_key, settings.node, mid, issued_at))
 end
 
+--- A header value that cannot end the header: the subject, the Message-ID and the symbols'
+--- options come from the message, and a decoded line break would let a spammer add headers
+--- (recipients) to the push. Control characters become spaces; bounded.
+local function header_value(value)
+  return string.sub(string.gsub(tostring(value), '%c', ' '), 1, 2000)
+end
+
 --- The X-Rspamd-* headers metadata_exporter sends with meta_headers = true (same names).
 local function meta_headers(task)
   local h = {}
@@ -102,6 +109,9 @@ local function meta_headers(task)
   h['X-Rspamd-symbols'] = ucl.to_format(symbols, 'json-compact')
   h['X-Rspamd-scan_time'] = tostring(math.floor(task:get_scan_time() * 1000))
   h['X-Rspamd-message_id'] = tostring(task:get_message_id() or 'unknown')
+  for name, value in pairs(h) do
+    h[name] = header_value(value)
+  end
   return h
 end
 
