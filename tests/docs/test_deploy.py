@@ -48,7 +48,7 @@ SECRET_KEYS = {
     "policy": {"allowlist_keys"},
     "metrics": {"token"},
     "api": {"keys"},
-    "nodes": {"password", "api_key"},
+    "nodes": {"password", "api_key", "push_password", "controller_password"},
 }
 
 
