@@ -3,6 +3,7 @@ the service keeps it (SQLite and PostgreSQL). Authenticated, idempotent, bounded
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import zlib
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 import requests
+import schemathesis
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 from werkzeug.serving import make_server
@@ -197,3 +199,34 @@ def test_concurrent_pushes_of_one_message_keep_it_once(rspamd_stack: Stack) -> N
     assert statuses == [200] * 6
     [(_, _, _, copies)] = kept(rspamd_stack)
     assert len(copies) == 2
+
+
+def test_the_gateway_openapi_document_describes_the_push(rspamd_stack: Stack) -> None:
+    """/gateway/v1/openapi.json is valid OpenAPI 3.1, lists every /gateway/v1 route, and its
+    push (Basic auth, the X-Rspamd-* headers, the raw message) works as documented: the
+    document's own examples make a push the service keeps."""
+    doc = rspamd_stack.client.get("/gateway/v1/openapi.json").get_json()
+    schemathesis.openapi.from_dict(doc).validate()  # raises on a document OpenAPI 3.1 refuses
+    rules = {r.rule for r in rspamd_stack.app.url_map.iter_rules() if r.rule.startswith("/gateway/v1/")}
+    documented = {"/gateway/v1" + path.replace("{node}", "<node>") for path in doc["paths"]}
+    assert rules - {"/gateway/v1/openapi.json"} == documented
+
+    operation = doc["paths"]["/rspamd/{node}"]["post"]
+    [name] = operation["security"][0]
+    scheme = doc["components"]["securitySchemes"][name]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "basic")
+    headers = {}
+    for param in operation["parameters"]:
+        if param["in"] == "header":
+            media = param.get("content", {}).get("application/json")
+            headers[param["name"]] = json.dumps(media["example"]) if media else param["example"]
+    required = {p["name"] for p in operation["parameters"] if p["in"] == "header" and p["required"]}
+    assert required == {"X-Rspamd-from", "X-Rspamd-rcpt"}
+    assert set(headers) >= {"X-Rspamd-qid", "X-Rspamd-ip", "X-Rspamd-score", "X-Rspamd-symbols"}
+    body = operation["requestBody"]["content"]
+    assert list(body)[:2] == ["message/rfc822", "text/plain"]
+    assert {"200", "400", "401", "404", "413", "415"} <= set(operation["responses"])
+    example = body["message/rfc822"]["example"].encode()
+    response = push(rspamd_stack.client, example, headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.get_json() == {"status": "stored", "message": message_id_of(example), "copies": 1}
