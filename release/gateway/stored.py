@@ -101,10 +101,7 @@ def parse_push(content: bytes, header: Callable[[str], str | None]) -> Pushed:
     if sender and not ADDRESS.fullmatch(sender):
         raise PushInvalid("X-Rspamd-From is not an address")
     raw_rcpt = _header(header, "rcpt")
-    try:
-        recipients = json.loads(raw_rcpt) if raw_rcpt is not None else None
-    except ValueError:
-        recipients = None
+    recipients = _json(raw_rcpt) if raw_rcpt is not None else None
     if not isinstance(recipients, list) or not recipients or len(recipients) > MAX_RECIPIENTS:
         raise PushInvalid(f"X-Rspamd-Rcpt must be a JSON list of 1 to {MAX_RECIPIENTS} addresses")
     if not all(isinstance(r, str) and ADDRESS.fullmatch(r) for r in recipients):
@@ -278,6 +275,15 @@ def _header(header: Callable[[str], str | None], name: str) -> str | None:
         raise PushInvalid(f"X-Rspamd-{name} is not UTF-8") from None
 
 
+def _json(value: str) -> object:
+    """The JSON in a header, or None when it is none. Nesting deeper than the parser recurses
+    (a thousand brackets fit in a header line) is not JSON the exporter sends, not a crash."""
+    try:
+        return json.loads(value)
+    except (ValueError, RecursionError):
+        return None
+
+
 def _bounded(value: str | None, limit: int, default: str = "") -> str:
     if not value or any(ord(c) < 32 for c in value):
         return default
@@ -301,10 +307,7 @@ def _score(value: str | None) -> float | None:
 
 def _symbols(value: str | None) -> tuple[str, ...]:
     """Symbol names with their scores, "GTUBE(15.00)"; the exporter sends a JSON list."""
-    try:
-        items = json.loads(value or "[]")
-    except ValueError:
-        return ()
+    items = _json(value or "[]")
     out = []
     for item in items if isinstance(items, list) else ():
         if isinstance(item, dict) and isinstance(item.get("name"), str) and re.fullmatch(r"[A-Za-z0-9_]{1,64}",

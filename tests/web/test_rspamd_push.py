@@ -159,14 +159,36 @@ def test_a_chunked_push_over_the_cap_is_refused_too(rspamd_stack: Stack) -> None
         ({**exporter_headers(), "X-Rspamd-rcpt": "[]"}, "JSON list"),
         ({**exporter_headers(), "X-Rspamd-rcpt": '["a b@example.com"]'}, "not an address"),
         ({**exporter_headers(), "X-Rspamd-from": "anna <x>@example"}, "not an address"),
+        # Nested deeper than Python's parser recurses (found by the guard: a RecursionError, 500).
+        ({**exporter_headers(), "X-Rspamd-rcpt": "[" * 1000}, "JSON list"),
+        ({**exporter_headers(), "X-Rspamd-rcpt": '{"a":' * 1000 + "1" + "}" * 1000}, "JSON list"),
     ],
-    ids=["no-from", "no-rcpt", "rcpt-not-json", "no-recipients", "rcpt-with-space", "bad-sender"],
+    ids=[
+        "no-from",
+        "no-rcpt",
+        "rcpt-not-json",
+        "no-recipients",
+        "rcpt-with-space",
+        "bad-sender",
+        "rcpt-deep",
+        "rcpt-deep-objects",
+    ],
 )
 def test_a_push_without_a_usable_envelope_is_400(rspamd_stack: Stack, headers: dict[str, str], needle: str) -> None:
     response = push(rspamd_stack.client, raw_message(), headers=headers)
     assert response.status_code == 400
     assert needle in response.get_json()["message"]
     assert kept(rspamd_stack) == []
+
+
+def test_deeply_nested_symbols_are_ignored_not_a_crash(rspamd_stack: Stack) -> None:
+    """Found by the guard (tests/security/test_hostile_routes.py): the symbols are optional,
+    so JSON nested past the parser's recursion limit keeps the message without them (was a 500)."""
+    headers = {**exporter_headers(), "X-Rspamd-symbols": "[" * 1000 + "]" * 1000}
+    response = push(rspamd_stack.client, raw_message(), headers=headers)
+    assert response.status_code == 200, response.text
+    with rspamd_stack.services.db.session() as session:
+        assert session.scalars(select(StoredMessage.symbols)).one() == ""
 
 
 def test_an_empty_or_form_body_is_refused(rspamd_stack: Stack) -> None:
