@@ -38,6 +38,7 @@ LABEL_LIMIT = 1000  # copies a sweep names (purge --dry-run); the counts cover t
 COMPRESSION_LEVEL = 6  # zlib's default: 100 kB of mail in about 1 ms (bench/push.py)
 # An envelope address as Rspamd reports it: no spaces, brackets, quotes or controls.
 ADDRESS = re.compile(r"[^\s<>\"\x00-\x1f\x7f]{1,320}")
+CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1
 
 
 class PushInvalid(ValueError):
@@ -318,9 +319,10 @@ def _symbols(value: str | None) -> tuple[str, ...]:
 
 
 def _subject(content: bytes) -> str:
-    """The decoded Subject, one line, bounded; "" when absent or unreadable."""
+    """The decoded Subject, one line, bounded, without control characters (PostgreSQL's text
+    cannot hold NUL, which a raw or an encoded header can carry); "" when absent or unreadable."""
     try:
         subject = str(BytesHeaderParser(policy=policy.default).parsebytes(content).get("subject", ""))
     except Exception:  # noqa: BLE001 - a malformed header must not lose the message
         return ""
-    return " ".join(subject.split())[:SUBJECT_LIMIT]
+    return CONTROLS.sub("", " ".join(subject.split()))[:SUBJECT_LIMIT]

@@ -191,6 +191,18 @@ def test_deeply_nested_symbols_are_ignored_not_a_crash(rspamd_stack: Stack) -> N
         assert session.scalars(select(StoredMessage.symbols)).one() == ""
 
 
+@pytest.mark.parametrize("subject", [b"Invoice\x00 2026\x1b-118", b"=?utf-8?q?Invoice=00_2026=1B-118?="],
+                         ids=["raw", "encoded-word"])  # fmt: skip
+def test_a_subject_with_a_nul_is_kept_without_its_controls(rspamd_stack: Stack, subject: bytes) -> None:
+    """Found by the guard (tests/security/test_hostile_routes.py): PostgreSQL's text cannot
+    hold NUL, so a Subject carrying one was a DataError (500) and the message was lost."""
+    content = raw_message().replace(b"Subject: Invoice 2026-118", b"Subject: " + subject, 1)
+    response = push(rspamd_stack.client, content)
+    assert response.status_code == 200, response.text
+    with rspamd_stack.services.db.session() as session:
+        assert session.scalars(select(StoredMessage.subject)).one() == "Invoice 2026-118"
+
+
 def test_an_empty_or_form_body_is_refused(rspamd_stack: Stack) -> None:
     assert push(rspamd_stack.client, b"").status_code == 400
     form = push(rspamd_stack.client, b"a=b", content_type="application/x-www-form-urlencoded")
