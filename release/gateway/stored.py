@@ -108,6 +108,8 @@ def parse_push(content: bytes, header: Callable[[str], str | None]) -> Pushed:
     if not all(isinstance(r, str) and ADDRESS.fullmatch(r) for r in recipients):
         raise PushInvalid("X-Rspamd-Rcpt holds something that is not an address")
     unique = tuple(dict.fromkeys(r.lower() for r in recipients))  # RCPT TO twice is one copy
+    if any(len(r) > ADDRESS_LIMIT for r in unique):  # lower() can lengthen: "İ" is two characters then
+        raise PushInvalid("X-Rspamd-Rcpt holds something that is not an address")
     return Pushed(
         content=content,
         envelope_sender=sender,

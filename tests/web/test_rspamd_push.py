@@ -162,6 +162,8 @@ def test_a_chunked_push_over_the_cap_is_refused_too(rspamd_stack: Stack) -> None
         # Nested deeper than Python's parser recurses (found by the guard: a RecursionError, 500).
         ({**exporter_headers(), "X-Rspamd-rcpt": "[" * 1000}, "JSON list"),
         ({**exporter_headers(), "X-Rspamd-rcpt": '{"a":' * 1000 + "1" + "}" * 1000}, "JSON list"),
+        # 320 characters (JSON escapes) that lower() makes 640 (was a 500 on PostgreSQL's varchar(320)).
+        ({**exporter_headers(), "X-Rspamd-rcpt": '["' + "\\u0130" * 320 + '"]'}, "not an address"),
     ],
     ids=[
         "no-from",
@@ -172,6 +174,7 @@ def test_a_chunked_push_over_the_cap_is_refused_too(rspamd_stack: Stack) -> None
         "bad-sender",
         "rcpt-deep",
         "rcpt-deep-objects",
+        "rcpt-longer-in-lower-case",
     ],
 )
 def test_a_push_without_a_usable_envelope_is_400(rspamd_stack: Stack, headers: dict[str, str], needle: str) -> None:
