@@ -95,10 +95,11 @@ def stack(
 @pytest.fixture
 def make_stack(database_url: str, simulator: SimulatorServer, smtp_server: CaptureServer) -> Iterator[StackFactory]:
     """Build stacks on this test's database with extra config sections (merged), e.g.
-    ``make_stack(limits={"reports_per_ip_per_hour": 3})``; several share the database."""
+    ``make_stack(limits={"reports_per_ip_per_hour": 3})``, and build_stack's other keywords
+    (``node=``, ``more_nodes=``...); several share the database."""
     built: list[Stack] = []
 
-    def build(**sections: dict[str, Any]) -> Stack:
+    def build(**sections: Any) -> Stack:
         built.append(build_stack(database_url, simulator, smtp_server, **sections))
         return built[-1]
 

@@ -38,6 +38,7 @@ LABEL_LIMIT = 1000  # copies a sweep names (purge --dry-run); the counts cover t
 COMPRESSION_LEVEL = 6  # zlib's default: 100 kB of mail in about 1 ms (bench/push.py)
 # An envelope address as Rspamd reports it: no spaces, brackets, quotes or controls.
 ADDRESS = re.compile(r"[^\s<>\"\x00-\x1f\x7f]{1,320}")
+CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1
 
 
 class PushInvalid(ValueError):
@@ -101,15 +102,14 @@ def parse_push(content: bytes, header: Callable[[str], str | None]) -> Pushed:
     if sender and not ADDRESS.fullmatch(sender):
         raise PushInvalid("X-Rspamd-From is not an address")
     raw_rcpt = _header(header, "rcpt")
-    try:
-        recipients = json.loads(raw_rcpt) if raw_rcpt is not None else None
-    except ValueError:
-        recipients = None
+    recipients = _json(raw_rcpt) if raw_rcpt is not None else None
     if not isinstance(recipients, list) or not recipients or len(recipients) > MAX_RECIPIENTS:
         raise PushInvalid(f"X-Rspamd-Rcpt must be a JSON list of 1 to {MAX_RECIPIENTS} addresses")
     if not all(isinstance(r, str) and ADDRESS.fullmatch(r) for r in recipients):
         raise PushInvalid("X-Rspamd-Rcpt holds something that is not an address")
     unique = tuple(dict.fromkeys(r.lower() for r in recipients))  # RCPT TO twice is one copy
+    if any(len(r) > ADDRESS_LIMIT for r in unique):  # lower() can lengthen: "İ" is two characters then
+        raise PushInvalid("X-Rspamd-Rcpt holds something that is not an address")
     return Pushed(
         content=content,
         envelope_sender=sender,
@@ -278,6 +278,15 @@ def _header(header: Callable[[str], str | None], name: str) -> str | None:
         raise PushInvalid(f"X-Rspamd-{name} is not UTF-8") from None
 
 
+def _json(value: str) -> object:
+    """The JSON in a header, or None when it is none. Nesting deeper than the parser recurses
+    (a thousand brackets fit in a header line) is not JSON the exporter sends, not a crash."""
+    try:
+        return json.loads(value)
+    except (ValueError, RecursionError):
+        return None
+
+
 def _bounded(value: str | None, limit: int, default: str = "") -> str:
     if not value or any(ord(c) < 32 for c in value):
         return default
@@ -301,10 +310,7 @@ def _score(value: str | None) -> float | None:
 
 def _symbols(value: str | None) -> tuple[str, ...]:
     """Symbol names with their scores, "GTUBE(15.00)"; the exporter sends a JSON list."""
-    try:
-        items = json.loads(value or "[]")
-    except ValueError:
-        return ()
+    items = _json(value or "[]")
     out = []
     for item in items if isinstance(items, list) else ():
         if isinstance(item, dict) and isinstance(item.get("name"), str) and re.fullmatch(r"[A-Za-z0-9_]{1,64}",
@@ -315,9 +321,10 @@ def _symbols(value: str | None) -> tuple[str, ...]:
 
 
 def _subject(content: bytes) -> str:
-    """The decoded Subject, one line, bounded; "" when absent or unreadable."""
+    """The decoded Subject, one line, bounded, without control characters (PostgreSQL's text
+    cannot hold NUL, which a raw or an encoded header can carry); "" when absent or unreadable."""
     try:
         subject = str(BytesHeaderParser(policy=policy.default).parsebytes(content).get("subject", ""))
     except Exception:  # noqa: BLE001 - a malformed header must not lose the message
         return ""
-    return " ".join(subject.split())[:SUBJECT_LIMIT]
+    return CONTROLS.sub("", " ".join(subject.split()))[:SUBJECT_LIMIT]

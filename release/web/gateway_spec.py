@@ -15,6 +15,13 @@ def _answer(description: str, schema: dict[str, Any] | None = None) -> dict[str,
 
 
 ADDRESS = {"type": "string", "minLength": 1, "maxLength": 320}
+RAW = "message/rfc822"
+# A message as the exporter pushes it, byte for byte (shortened: no Received lines).
+EXAMPLE_MESSAGE = (
+    "Subject: Invoice 2026-118\r\nFrom: Anna Partner <anna@partner.example>\r\nTo: alice@example.com\r\n"
+    "Date: Sat, 05 Dec 2026 09:30:00 +0000\r\nMessage-ID: <invoice-2026-118@partner.example>\r\n"
+    "\r\nPlease find the invoice attached.\r\n"
+)
 STATUS = {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}}
 # The fields of a report link (DESIGN 2.1); the signature is the push's authentication.
 LINK_FIELDS = {
@@ -30,6 +37,92 @@ LINK_FIELDS = {
 }
 
 
+def _header(name: str, description: str, example: Any, schema: dict[str, Any] | None = None,
+            *, required: bool = False, json_schema: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    """A request header; ``json_schema``: its value is that JSON, serialized (a ``content``
+    parameter, whose ``example`` is the JSON value itself)."""
+    param: dict[str, Any] = {"name": name, "in": "header", "required": required, "description": description}
+    if json_schema is not None:
+        param["content"] = {JSON: {"schema": json_schema, "example": example}}
+    else:
+        param["schema"] = schema or {"type": "string"}
+        param["example"] = example
+    return param
+
+
+SYMBOL = {"type": "object", "properties": {"name": {"type": "string"}, "score": {"type": "number"}}}
+PUSH = {
+    "summary": "An rspamd node rejected a message: keep it (Rspamd's metadata_exporter, docs/rspamd/)",
+    "description": "The body is the message as received, byte for byte; the envelope comes in the "
+    "`X-Rspamd-*` headers the exporter adds with `meta_headers = true`. Idempotent: a repeat of the "
+    "same bytes is answered 200 and adds only recipients not seen before.",
+    "operationId": "pushRejected",
+    "security": [{"nodePush": []}],
+    "parameters": [
+        {
+            "name": "node",
+            "in": "path",
+            "required": True,
+            "description": "the rspamd node's configured name",
+            "schema": {"type": "string", "pattern": "^[a-z0-9-]+$"},
+        },
+        _header(
+            "X-Rspamd-from",
+            'The envelope sender; "", "<>" or "unknown" for the null sender (a bounce).',
+            "anna@partner.example",
+            {"type": "string", "maxLength": 320},
+            required=True,
+        ),
+        _header(
+            "X-Rspamd-rcpt",
+            "The envelope recipients, a JSON list.",
+            ["alice@example.com"],
+            required=True,
+            json_schema={"type": "array", "items": ADDRESS, "minItems": 1, "maxItems": 1000},
+        ),
+        _header("X-Rspamd-qid", "The MTA's queue id (for its logs).", "4Qx9Lm2Zb7z9", {"type": "string"}),
+        _header("X-Rspamd-ip", "The sending client's IP address.", "198.51.100.7", {"type": "string"}),
+        _header("X-Rspamd-score", "Rspamd's score of the message.", "15.00", {"type": "string"}),
+        _header(
+            "X-Rspamd-symbols",
+            "The symbols that matched, a JSON list.",
+            [{"name": "GTUBE", "score": 15.0}],
+            json_schema={"type": "array", "items": SYMBOL},
+        ),
+    ],
+    "requestBody": {
+        "required": True,
+        "description": "The message (at most the node's max_message_bytes).",
+        "content": {
+            RAW: {
+                "schema": {"type": "string", "format": "binary", "contentMediaType": RAW},
+                "example": EXAMPLE_MESSAGE,
+            },
+            "text/plain": {"schema": {"type": "string", "format": "binary"}},
+        },
+    },
+    "responses": {
+        "200": _answer(
+            "Kept (or already kept): the message's id and how many recipients' copies are new.",
+            {
+                "type": "object",
+                "required": ["status", "message", "copies"],
+                "properties": {
+                    "status": {"type": "string", "enum": ["stored", "already stored"]},
+                    "message": {"type": "string"},
+                    "copies": {"type": "integer", "minimum": 0},
+                },
+            },
+        ),  # fmt: skip
+        "400": _answer("The body is empty, or the envelope headers are missing or malformed."),
+        "401": _answer("Not the node's push credentials (HTTP Basic: the node's name and push_password)."),
+        "404": _answer("No rspamd node of that name is configured."),
+        "413": _answer("The message is larger than the node's max_message_bytes."),
+        "415": _answer("A form or JSON body: send the message itself (message/rfc822)."),
+    },
+}
+
+
 def gateway_openapi_document(public_url: str) -> dict[str, Any]:
     """The document, with this deployment's URL as the server."""
     return {
@@ -37,10 +130,20 @@ def gateway_openapi_document(public_url: str) -> dict[str, Any]:
         "info": {
             "title": "sender-fp-release gateway API",
             "version": "1",
-            "description": "Called by the gateway's script: the recipients' allow-list, and held messages (ndr mode).",
+            "description": "Called by the gateway: the recipients' allow-list, held messages (ndr mode) "
+            "and the messages rspamd nodes reject.",
         },
         "servers": [{"url": public_url.rstrip("/") + "/gateway/v1"}],
-        "components": {"securitySchemes": {"allowlistKey": {"type": "http", "scheme": "bearer"}}},
+        "components": {
+            "securitySchemes": {
+                "allowlistKey": {"type": "http", "scheme": "bearer"},
+                "nodePush": {
+                    "type": "http",
+                    "scheme": "basic",
+                    "description": "user: the node's name, password: its push_password",
+                },
+            }
+        },
         "paths": {
             "/allowed": {
                 "get": {
@@ -75,5 +178,6 @@ def gateway_openapi_document(public_url: str) -> dict[str, Any]:
                     },
                 }
             },
+            "/rspamd/{node}": {"post": PUSH},
         },
     }

@@ -1,21 +1,25 @@
 """The guard: every rule of the app's URL map, with every method it accepts, as every role
-(anonymous, sender, recipient, viewer, admin, API key), fed the hostile corpus in every path
-value, query parameter, form field and JSON field, plus structural abuse and random examples
-(tests/support/guard.py). No answer may be a 5xx and no traceback may reach the logs, on
-SQLite and on PostgreSQL. On SQLite the app runs in demo mode (demo mode is SQLite only; it
-adds the /demo pages and nothing else), so every rule of both configurations is walked.
+(anonymous, sender, recipient, viewer, admin, API key, rspamd node), fed the hostile corpus in
+every path value, query parameter, form field, JSON field, documented header and raw body,
+plus structural abuse and random examples (tests/support/guard.py). No answer may be a 5xx
+and no traceback may reach the logs, on SQLite and on PostgreSQL. On SQLite the app runs in
+demo mode (demo mode is SQLite only; it adds the /demo pages and nothing else), so every rule
+of both configurations is walked.
 
 Nothing here lists routes or fields: they come from the URL map, a crawl of the pages as each
-role (links, forms, widgets), the OpenAPI document and the names the views read. A new route
+role (links, forms, widgets), the OpenAPI documents and the names the views read. A new route
 is walked as soon as it exists; one the guard cannot get past its refusals fails the test.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
@@ -25,12 +29,14 @@ from sqlalchemy import select
 from release.db.models import AdminUser, Job
 from release.db.states import JobState
 from release.devtools.demo import DemoRuntime
+from release.devtools.mailcapture import CaptureServer
 from release.devtools.simulator import HalonSimulator, SimulatorServer
 from release.web.admin import auth
 from release.web.jsonbody import JsonProvider
 from tests.support.altcha import solve_altcha
 from tests.support.guard import Guard
 from tests.support.hostile import MAX_BODY
+from tests.support.rspamd import NODE, PUSH_PASSWORD, rspamd_node
 from tests.support.stack import Stack, StackFactory, drain_due
 from tests.support.surface import Role, Surface
 from tests.support.visitor import csrf_token, release_token_from, report_path, submit_report
@@ -81,9 +87,11 @@ def simulator() -> Iterator[SimulatorServer]:
         yield server
 
 
-def build_world(make_stack: StackFactory, *, demo: bool) -> World:
+def build_world(make_stack: StackFactory, relay: CaptureServer, *, demo: bool) -> World:
     """Reports in several states (notified, released, waiting for approval, a dead job), an
-    admin and a viewer signed in, and one client per role."""
+    admin and a viewer signed in, and one client per role; beside the halon6 node, an rspamd
+    node (its pushes capped at the app's body limit; ``relay`` is only its configured relay:
+    a push never sends mail)."""
     stack = make_stack(
         app={"demo": demo},
         api={"keys": [KEY]},
@@ -91,6 +99,7 @@ def build_world(make_stack: StackFactory, *, demo: bool) -> World:
         metrics={"token": KEY},
         worker={"max_attempts": 1},  # a job that fails once is dead: the console offers its retry
         node={"sender_notice": "ndr"},  # POST /gateway/v1/held answers (the simulator is a 6.x node)
+        more_nodes=[rspamd_node(relay.port, max_message_bytes=MAX_BODY)],  # POST /gateway/v1/rspamd/<node>
     )
     stack.app.config["TESTING"] = False  # answer as in production: a 500 page, never a raised error
     with stack.services.db.session() as session:
@@ -124,6 +133,7 @@ def build_world(make_stack: StackFactory, *, demo: bool) -> World:
 
     reported_link, unreported_link = report_path(stack, reported), report_path(stack, sim.add_message(
         "new@partner.example", ["frank@example.com"], "Not reported yet"))  # fmt: skip
+    push_auth = "Basic " + base64.b64encode(f"{NODE}:{PUSH_PASSWORD}".encode()).decode()
     link_values = {v for link in (reported_link, unreported_link) for k, v in parse_qsl(urlsplit(link).query)
                    if k in ("m", "s")}  # fmt: skip
     roles = [
@@ -139,6 +149,14 @@ def build_world(make_stack: StackFactory, *, demo: bool) -> World:
         _sign_in(stack, VIEWER),
         _sign_in(stack, ADMIN),
         Role("api-key", stack.new_client(), ["/", "/admin/login"], headers={"Authorization": f"Bearer {KEY}"}),
+        # The node knows the URL it pushes to (its name is no secret) and holds its password.
+        Role(
+            "rspamd-node",
+            stack.new_client(),
+            [f"/gateway/v1/rspamd/{NODE}"],
+            headers={"Authorization": push_auth},
+            private={PUSH_PASSWORD, push_auth},
+        ),
     ]
     return World(stack, roles, tokens)
 
@@ -150,9 +168,11 @@ def solve_widget(role: Role, attrs: dict[str, str]) -> str:
     return solve_altcha(response.get_json()) if response.status_code == 200 else ""
 
 
-def test_no_route_answers_5xx_or_logs_a_traceback(make_stack: StackFactory, database_url: str) -> None:
+def test_no_route_answers_5xx_or_logs_a_traceback(
+    make_stack: StackFactory, smtp_server: CaptureServer, database_url: str
+) -> None:
     demo = database_url.startswith("sqlite")
-    world = build_world(make_stack, demo=demo)
+    world = build_world(make_stack, smtp_server, demo=demo)
     app = world.stack.app
     surface = Surface(app, ("localhost", PUBLIC_HOST))
     for role in world.roles:
@@ -232,24 +252,67 @@ def planted_app(*, broken: bool) -> Flask:
         fault(isinstance(body, dict) and isinstance(body.get("size"), float))  # a float where an int goes
         return "ok"
 
+    @app.get("/openapi.json")
+    def openapi() -> dict[str, Any]:
+        return PLANTED_OPENAPI
+
+    @app.post("/push/<name>")
+    def push(name: str) -> tuple[str, int, dict[str, str]]:
+        """A machine client's push (documented only): HTTP Basic, headers and a raw body."""
+        if name != "node":
+            return "no such node", 404, {}
+        if request.authorization is None or request.authorization.password != "node password":
+            return "who?", 401, {"WWW-Authenticate": 'Basic realm="push"'}
+        tag = request.headers.get("X-Tag")
+        fault(tag is None)  # a required header missing
+        fault("\0" in (tag or ""))  # NUL in a header
+        try:
+            json.loads(request.headers.get("X-List") or "[]")
+        except (ValueError, RecursionError) as exc:
+            fault(isinstance(exc, RecursionError))  # JSON in a header, nested past the parser's recursion
+        fault(b"\0" in request.get_data().split(b"\n", 1)[0])  # NUL in the message's first header
+        return "kept", 200, {}
+
     return app
+
+
+PLANTED_OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {"title": "planted", "version": "1"},
+    "servers": [{"url": "https://localhost/"}],
+    "paths": {"/push/{name}": {"post": {
+        "parameters": [
+            {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+            {"name": "X-Tag", "in": "header", "required": True, "schema": {"type": "string"}, "example": "tag"},
+            {"name": "X-List", "in": "header", "content": {"application/json": {"schema": {  # no example: made
+                "type": "array", "items": {"type": "string"}, "minItems": 1}}}},
+        ],
+        "requestBody": {"content": {"message/rfc822": {"example": "Subject: hi\r\n\r\nbody\r\n"}}},
+        "responses": {"200": {"description": "kept"}},
+    }}},
+}  # fmt: skip
 
 
 @pytest.mark.parametrize("broken", [True, False], ids=["broken", "fixed"])
 def test_the_guard_finds_planted_faults(broken: bool) -> None:
     app = planted_app(broken=broken)
     surface = Surface(app, ("localhost",))
-    role = Role("anonymous", app.test_client(), ["/"])
-    surface.crawl(role)
+    basic = "Basic " + base64.b64encode(b"node:node password").decode()
+    node = Role("node", app.test_client(), ["/push/node"], headers={"Authorization": basic}, private={basic})
+    roles = [Role("anonymous", app.test_client(), ["/"]), node]
+    for role in roles:
+        surface.crawl(role)
     surface.endpoints[("/api/thing", "PUT")].json = {"type": "object", "properties": {"size": {"type": "integer"}}}
-    guard = Guard(surface, [role], {})
+    surface.read_openapi(roles[0].client, "/openapi.json")
+    guard = Guard(surface, roles, {})
     guard.run(guard.send_baseline)
     assert surface.learn() >= 1  # "hidden" was read by the view
     guard.run()
     found = {(f.endpoint, f.note.split(":")[0].split(" [")[0]) for f in guard.findings}
     if not broken:
         assert not guard.findings, guard.findings[:5]
-        assert {"GET /items/<int:item_id>", "POST /form", "PUT /api/thing"} <= set(guard.passed)
+        assert {"GET /items/<int:item_id>", "POST /form", "PUT /api/thing", "POST /push/<name>"} <= set(guard.passed)
+        assert guard.passed["POST /push/<name>"] == {"node"}
         return
     assert {
         ("GET /items/<int:item_id>", "path 'item_id'"),
@@ -257,4 +320,8 @@ def test_the_guard_finds_planted_faults(broken: bool) -> None:
         ("GET /search", "query 'hidden'"),
         ("POST /form", "form 'name'"),
         ("PUT /api/thing", "json 'size'"),
+        ("POST /push/<name>", "header 'X-Tag' missing"),
+        ("POST /push/<name>", "header 'X-Tag'"),
+        ("POST /push/<name>", "header 'X-List'"),
+        ("POST /push/<name>", "body first line"),
     } <= found, found

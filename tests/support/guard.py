@@ -1,7 +1,9 @@
 """The guard's walk: for every endpoint and role, a valid request (the baseline), then the
-same request with the hostile corpus in each slot, structural abuse (reserved and duplicated
-parameters, oversized bodies, wrong content types, broken headers) and random examples from
-Hypothesis. Every answer must be below 500 and no traceback may reach the logs.
+same request with the hostile corpus in each slot (path values, query, form, JSON fields,
+documented headers, a raw body), structural abuse (reserved and duplicated parameters,
+missing and repeated headers, oversized bodies, wrong content types, broken headers) and
+random examples from Hypothesis. Every answer must be below 500 and no traceback may reach
+the logs.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from hypothesis import strategies as st
 
 from tests.support.hostile import Hostile, any_text, apply, encode, json_values, path_segment, wire_values
 from tests.support.probes import (
-    BODY_METHODS,
     NO_BODY,
     Probe,
     Slot,
@@ -30,7 +31,7 @@ from tests.support.probes import (
     systematic,
     typed,
 )
-from tests.support.surface import Endpoint, Role, Surface, json_example
+from tests.support.surface import BODY_METHODS, Endpoint, Role, Surface, json_example
 
 
 @dataclass
@@ -125,8 +126,10 @@ class Guard:
             fresh = role.fresh_query()
             if set(fresh) <= endpoint.query:
                 query = [(k, v) for k, v in query if k not in fresh] + list(fresh.items())
-        probe = Probe("baseline", args, query, headers=dict(role.headers))
+        probe = Probe("baseline", args, query, headers={**endpoint.headers, **role.headers})
         if endpoint.method in BODY_METHODS:
+            if endpoint.raw is not None:
+                probe.content_type, probe.body = endpoint.raw
             probe.form = [(f.name, role.csrf if f.name == "csrf_token" else typed(f.kind, f.values[n % len(f.values)]))
                           for f in endpoint.form.values()]  # fmt: skip
             if endpoint.json is not None:
@@ -223,7 +226,7 @@ class Guard:
             return probe
 
         chosen = [slot for slot in inputs if self._systematic_here(endpoint, role, slot, refused or cheap)]
-        for probe in systematic(fresh, chosen):
+        for probe in systematic(fresh, chosen, endpoint.json_headers):
             self.send(endpoint, role, probe)
         for probe in structural(endpoint.method, fresh, inputs):
             if not cheap or probe.note in ("reserved query, all", "oversized form body"):
@@ -273,7 +276,7 @@ class Guard:
                     value: Any = data.draw(json_values)
                 else:
                     hostile: Hostile = data.draw(wire_values)
-                    value = apply(hostile, str(valid))
+                    value = apply(hostile, valid if isinstance(valid, bytes) else str(valid))
                 probe = probe.with_value(where, name, value, "")
                 notes.append(f"{where} {name!r}={value!r}"[:120])
             self.send(endpoint, role, replace(probe, note="random: " + ", ".join(notes)))

@@ -1,6 +1,7 @@
 """The hostile corpus the guard feeds into every slot of every request, and how each value
 travels: as text in a URL or a form (percent-encoded UTF-8, or raw bytes where the value is
-not UTF-8 at all) and as a JSON value.
+not UTF-8 at all), in a header (its bytes, as WSGI hands them over), in a raw body and as a
+JSON value.
 
 The fixed corpus holds one value per class of trouble found so far; Hypothesis adds random
 text from every Unicode category (controls, format characters, surrogates included).
@@ -8,6 +9,7 @@ text from every Unicode category (controls, format characters, surrogates includ
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote_from_bytes
@@ -59,11 +61,40 @@ JSON_TYPES = (None, True, 1.5, float("inf"), [], {}, [1], {"a": 1}, "1")
 RESERVED = {"_external": "1", "_anchor": "x\x00y", "_method": "DELETE", "_scheme": "javascript",
             "endpoint": "admin.index", "next": "//evil.example/"}  # fmt: skip
 MAX_BODY = 64 * 1024  # the app's MAX_CONTENT_LENGTH
+#: Texts for a slot that holds serialized JSON (a header): nesting deeper than Python's parser
+#: recurses (and short enough for the 8 KiB a server takes in a header line), what that parser
+#: accepts beyond JSON, numbers it refuses to convert, and every type where a list goes.
+JSON_TEXTS = (
+    ("deep nesting", b"[" * 3000),
+    ("deep nesting, closed", b"[" * 1500 + b"]" * 1500),
+    ("deep objects", b'{"a":' * 1200 + b"1" + b"}" * 1200),
+    ("NaN and Infinity", b"[NaN, Infinity, -Infinity, 1e999]"),
+    ("5000 digits", b"[" + b"9" * 5000 + b"]"),
+    ("escaped lone surrogate", b'["\\ud800", {"name": "\\udfff"}]'),
+    *((f"{value!r}", json.dumps(value).encode()) for value in JSON_TYPES),
+    *((f"[{value!r}]", json.dumps([value]).encode()) for value in JSON_TYPES),
+)
 
 
-def apply(hostile: Hostile, valid: str) -> bytes:
+def apply(hostile: Hostile, valid: str | bytes) -> bytes:
     """The wire bytes of ``hostile`` in a slot whose valid value is ``valid``."""
-    return (valid.encode() + hostile.wire) if hostile.append else hostile.wire
+    prefix = valid if isinstance(valid, bytes) else valid.encode("utf-8", "surrogatepass")
+    return (prefix + hostile.wire) if hostile.append else hostile.wire
+
+
+def header_value(raw: str | bytes) -> str:
+    """``raw`` as a request header's value, as WSGI hands it to the app: its bytes as Latin-1.
+
+    CR and LF cannot travel inside a value: on the wire a line break ends the field (a server
+    reads what follows as another header, or refuses the request), and werkzeug's test client
+    raises before the app sees it, a refusal on the client's side that is not a finding. They
+    are encoded as a server delivers an obsolete line folding (RFC 9112 5.2): each one a space,
+    so the rest of the hostile value still reaches the app. NUL and the other controls go as
+    they are (the test client passes them; gunicorn refuses NUL, but the app must not rely on
+    its server for that).
+    """
+    data = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")
+    return data.replace(b"\r", b" ").replace(b"\n", b" ").decode("latin-1")
 
 
 def encode(pairs: list[tuple[str, str | bytes]]) -> str:

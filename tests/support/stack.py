@@ -4,7 +4,7 @@ SMTP capture server and a worker the test drives. Every suite builds its stacks 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -59,15 +59,18 @@ def build_stack(
     testing: bool = True,
     node_timeout: float | None = None,
     node: dict[str, Any] | None = None,
+    more_nodes: Sequence[dict[str, Any]] = (),
     **sections: dict[str, Any],
 ) -> Stack:
     """A migrated stack on ``database_url`` with extra config ``sections`` (merged into
     make_config's, ``smtp=`` included); ``testing`` sets Flask's TESTING, ``node_timeout`` the node's
-    timeout, ``node`` other keys of the node (e.g. ``{"sender_notice": "ndr"}``)."""
+    timeout, ``node`` other keys of the node (e.g. ``{"sender_notice": "ndr"}``), ``more_nodes``
+    more ``[[nodes]]`` tables after it (e.g. tests/support/rspamd.py's ``rspamd_node``)."""
     config = make_config(database_url, simulator, smtp.port, **sections)
     if node_timeout is not None:
         config["nodes"][0]["timeout_seconds"] = node_timeout
     config["nodes"][0].update(node or {})
+    config["nodes"].extend(more_nodes)
     return stack_from_settings(settings_from_mapping(config), simulator, smtp, testing=testing)
 
 

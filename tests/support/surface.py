@@ -1,16 +1,20 @@
 """The attack surface, found rather than listed: every (rule, method) of the app's URL map,
-with the path values, query parameters, form fields and JSON fields it takes.
+with the path values, query parameters, form fields, JSON fields, request headers and raw
+bodies it takes.
 
 Three sources, so that a new route or field is covered without editing the guard:
 - a crawl as each role, like a browser: links, forms (their fields and their widgets) and any
-  attribute holding a same-site path; GET only (GET never changes state, a tested rule);
-- the OpenAPI document (query parameters and JSON bodies of /api);
+  attribute holding a same-site path; GET only (GET never changes state, a tested rule); a
+  start URL no GET reaches (a machine client's configured endpoint) is noted, not requested;
+- the OpenAPI documents (query and header parameters, JSON bodies, raw bodies of other media
+  types, with the documents' examples);
 - the names views actually read from ``request.args`` and ``request.form``, recorded while the
   guard runs (:class:`FieldReads`).
 """
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +32,9 @@ from tests.support.pages import Field, Page, same_site
 PAGES_PER_ENDPOINT = 6  # a crawl visits a few pages of each kind, not every report
 PAGES_PER_ROLE = 120
 SENTINEL = 7357000  # path values made of digits pass every converter that takes text or numbers
+BODY_METHODS = frozenset({"DELETE", "PATCH", "POST", "PUT"})
+# Header parameters OpenAPI says to ignore (the media types and the security scheme say them).
+IGNORED_HEADERS = {"accept", "content-type", "authorization"}
 
 
 @dataclass
@@ -66,6 +73,9 @@ class Endpoint:
     form: dict[str, Field] = field(default_factory=dict)
     widgets: dict[str, dict[str, str]] = field(default_factory=dict)
     json: dict[str, Any] | None = None  # JSON Schema of the body (OpenAPI)
+    headers: dict[str, str] = field(default_factory=dict)  # request headers (OpenAPI): name -> valid value
+    json_headers: set[str] = field(default_factory=set)  # those whose value is serialized JSON
+    raw: tuple[str, bytes] | None = None  # a body of another media type (OpenAPI): the type, a valid body
     _template: tuple[str, dict[str, str]] | None = field(default=None, repr=False)
 
     @property
@@ -179,7 +189,14 @@ class Surface:
         return endpoint
 
     def crawl(self, role: Role) -> None:
-        """Visit what ``role`` can reach from its start pages, GET only, as a browser would."""
+        """Visit what ``role`` can reach from its start pages, GET only, as a browser would.
+
+        A start URL that no GET reaches is the endpoint a machine client is configured with
+        (a node's push URL): its path values are noted for the methods it takes, unsent."""
+        for url in role.start:
+            if self.find(url, "GET") is None:
+                for method in sorted(BODY_METHODS):
+                    self._see(role, url, method)
         queue, seen, per_endpoint = deque(role.start), set(), defaultdict(int)
         while queue and len(seen) < PAGES_PER_ROLE:
             url = queue.popleft()
@@ -211,7 +228,9 @@ class Surface:
                     role.csrf = form.fields["csrf_token"].values[0]
 
     def read_openapi(self, client: FlaskClient, url: str) -> None:
-        """Query parameters and JSON bodies from the OpenAPI document at ``url``."""
+        """Query and header parameters, and bodies, from the OpenAPI document at ``url``: a JSON
+        body by its schema, a body of another media type (the first listed) as raw bytes, its
+        example (or a placeholder) the valid value."""
         document = client.get(url).get_json()
         prefix = urlsplit(document["servers"][0]["url"]).path.rstrip("/")
         schemas = document.get("components", {}).get("schemas", {})
@@ -235,9 +254,17 @@ class Surface:
                     if param["in"] == "query":
                         endpoint.query.add(param["name"])
                         endpoint.query_defaults[param["name"]] = str(json_example(param.get("schema", {})))
-                body = operation.get("requestBody", {}).get("content", {}).get("application/json")
-                if body:
-                    endpoint.json = resolve(body["schema"])
+                    elif param["in"] == "header" and param["name"].lower() not in IGNORED_HEADERS:
+                        endpoint.headers[param["name"]], is_json = header_example(param, resolve)
+                        if is_json:
+                            endpoint.json_headers.add(param["name"])
+                content = operation.get("requestBody", {}).get("content", {})
+                if "application/json" in content:
+                    endpoint.json = resolve(content["application/json"]["schema"])
+                elif content:
+                    media_type, media = next(iter(content.items()))
+                    example = media.get("example", "guard")
+                    endpoint.raw = (media_type, example if isinstance(example, bytes) else str(example).encode())
 
     def learn(self) -> int:
         """Add the names views were seen reading; returns how many were new."""
@@ -256,8 +283,23 @@ class Surface:
         return new
 
 
+def header_example(param: dict[str, Any], resolve: Callable[[dict[str, Any]], dict[str, Any]]) -> tuple[str, bool]:
+    """A valid value of an OpenAPI header parameter (its example, else one made from its schema),
+    and whether it is serialized JSON (a ``content`` parameter of a JSON media type)."""
+    if "content" in param:
+        media_type, media = next(iter(param["content"].items()))
+        value = media["example"] if "example" in media else json_example(resolve(media.get("schema", {})))
+        is_json = media_type == "application/json" or media_type.endswith("+json")
+        return (json.dumps(value) if is_json else str(value)), is_json
+    schema = resolve(param.get("schema", {}))
+    value = param["example"] if "example" in param else json_example(schema)
+    return str(value), False
+
+
 def json_example(schema: dict[str, Any]) -> Any:
     """A small valid instance of a JSON Schema (bounds and enums respected)."""
+    if "example" in schema:
+        return schema["example"]
     if schema.get("type") == "object":
         return {name: json_example(sub) for name, sub in schema.get("properties", {}).items()}
     if "enum" in schema:
@@ -270,5 +312,5 @@ def json_example(schema: dict[str, Any]) -> Any:
     if kind == "boolean":
         return True
     if kind == "array":
-        return []
+        return [json_example(schema.get("items", {}))] * schema.get("minItems", 0)
     return "guard"

@@ -3,6 +3,7 @@ the service keeps it (SQLite and PostgreSQL). Authenticated, idempotent, bounded
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import zlib
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 import requests
+import schemathesis
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 from werkzeug.serving import make_server
@@ -157,14 +159,51 @@ def test_a_chunked_push_over_the_cap_is_refused_too(rspamd_stack: Stack) -> None
         ({**exporter_headers(), "X-Rspamd-rcpt": "[]"}, "JSON list"),
         ({**exporter_headers(), "X-Rspamd-rcpt": '["a b@example.com"]'}, "not an address"),
         ({**exporter_headers(), "X-Rspamd-from": "anna <x>@example"}, "not an address"),
+        # Nested deeper than Python's parser recurses (found by the guard: a RecursionError, 500).
+        ({**exporter_headers(), "X-Rspamd-rcpt": "[" * 1000}, "JSON list"),
+        ({**exporter_headers(), "X-Rspamd-rcpt": '{"a":' * 1000 + "1" + "}" * 1000}, "JSON list"),
+        # 320 characters (JSON escapes) that lower() makes 640 (was a 500 on PostgreSQL's varchar(320)).
+        ({**exporter_headers(), "X-Rspamd-rcpt": '["' + "\\u0130" * 320 + '"]'}, "not an address"),
     ],
-    ids=["no-from", "no-rcpt", "rcpt-not-json", "no-recipients", "rcpt-with-space", "bad-sender"],
+    ids=[
+        "no-from",
+        "no-rcpt",
+        "rcpt-not-json",
+        "no-recipients",
+        "rcpt-with-space",
+        "bad-sender",
+        "rcpt-deep",
+        "rcpt-deep-objects",
+        "rcpt-longer-in-lower-case",
+    ],
 )
 def test_a_push_without_a_usable_envelope_is_400(rspamd_stack: Stack, headers: dict[str, str], needle: str) -> None:
     response = push(rspamd_stack.client, raw_message(), headers=headers)
     assert response.status_code == 400
     assert needle in response.get_json()["message"]
     assert kept(rspamd_stack) == []
+
+
+def test_deeply_nested_symbols_are_ignored_not_a_crash(rspamd_stack: Stack) -> None:
+    """Found by the guard (tests/security/test_hostile_routes.py): the symbols are optional,
+    so JSON nested past the parser's recursion limit keeps the message without them (was a 500)."""
+    headers = {**exporter_headers(), "X-Rspamd-symbols": "[" * 1000 + "]" * 1000}
+    response = push(rspamd_stack.client, raw_message(), headers=headers)
+    assert response.status_code == 200, response.text
+    with rspamd_stack.services.db.session() as session:
+        assert session.scalars(select(StoredMessage.symbols)).one() == ""
+
+
+@pytest.mark.parametrize("subject", [b"Invoice\x00 2026\x1b-118", b"=?utf-8?q?Invoice=00_2026=1B-118?="],
+                         ids=["raw", "encoded-word"])  # fmt: skip
+def test_a_subject_with_a_nul_is_kept_without_its_controls(rspamd_stack: Stack, subject: bytes) -> None:
+    """Found by the guard (tests/security/test_hostile_routes.py): PostgreSQL's text cannot
+    hold NUL, so a Subject carrying one was a DataError (500) and the message was lost."""
+    content = raw_message().replace(b"Subject: Invoice 2026-118", b"Subject: " + subject, 1)
+    response = push(rspamd_stack.client, content)
+    assert response.status_code == 200, response.text
+    with rspamd_stack.services.db.session() as session:
+        assert session.scalars(select(StoredMessage.subject)).one() == "Invoice 2026-118"
 
 
 def test_an_empty_or_form_body_is_refused(rspamd_stack: Stack) -> None:
@@ -208,3 +247,34 @@ def test_a_metadata_header_sent_twice_is_refused(rspamd_stack: Stack) -> None:
     assert response.status_code == 400
     assert "X-Rspamd-Rcpt must be a JSON list" in response.get_json()["message"]
     assert kept(rspamd_stack) == []
+
+
+def test_the_gateway_openapi_document_describes_the_push(rspamd_stack: Stack) -> None:
+    """/gateway/v1/openapi.json is valid OpenAPI 3.1, lists every /gateway/v1 route, and its
+    push (Basic auth, the X-Rspamd-* headers, the raw message) works as documented: the
+    document's own examples make a push the service keeps."""
+    doc = rspamd_stack.client.get("/gateway/v1/openapi.json").get_json()
+    schemathesis.openapi.from_dict(doc).validate()  # raises on a document OpenAPI 3.1 refuses
+    rules = {r.rule for r in rspamd_stack.app.url_map.iter_rules() if r.rule.startswith("/gateway/v1/")}
+    documented = {"/gateway/v1" + path.replace("{node}", "<node>") for path in doc["paths"]}
+    assert rules - {"/gateway/v1/openapi.json"} == documented
+
+    operation = doc["paths"]["/rspamd/{node}"]["post"]
+    [name] = operation["security"][0]
+    scheme = doc["components"]["securitySchemes"][name]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "basic")
+    headers = {}
+    for param in operation["parameters"]:
+        if param["in"] == "header":
+            media = param.get("content", {}).get("application/json")
+            headers[param["name"]] = json.dumps(media["example"]) if media else param["example"]
+    required = {p["name"] for p in operation["parameters"] if p["in"] == "header" and p["required"]}
+    assert required == {"X-Rspamd-from", "X-Rspamd-rcpt"}
+    assert set(headers) >= {"X-Rspamd-qid", "X-Rspamd-ip", "X-Rspamd-score", "X-Rspamd-symbols"}
+    body = operation["requestBody"]["content"]
+    assert list(body)[:2] == ["message/rfc822", "text/plain"]
+    assert {"200", "400", "401", "404", "413", "415"} <= set(operation["responses"])
+    example = body["message/rfc822"]["example"].encode()
+    response = push(rspamd_stack.client, example, headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.get_json() == {"status": "stored", "message": message_id_of(example), "copies": 1}
