@@ -4,15 +4,19 @@ attacks the service holds against."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import threading
+import time
 import tracemalloc
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from sqlalchemy import select
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
@@ -23,11 +27,12 @@ from release.db.engine import Database
 from release.db.models import StoredCopy, StoredMessage, utcnow
 from release.devtools.mailcapture import CaptureServer
 from release.devtools.simulator import HalonSimulator, SimulatorServer
-from release.gateway import RspamdGateway
+from release.gateway import GatewayError, RspamdGateway
 from release.gateway.stored import PushInvalid, parse_push, store
 from tests.support.rspamd import (
     CONTROLLER_PASSWORD,
     NODE,
+    PUSH_PASSWORD,
     build_rspamd_stack,
     exporter_headers,
     push,
@@ -108,6 +113,21 @@ def test_a_subject_of_many_encoded_words_makes_one_push_allocate_hundreds_of_meg
         tracemalloc.stop()
     assert response.status_code == 200
     assert peak < 64 * 1024 * 1024, f"one 140 kB push allocated {peak // 2**20} MB"
+
+
+def test_a_plain_subject_of_one_and_a_half_megabytes_holds_the_push_past_the_rules_timeout(
+    rspamd_stack: Stack,
+) -> None:
+    """The same parse is superlinear in CPU for plain words: 300 kB take ~2 s, 900 kB ~12 s,
+    3 MB ~110 s (one gunicorn thread each, then the worker's timeout kills all its threads).
+    The rule gives up after 10 s and defers, so such a message is never kept and every retry
+    of the sending MTA costs the service the same again."""
+    content = message_with_subject("ab " * 500_000)
+    started = time.monotonic()
+    response = push(rspamd_stack.client, content, headers=exporter_headers(recipients=["alice@example.com"]))
+    took = time.monotonic() - started
+    assert response.status_code == 200
+    assert took < 10, f"a {len(content) // 1000} kB push took {took:.0f} s (the rule's timeout is 10 s)"
 
 
 def test_a_nul_in_an_encoded_subject_makes_the_push_fail_on_postgresql(rspamd_stack: Stack) -> None:
@@ -219,6 +239,32 @@ def test_release_reinjects_to_another_address_than_the_stored_recipient(
     assert delivered.rcpt_tos == (copy.recipient,)
 
 
+def test_the_same_bytes_from_another_envelope_sender_are_released_with_the_first_sender(
+    db: Database, relay: CaptureServer
+) -> None:
+    """``m`` is the digest of the bytes alone, so a second transaction with the same bytes and
+    another MAIL FROM (a forwarder's SRS address, a resend by another system) only adds its
+    recipients to the first push's message: carol's copy is re-injected with anna's envelope
+    sender (bounces, SPF and the sender notice go to the wrong party)."""
+    content = raw_message()
+    first = parse_push(content, exporter_headers(sender="anna@partner.example", recipients=["alice@example.com"]).get)
+    second = parse_push(
+        content, exporter_headers(sender="srs0=x@forwarder.example", recipients=["carol@example.com"]).get
+    )
+    with db.session() as session:
+        m = store(session, NODE, first, utcnow()).message_id
+    with db.session() as session:
+        store(session, NODE, second, utcnow())
+    gateway = RspamdGateway(node_for(relay.port), db)
+    try:
+        carol = next(c for c in gateway.find(m) if c.recipient == "carol@example.com")
+        assert gateway.release(m, carol.queue) == 1
+    finally:
+        gateway.close()
+    [delivered] = relay.messages()
+    assert delivered.mail_from == "srs0=x@forwarder.example"
+
+
 def test_two_releases_of_one_copy_at_once_deliver_it_once(db: Database, relay: CaptureServer) -> None:
     """Holds: the claim is a row lock (PostgreSQL) or BEGIN IMMEDIATE (SQLite)."""
     pushed = parse_push(raw_message(), exporter_headers(recipients=["alice@example.com"]).get)
@@ -301,6 +347,93 @@ def test_learn_ham_sends_the_controller_password_to_wherever_a_redirect_points(d
     assert controller.seen, "the controller was not asked"
     leaked = [h for h in elsewhere.seen if CONTROLLER_PASSWORD in h.values()]
     assert not leaked, "the controller password went to the redirect's target"
+
+
+@pytest.mark.parametrize("status", [500, 400])
+def test_a_controller_that_echoes_the_password_puts_it_in_job_errors_and_check_config(
+    db: Database, status: int
+) -> None:
+    """The controller's answer is quoted into the error (the job's error, the admin console,
+    the log, check-config's line) unredacted; the Halon gateway redacts its credentials from
+    exactly such echoes (tests/security/test_gateway_secrets.py)."""
+    echo = _Http(lambda request: Response(f"bad request, Password: {request.headers.get('Password')}", status))
+    gateway = RspamdGateway(
+        node_for(1, controller_url=f"http://127.0.0.1:{echo.port}", controller_password=CONTROLLER_PASSWORD), db
+    )
+    try:
+        pushed = parse_push(raw_message(), exporter_headers().get)
+        with db.session() as session:
+            m = store(session, NODE, pushed, utcnow()).message_id
+        with pytest.raises(GatewayError) as learned:
+            gateway.learn_ham(m)
+        ok, detail = gateway.check_controller()
+    finally:
+        gateway.close()
+        echo.stop()
+    assert not ok
+    assert CONTROLLER_PASSWORD not in str(learned.value)
+    assert CONTROLLER_PASSWORD not in detail
+
+
+def test_a_controller_that_answers_slowly_holds_the_learn_ham_job_without_bound(db: Database) -> None:
+    """requests' timeout bounds each read, not the answer: a controller (or anything at its
+    address) that sends a byte every 0.3 s keeps the worker's job as long as it likes, here
+    12 s with timeout_seconds = 0.5 (the relay bounds its whole conversation, to 8x + 5 s)."""
+
+    def drip(request: Request) -> Response:
+        def body() -> Iterator[bytes]:
+            for _ in range(40):
+                time.sleep(0.3)
+                yield b" "
+
+        return Response(body(), 500)
+
+    slow = _Http(drip)
+    node = node_for(1, controller_url=f"http://127.0.0.1:{slow.port}", controller_password=CONTROLLER_PASSWORD)
+    node = dataclasses.replace(node, timeout_seconds=0.5)
+    gateway = RspamdGateway(node, db)
+    try:
+        pushed = parse_push(raw_message(), exporter_headers().get)
+        with db.session() as session:
+            m = store(session, NODE, pushed, utcnow()).message_id
+        started = time.monotonic()
+        with pytest.raises(GatewayError):
+            gateway.learn_ham(m)
+        took = time.monotonic() - started
+    finally:
+        gateway.close()
+        slow.stop()
+    assert took < 8 * node.timeout_seconds + 5, f"learn-ham took {took:.0f} s with timeout_seconds = 0.5"
+
+
+@pytest.mark.parametrize(("extra", "status"), [(0, 200), (1, 413)], ids=["exactly-the-cap", "one-byte-over"])
+def test_a_chunked_push_at_the_cap_is_kept_and_one_byte_over_is_refused(
+    database_url: str, simulator: SimulatorServer, smtp_server: CaptureServer, relay: CaptureServer,
+    extra: int, status: int,
+) -> None:  # fmt: skip
+    """Holds: no Content-Length (chunked, real HTTP); the cap is exact, and the copy kept is
+    the whole message, never one cut at the cap."""
+    content = raw_message(body="x" * 5000 + "\n")
+    stack = build_rspamd_stack(database_url, simulator, smtp_server, relay.port, max_message_bytes=len(content))
+    server = make_server("127.0.0.1", 0, stack.app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    body = content + b"y" * extra
+    try:
+        response = requests.post(
+            f"http://127.0.0.1:{server.server_port}/gateway/v1/rspamd/{NODE}",
+            data=(body[i : i + 1000] for i in range(0, len(body), 1000)),
+            headers={**exporter_headers(), "Content-Type": "message/rfc822"},
+            auth=(NODE, PUSH_PASSWORD),
+            timeout=10,
+        )
+        assert response.status_code == status, response.text
+        with stack.services.db.session() as session:
+            kept = [zlib.decompress(c) for c in session.scalars(select(StoredMessage.content))]
+        assert kept == ([body] if status == 200 else [])
+    finally:
+        server.shutdown()
+        server.server_close()
+        close_stack(stack)
 
 
 # -- following the docs ----------------------------------------------------------------------------
