@@ -127,3 +127,23 @@ def test_a_nul_in_an_encoded_subject_defers_the_message_for_ever_on_postgresql(s
     code, reply = transaction(mta.smtp_port, raw, ["bob@example.net"])
     assert code == 554 and LINK.search(reply), (code, reply)
     assert kept_recipients(service) == ["bob@example.net"]
+
+
+def test_an_smtputf8_envelope_sender_is_released_as_the_null_sender(service: Stack, mta: Mta) -> None:
+    """Rspamd's exporter names a UTF-8 MAIL FROM "unknown", which parse_push reads as the null
+    sender: the push is taken (554 with a link), and the release re-injects the message with
+    MAIL FROM:<>, so the recipient gets what looks like a bounce and any reply or bounce of it
+    is lost (and the sender notice has nobody to go to)."""
+    subject = f"Offer {uuid.uuid4().hex[:8]}"
+    sender = "j\u00f6rg@partner.example"
+    with smtplib.SMTP("127.0.0.1", mta.smtp_port, timeout=60) as client:
+        client.ehlo("client.example.org")
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            client.sendmail(sender, ["bob@example.net"], message(subject, spam=SCORE_SPAM), mail_options=["SMTPUTF8"])
+    assert refused.value.smtp_code == 554, refused.value
+    with service.services.db.session() as session:
+        stored = session.scalars(select(StoredMessage)).one()
+        m, queue = stored.message_id, stored.copies[0].id
+    assert service.services.gateways[NODE].release(m, queue) == 1
+    delivered = mta.delivered.wait(lambda d: f"Subject: {subject}\r\n".encode() in d.raw)
+    assert delivered.mail_from == sender
