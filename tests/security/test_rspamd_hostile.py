@@ -158,6 +158,29 @@ def test_malformed_metadata_json_is_an_unhandled_500(rspamd_stack: Stack, name: 
     assert response.status_code == status, response.status_code
 
 
+def test_symbols_cut_mid_character_by_the_rule_make_the_service_refuse_the_whole_push(rspamd_stack: Stack) -> None:
+    """The rule bounds every header to 2000 bytes with Lua's byte-wise string.sub; a spam
+    message easily has 2000 bytes of symbols with options, and options quote the message
+    (names, addresses, URLs) in raw UTF-8 (Rspamd 3.4 sends FORGED_SENDER and FROM_NEQ_ENVFROM
+    with "j\u00f6rg@b\u00fccher.example" for a UTF-8 From), so the cut can split a UTF-8 character. The symbols are only
+    informative (malformed JSON is ignored), yet parse_push refuses the whole push as
+    "not UTF-8": 400, and the message is deferred on every retry, never kept."""
+    cut = 2000
+
+    def encoded(pad: int) -> bytes:
+        symbols = [{"name": f"SYMBOL_{i}", "score": 0.5, "options": ["x" * 20]} for i in range(20)]
+        symbols.append({"name": "FROM_NEQ_ENVFROM", "score": 0.1, "options": ["p" * pad + "j\u00f6rg@partner.example"]})
+        return json.dumps(symbols, ensure_ascii=False, separators=(",", ":")).encode()
+
+    pad = cut - 1 - encoded(0).index("\u00f6".encode())
+    assert pad >= 0
+    value = encoded(pad)
+    assert value[cut - 1 : cut + 1] == "\u00f6".encode()  # the cut falls inside the character
+    headers = {**exporter_headers(), "X-Rspamd-symbols": value[:cut].decode("latin-1")}
+    response = push(rspamd_stack.client, raw_message(), headers=headers)
+    assert response.status_code == 200, response.text
+
+
 def test_concurrent_pushes_with_overlapping_recipients_lose_a_copy_and_answer_200(db: Database) -> None:
     """Two pushes of one message, {a, b} and {b, c}, at once: both read the known copies, the
     first commits a and b, the second's b collides and store() answers "already stored"
