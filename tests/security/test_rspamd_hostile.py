@@ -12,6 +12,7 @@ import time
 import tracemalloc
 import zlib
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from release.db.models import StoredCopy, StoredMessage, utcnow
 from release.devtools.mailcapture import CaptureServer
 from release.devtools.simulator import HalonSimulator, SimulatorServer
 from release.gateway import GatewayError, RspamdGateway
-from release.gateway.stored import PushInvalid, parse_push, store
+from release.gateway.stored import PushInvalid, parse_push, store, sweep
 from tests.support.rspamd import (
     CONTROLLER_PASSWORD,
     NODE,
@@ -230,6 +231,27 @@ def test_concurrent_pushes_with_overlapping_recipients_lose_a_copy_and_answer_20
         thread.join(timeout=60)
     assert not any(isinstance(r, Exception) for r in results.values()), results
     assert stored_recipients(db) == ["a@example.com", "b@example.com", "c@example.com", "x@example.com"], results
+
+
+def test_a_repeat_push_after_the_short_retention_gets_a_new_link_to_a_copy_the_next_sweep_drops(
+    db: Database,
+) -> None:
+    """A push the service stored but the rule gave up on (its 10 s ran out: a slow database, a
+    big message) defers the mail; the sending MTA retries for days with the same bytes. A
+    retry past the short retention (24 h) and before the next sweep (every 15 min) is
+    answered "already stored", so Rspamd rejects with a fresh link, while the copy keeps its
+    first push time and the next sweep deletes it: the sender's report finds nothing."""
+    pushed = parse_push(raw_message(), exporter_headers(recipients=["alice@example.com"]).get)
+    first = utcnow() - timedelta(hours=25)
+    with db.session() as session:
+        store(session, NODE, pushed, first)
+    retry = utcnow()
+    with db.session() as session:
+        result = store(session, NODE, pushed, retry)  # the exporter is answered 200: a new link
+    assert result.repeat
+    with db.session() as session:
+        sweep(session, timedelta(hours=24), timedelta(days=14), retry + timedelta(minutes=15))
+    assert stored_recipients(db) == ["alice@example.com"]
 
 
 # -- re-injection ----------------------------------------------------------------------------------
