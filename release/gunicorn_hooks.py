@@ -1,5 +1,6 @@
-"""Gunicorn hooks (`gunicorn -c python:release.gunicorn_hooks app:app`): a configuration
-mistake stops the master before it forks, and prometheus_client's multiprocess mode."""
+"""Gunicorn hooks and settings (`gunicorn -c python:release.gunicorn_hooks app:app`): a
+configuration mistake stops the master before it forks, prometheus_client's multiprocess
+mode, and the header size an rspamd node's push needs."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ from typing import Any
 
 from release.ops.metrics import multiprocess_dir
 from release.ops.startup import check_settings
+
+# An rspamd node's push names the envelope's recipients in one header (X-Rspamd-rcpt, JSON):
+# up to 1000 of them, beyond gunicorn's default of 8190 bytes a header (docs/rspamd/).
+limit_request_field_size = 65536
 
 
 def on_starting(_server: Any) -> None:

@@ -46,6 +46,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("message_pk", sa.Integer(), nullable=False),
         sa.Column("recipient", sa.String(length=320), nullable=False),
+        sa.Column("envelope_sender", sa.String(length=320), nullable=False),
         sa.Column("quarantine", sa.String(length=8), nullable=True),
         sa.Column("held_since", sa.DateTime(timezone=True), nullable=False),
         sa.Column("release_started_at", sa.DateTime(timezone=True), nullable=True),

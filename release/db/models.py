@@ -266,6 +266,9 @@ class StoredCopy(Base):
     id: Mapped[int] = mapped_column(primary_key=True)  # the copy's "queue id" to the flow
     message_pk: Mapped[int] = mapped_column(ForeignKey("stored_messages.id", ondelete="CASCADE"), index=True)
     recipient: Mapped[str] = mapped_column(String(320))
+    # Its transaction's MAIL FROM ("" the null sender): the same bytes may come twice, from
+    # two senders (a forwarder's SRS address), and each copy goes back with its own.
+    envelope_sender: Mapped[str] = mapped_column(String(320))
     quarantine: Mapped[str | None] = mapped_column(String(8), default=StoredQuarantine.SHORT)
     # When the current retention started: the push (short), the extension (long), the release.
     held_since: Mapped[datetime] = mapped_column(default=utcnow)

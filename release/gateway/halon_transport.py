@@ -16,10 +16,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import requests
-import urllib3
 
 from release.config import NodeSettings
 from release.gateway.base import GatewayError, GatewayRejected
+from release.gateway.http_body import read_bounded
 
 PROTOBUF_PATH = "/api/protobuf"
 PROGRAM = "smtpd"
@@ -105,7 +105,7 @@ class HalonTransport:
                 allow_redirects=False,  # a redirect means a wrong api_url; never replay the body
                 stream=True,  # read below against one deadline: the timeout alone is per read
             ) as response:
-                content = _read(response, deadline)
+                content = read_bounded(response, deadline, MAX_ANSWER_BYTES)
         except requests.Timeout:
             self._emit(f"<- no answer within {timeout:g}s")
             raise GatewayError(f"{what}: no answer within {timeout:g}s") from None
@@ -184,27 +184,6 @@ class HalonTransport:
         else:
             shown = json.dumps(answer, indent=2, ensure_ascii=False)
         self._emit("   " + shown.replace("\n", "\n   "))
-
-
-def _read(response: requests.Response, deadline: float) -> bytes:
-    """The whole body, within the call's deadline and size cap: a node that trickles or
-    floods its answer gets an error, not a worker thread. (requests' timeout bounds each
-    read, not the whole; ``read1`` returns whatever arrived, so the deadline is checked often.)"""
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        while chunk := response.raw.read1(CHUNK_SIZE):
-            size += len(chunk)
-            if size > MAX_ANSWER_BYTES:
-                raise requests.RequestException(f"the answer is larger than {MAX_ANSWER_BYTES // 2**20} MiB")
-            if time.monotonic() > deadline:
-                raise requests.Timeout("the answer did not finish in time")
-            chunks.append(chunk)
-    except urllib3.exceptions.ReadTimeoutError as exc:
-        raise requests.Timeout(str(exc)) from None
-    except urllib3.exceptions.HTTPError as exc:
-        raise requests.RequestException(f"{type(exc).__name__}: {exc}") from None
-    return b"".join(chunks)
 
 
 def _decode(content: bytes) -> Any:

@@ -12,6 +12,8 @@ after the message): the relay may have it, so it is never sent again by a retry
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -27,10 +29,13 @@ from release.db.models import StoredCopy, StoredMessage, utcnow
 from release.db.states import StoredQuarantine
 from release.gateway import stored
 from release.gateway.base import DeliveryUncertain, GatewayError, GatewayRejected, NodeHealth, QuarantinedCopy
+from release.gateway.http_body import read_bounded
 from release.gateway.relay import Outcome, Relay
 
 # Rspamd answers 208 to a message it has learned before: learned all the same.
 LEARNED = (200, 208)
+CONTROLLER_ANSWER_LIMIT = 1 << 20
+ERROR_TEXT_LIMIT = 200
 
 
 class RspamdGateway:
@@ -154,20 +159,20 @@ class RspamdGateway:
             content = stored.content_of(message) if message is not None else None
         if content is None:
             return False
-        response = self._controller("POST", "/learnham", data=content)
-        if response.status_code in LEARNED:
+        status, text = self._controller("POST", "/learnham", data=content)
+        if status in LEARNED:
             return True
-        raise _controller_error("learnham", response)
+        raise self._controller_error("learnham", status, text)
 
     def check_controller(self) -> tuple[bool, str]:
         """Reach the controller with the password (GET /stat), for check-config."""
         try:
-            response = self._controller("GET", "/stat")
+            status, text = self._controller("GET", "/stat")
         except GatewayError as exc:
             return False, str(exc)
-        if response.status_code == 200:
+        if status == 200:
             return True, f"controller {self.node.controller_url} answered /stat"
-        return False, str(_controller_error("stat", response))
+        return False, str(self._controller_error("stat", status, text))
 
     def close(self) -> None:
         self.relay.close()
@@ -219,7 +224,7 @@ class RspamdGateway:
                 raise DeliveryUncertain(_uncertain(self.relay.address, "the service stopped while sending"))
             copy.release_started_at = self.clock()
             message = copy.message
-            claimed = (message.envelope_sender, copy.recipient, stored.content_of(message))
+            claimed = (copy.envelope_sender, copy.recipient, stored.content_of(message))
             session.commit()
         return claimed
 
@@ -229,26 +234,47 @@ class RspamdGateway:
         # attempt that set the mark is no longer running.
         return timedelta(seconds=self.node.timeout_seconds * 8 + 60)
 
-    def _controller(self, method: str, path: str, data: bytes | None = None) -> requests.Response:
+    def _controller(self, method: str, path: str, data: bytes | None = None) -> tuple[int, str]:
+        """(status, answer text) from the controller: no redirect followed (the password
+        header would go along), the whole answer within the node's timeout and 1 MiB."""
         node = self.node
+        deadline = time.monotonic() + node.timeout_seconds
         try:
-            return self.http.request(
+            with self.http.request(
                 method,
                 node.controller_url.rstrip("/") + path,
                 data=data,
                 headers={"Password": node.controller_password},
                 timeout=node.timeout_seconds,
                 verify=(node.ca_file or True) if node.verify_tls else False,
-            )
+                allow_redirects=False,
+                stream=True,
+            ) as response:
+                body = read_bounded(response, deadline, CONTROLLER_ANSWER_LIMIT)
+                status = response.status_code
         except requests.RequestException as exc:
             raise GatewayError(f"controller {node.controller_url}: {type(exc).__name__}") from None
+        if 300 <= status < 400:
+            raise GatewayRejected(f"controller {node.controller_url} answered a redirect ({status}); give its own URL")
+        return status, body[:ERROR_TEXT_LIMIT].decode("utf-8", "replace")
+
+    def _controller_error(self, what: str, status: int, text: str) -> GatewayError:
+        password = self.node.controller_password
+        shown = " ".join(text.split())
+        for form in {password, json.dumps(password)[1:-1]} - {""}:  # as sent, and JSON-escaped
+            shown = shown.replace(form, "***")
+        if status in (401, 403):
+            return GatewayRejected(f"controller refused {what}: {status} (check controller_password)")
+        if 400 <= status < 500:
+            return GatewayRejected(f"controller refused {what}: {status} {shown}")
+        return GatewayError(f"controller {what}: {status} {shown}")
 
 
 def _as_copy(copy: StoredCopy, message: StoredMessage) -> QuarantinedCopy:
     return QuarantinedCopy(
         transaction=message.message_id,
         queue=copy.id,
-        sender=message.envelope_sender,
+        sender=copy.envelope_sender,
         recipient=copy.recipient,
         subject=message.subject,
         received_at=message.received_at,
@@ -265,12 +291,3 @@ def _uncertain(address: str, why: str) -> str:
         "again automatically, so it cannot arrive twice. Look for it in the relay's log; only if it is not "
         "there, retry the release job (docs/operations.md)"
     )
-
-
-def _controller_error(what: str, response: requests.Response) -> GatewayError:
-    text = " ".join(response.text[:200].split())
-    if response.status_code in (401, 403):
-        return GatewayRejected(f"controller refused {what}: {response.status_code} (check controller_password)")
-    if 400 <= response.status_code < 500:
-        return GatewayRejected(f"controller refused {what}: {response.status_code} {text}")
-    return GatewayError(f"controller {what}: {response.status_code} {text}")

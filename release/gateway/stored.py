@@ -14,13 +14,15 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import math
 import re
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from email import policy
+from email.header import decode_header, make_header
 from email.parser import BytesHeaderParser
+from email.policy import compat32
 
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -36,9 +38,13 @@ SUBJECT_LIMIT = 500
 SYMBOLS_LIMIT = 8000
 LABEL_LIMIT = 1000  # copies a sweep names (purge --dry-run); the counts cover them all
 COMPRESSION_LEVEL = 6  # zlib's default: 100 kB of mail in about 1 ms (bench/push.py)
-# An envelope address as Rspamd reports it: no spaces, brackets, quotes or controls.
-ADDRESS = re.compile(r"[^\s<>\"\x00-\x1f\x7f]{1,320}")
-CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1
+# An envelope address re-injection can give back exactly as it is: one "@", a dot-atom local
+# part (UTF-8 allowed) and a domain; no quotes, spaces, commas or brackets, which an SMTP
+# client's address parsing would read as another address (the rule pushes no others).
+ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\u00a0-\U0010ffff-]{1,64}@[A-Za-z0-9.\u00a0-\U0010ffff-]{1,255}")
+CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2064\ufeff]")  # Cc and bidi/format
+SUBJECT_RAW_LIMIT = 4000  # characters of the raw header decoded: a sender must not choose the parse cost
+HEADER_BLOCK_LIMIT = 256 * 1024  # where the header block is looked for
 
 
 class PushInvalid(ValueError):
@@ -98,9 +104,9 @@ def parse_push(content: bytes, header: Callable[[str], str | None]) -> Pushed:
     sender = _header(header, "from")
     if sender is None:
         raise PushInvalid("X-Rspamd-From is missing: set meta_headers = true")
-    sender = "" if sender in ("unknown", "<>") else sender
+    sender = "" if sender == "<>" else sender  # "unknown": Rspamd could not read it; refused below
     if sender and not ADDRESS.fullmatch(sender):
-        raise PushInvalid("X-Rspamd-From is not an address")
+        raise PushInvalid("X-Rspamd-From is not an address (the rule pushes only readable senders)")
     raw_rcpt = _header(header, "rcpt")
     recipients = _json(raw_rcpt) if raw_rcpt is not None else None
     if not isinstance(recipients, list) or not recipients or len(recipients) > MAX_RECIPIENTS:
@@ -114,16 +120,32 @@ def parse_push(content: bytes, header: Callable[[str], str | None]) -> Pushed:
         content=content,
         envelope_sender=sender,
         recipients=unique,
-        queue_id=_bounded(_header(header, "qid"), 64, "unknown"),
-        sender_ip=_ip(_header(header, "ip")),
-        spam_score=_score(_header(header, "score")),
-        symbols=_symbols(_header(header, "symbols")),
+        queue_id=_bounded(_header(header, "qid", informative=True), 64, "unknown"),
+        sender_ip=_ip(_header(header, "ip", informative=True)),
+        spam_score=_score(_header(header, "score", informative=True)),
+        symbols=_symbols(_header(header, "symbols", informative=True)),
     )
+
+
+class StoreConflict(Exception):
+    """The same message was changed by another request (or the retention run) at this very
+    moment, twice running: the push is answered 503 and the rule defers (nothing is lost)."""
 
 
 def store(session: Session, node: str, pushed: Pushed, now: datetime) -> StoreResult:
     """Keep a pushed message under the short retention; commits. Idempotent: a repeat adds
-    only recipients not seen before (two transactions with the same bytes), never a copy twice."""
+    only recipients not seen before (two transactions with the same bytes, each copy with its
+    own envelope sender), never a copy twice; a repeat also restarts the short retention of
+    the copies still in it (a new link is about to be sent for them)."""
+    for _ in range(2):
+        try:
+            return _store(session, node, pushed, now)
+        except IntegrityError:
+            session.rollback()  # a concurrent push or sweep got there first: look again
+    raise StoreConflict(f"message {pushed.message_id} changed under two pushes in a row")
+
+
+def _store(session: Session, node: str, pushed: Pushed, now: datetime) -> StoreResult:
     message_id = pushed.message_id
     message = _find(session, node, message_id)
     repeat = message is not None
@@ -133,7 +155,7 @@ def store(session: Session, node: str, pushed: Pushed, now: datetime) -> StoreRe
             node=node,
             message_id=message_id,
             envelope_sender=pushed.envelope_sender,
-            subject=_subject(pushed.content),
+            subject=subject_of(pushed.content),
             queue_id=pushed.queue_id,
             sender_ip=pushed.sender_ip,
             spam_score=pushed.spam_score,
@@ -144,22 +166,25 @@ def store(session: Session, node: str, pushed: Pushed, now: datetime) -> StoreRe
             received_at=now,
         )
         session.add(message)
-        try:
-            session.flush()
-        except IntegrityError:
-            session.rollback()  # the same push, stored by another request a moment ago
-            message = _find(session, node, message_id)
-            repeat = True
-            if message is None:  # stored and purged in between: nothing sensible to add to
-                return StoreResult(message_id, 0, True)
+        session.flush()  # IntegrityError: the same push, stored by another request a moment ago
     known = set(session.scalars(select(StoredCopy.recipient).where(StoredCopy.message_pk == message.id)))
     new = [r for r in pushed.recipients if r not in known]
-    session.add_all(StoredCopy(message_pk=message.id, recipient=r, held_since=now) for r in new)
-    try:
-        session.commit()
-    except IntegrityError:
-        session.rollback()  # a concurrent repeat added them
-        return StoreResult(message_id, 0, True)
+    for recipient in new:
+        # One savepoint each: a copy another push added meanwhile is skipped, not the others.
+        try:
+            with session.begin_nested():
+                session.add(StoredCopy(message_pk=message.id, recipient=recipient, held_since=now,
+                                       envelope_sender=pushed.envelope_sender))  # fmt: skip
+        except IntegrityError:
+            new = [r for r in new if r != recipient]
+    if repeat:
+        session.execute(
+            update(StoredCopy)
+            .where(StoredCopy.message_pk == message.id, StoredCopy.quarantine == StoredQuarantine.SHORT)
+            .values(held_since=now)
+            .execution_options(synchronize_session=False)
+        )
+    session.commit()
     return StoreResult(message_id, len(new), repeat)
 
 
@@ -268,13 +293,21 @@ def _find(session: Session, node: str, message_id: str) -> StoredMessage | None:
     )
 
 
-def _header(header: Callable[[str], str | None], name: str) -> str | None:
+def _header(header: Callable[[str], str | None], name: str, *, informative: bool = False) -> str | None:
+    """A metadata header as text. The envelope must be UTF-8; an informative one (symbols,
+    score...) that is not, or was cut mid-character, is read with replacement characters."""
     value = header(f"X-Rspamd-{name}")
     if value is None:
         return None
     try:
-        return value.encode("latin-1").decode("utf-8").strip()
-    except (UnicodeEncodeError, UnicodeDecodeError):
+        raw = value.encode("latin-1")
+    except UnicodeEncodeError:
+        raw = value.encode("utf-8", "replace")
+    try:
+        return raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        if informative:
+            return raw.decode("utf-8", "replace").strip()
         raise PushInvalid(f"X-Rspamd-{name} is not UTF-8") from None
 
 
@@ -315,16 +348,44 @@ def _symbols(value: str | None) -> tuple[str, ...]:
     for item in items if isinstance(items, list) else ():
         if isinstance(item, dict) and isinstance(item.get("name"), str) and re.fullmatch(r"[A-Za-z0-9_]{1,64}",
                                                                                          item["name"]):  # fmt: skip
-            score = item.get("score")
-            out.append(f"{item['name']}({score:.2f})" if isinstance(score, int | float) else item["name"])
+            score = _finite(item.get("score"))
+            out.append(f"{item['name']}({score:.2f})" if score is not None else item["name"])
     return tuple(out)
 
 
-def _subject(content: bytes) -> str:
-    """The decoded Subject, one line, bounded, without control characters (PostgreSQL's text
-    cannot hold NUL, which a raw or an encoded header can carry); "" when absent or unreadable."""
+def subject_of(content: bytes) -> str:
+    """The decoded Subject, one line, bounded, without control or format characters
+    (PostgreSQL's text cannot hold NUL, which a raw or an encoded header can carry); "" when
+    absent or unreadable.
+
+    Linear in the sender's input: only the header block is parsed, with the compat32 policy
+    (the default policy's header parsing costs memory and time that grow faster than the
+    header: a 140 kB Subject of encoded words took ~700 MB), and only the first
+    ``SUBJECT_RAW_LIMIT`` characters of the Subject are decoded."""
+    block = _header_block(content)
     try:
-        subject = str(BytesHeaderParser(policy=policy.default).parsebytes(content).get("subject", ""))
+        raw = BytesHeaderParser(policy=compat32).parsebytes(block).get("subject")
+        if raw is None:
+            return ""
+        text = str(make_header(decode_header(str(raw)[:SUBJECT_RAW_LIMIT])))
     except Exception:  # noqa: BLE001 - a malformed header must not lose the message
         return ""
-    return CONTROLS.sub("", " ".join(subject.split()))[:SUBJECT_LIMIT]
+    return " ".join(CONTROLS.sub("", " ".join(text.split())).split())[:SUBJECT_LIMIT]
+
+
+def _header_block(content: bytes) -> bytes:
+    """The message's headers (up to the first empty line), at most HEADER_BLOCK_LIMIT bytes."""
+    head = content[:HEADER_BLOCK_LIMIT]
+    ends = [i for i in (head.find(b"\r\n\r\n"), head.find(b"\n\n")) if i >= 0]
+    return head[: min(ends)] if ends else head
+
+
+def _finite(value: object) -> float | None:
+    """A JSON number as a float, or None (also for an integer beyond a float, nan, inf)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None

@@ -73,7 +73,11 @@ def push(node: str) -> tuple[Response, int]:
         PUSHES.labels(node, "invalid").inc()
         log.warning("push to node %s refused: %s", node, exc)
         return api_error(400, str(exc)), 400
-    result = stored.store(db_session(), node, pushed, utcnow())
+    try:
+        result = stored.store(db_session(), node, pushed, utcnow())
+    except stored.StoreConflict as exc:  # the rule defers; the sender's server tries again
+        log.warning("push to node %s not stored: %s", node, exc)
+        return api_error(503, "The message changed under another request; push it again."), 503
     PUSHES.labels(node, "repeat" if result.repeat else "stored").inc()
     log.info("node %s pushed message %s (queue id %s, %d bytes): %d new copies%s", node, result.message_id,
              pushed.queue_id, len(body), result.added, " (a repeat)" if result.repeat else "")  # fmt: skip

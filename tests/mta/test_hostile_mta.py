@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
-from release.db.models import StoredCopy, StoredMessage
+from release.db.models import StoredCopy
 from release.devtools.mailcapture import CaptureServer
 from release.devtools.simulator import HalonSimulator, SimulatorServer
 from tests.support.mta import LINK, SCORE_SPAM, SENDER, Mta, PushReceiver, message
@@ -73,7 +73,7 @@ def kept_recipients(stack: Stack) -> list[str]:
         return sorted(session.scalars(select(StoredCopy.recipient)))
 
 
-def test_a_spam_message_to_100_recipients_is_deferred_instead_of_rejected_with_a_link(service: Stack, mta: Mta) -> None:
+def test_a_spam_message_to_100_recipients_is_rejected_with_a_link_and_kept_for_all(service: Stack, mta: Mta) -> None:
     """The rule bounds every push header to 2000 bytes (header_value), X-Rspamd-rcpt included:
     past ~85 recipients the JSON list is cut mid-string, the service answers 400, and the
     message is deferred (4xx) on every retry until the sender's MTA gives up, with no link.
@@ -86,40 +86,24 @@ def test_a_spam_message_to_100_recipients_is_deferred_instead_of_rejected_with_a
 
 @pytest.mark.parametrize(
     ("rcpt", "utf8"),
-    [("j\u00f6rg@example.net", True), ('"john doe"@example.net', False)],
-    ids=["smtputf8-local-part", "quoted-local-part"],
+    [("j\u00f6rg@example.net", True), ('"john doe"@example.net', False), ('"bob@evil.example,x"@example.net', False)],
+    ids=["smtputf8-local-part", "quoted-local-part", "quoted-address-inside"],
 )
-def test_a_spam_message_to_a_valid_address_postfix_accepts_is_deferred_for_ever(
+def test_an_address_rspamd_cannot_give_exactly_gets_a_plain_reject_not_a_deferral_for_ever(
     service: Stack, mta: Mta, rcpt: str, utf8: bool
 ) -> None:
-    """Rspamd's exporter list is empty for an SMTPUTF8 recipient and holds the quoted local
-    part unquoted ("john doe@example.net"); the service refuses both pushes (400), so these
-    recipients' false positives are deferred again and again, never rejected with a link."""
+    """Rspamd's recipient list is empty for an SMTPUTF8 recipient and holds a quoted local
+    part unquoted ("john doe@...", "bob@evil.example,x@..."), which re-injection would send
+    elsewhere. The rule pushes no such message: a plain reject (as without the service), not
+    a push the service refuses (which deferred it at every retry) nor a copy released to
+    another address."""
     raw = message(f"Offer {uuid.uuid4().hex[:8]}", spam=SCORE_SPAM)
     code, reply = transaction(mta.smtp_port, raw, [rcpt], utf8=utf8)
-    assert code == 554 and LINK.search(reply), (code, reply)
-    assert len(kept_recipients(service)) == 1
+    assert code == 554 and not LINK.search(reply), (code, reply)
+    assert kept_recipients(service) == []
 
 
-def test_a_quoted_local_part_is_released_to_the_address_inside_the_quotes(service: Stack, mta: Mta) -> None:
-    """RCPT TO:<"bob@evil.example,x"@example.net> is one local mailbox to Postfix. Rspamd
-    pushes it unquoted, the service keeps it as "bob@evil.example,x@example.net", and the
-    release re-injects RCPT TO:<bob@evil.example> (aiosmtplib's parseaddr): the re-injection
-    listener relays for the service (permit_mynetworks), so the copy leaves for a domain
-    outside the organisation."""
-    subject = f"Offer {uuid.uuid4().hex[:8]}"
-    code, reply = transaction(mta.smtp_port, message(subject, spam=SCORE_SPAM), ['"bob@evil.example,x"@example.net'])
-    assert code == 554, reply
-    with service.services.db.session() as session:
-        stored = session.scalars(select(StoredMessage)).one()
-        m, [copy] = stored.message_id, [(c.id, c.recipient) for c in stored.copies]
-    gateway = service.services.gateways[NODE]
-    assert gateway.release(m, copy[0]) == 1
-    delivered = mta.delivered.wait(lambda d: f"Subject: {subject}\r\n".encode() in d.raw)
-    assert "evil.example" not in " ".join(delivered.rcpt_tos), (copy[1], delivered.rcpt_tos)
-
-
-def test_a_nul_in_an_encoded_subject_defers_the_message_for_ever_on_postgresql(service: Stack, mta: Mta) -> None:
+def test_a_nul_in_an_encoded_subject_is_rejected_with_a_link_and_kept(service: Stack, mta: Mta) -> None:
     """A Subject of ``=?utf-8?q?...=00...?=`` (plain ASCII on the wire, any sender can send it)
     decodes to a NUL that PostgreSQL refuses: the push is a 500 and the message is deferred
     on every retry, never rejected with a link."""
@@ -129,21 +113,15 @@ def test_a_nul_in_an_encoded_subject_defers_the_message_for_ever_on_postgresql(s
     assert kept_recipients(service) == ["bob@example.net"]
 
 
-def test_an_smtputf8_envelope_sender_is_released_as_the_null_sender(service: Stack, mta: Mta) -> None:
-    """Rspamd's exporter names a UTF-8 MAIL FROM "unknown", which parse_push reads as the null
-    sender: the push is taken (554 with a link), and the release re-injects the message with
-    MAIL FROM:<>, so the recipient gets what looks like a bounce and any reply or bounce of it
-    is lost (and the sender notice has nobody to go to)."""
-    subject = f"Offer {uuid.uuid4().hex[:8]}"
+def test_an_smtputf8_envelope_sender_gets_a_plain_reject_not_a_release_as_a_bounce(service: Stack, mta: Mta) -> None:
+    """Rspamd cannot name a UTF-8 MAIL FROM; read as the null sender, the release would
+    re-inject the message as a bounce (MAIL FROM:<>), losing replies and bounces. The rule
+    pushes no such message: a plain reject, nothing kept."""
     sender = "j\u00f6rg@partner.example"
     with smtplib.SMTP("127.0.0.1", mta.smtp_port, timeout=60) as client:
         client.ehlo("client.example.org")
         with pytest.raises(smtplib.SMTPDataError) as refused:
-            client.sendmail(sender, ["bob@example.net"], message(subject, spam=SCORE_SPAM), mail_options=["SMTPUTF8"])
-    assert refused.value.smtp_code == 554, refused.value
-    with service.services.db.session() as session:
-        stored = session.scalars(select(StoredMessage)).one()
-        m, queue = stored.message_id, stored.copies[0].id
-    assert service.services.gateways[NODE].release(m, queue) == 1
-    delivered = mta.delivered.wait(lambda d: f"Subject: {subject}\r\n".encode() in d.raw)
-    assert delivered.mail_from == sender
+            raw = message(f"Offer {uuid.uuid4().hex[:8]}", spam=SCORE_SPAM)
+            client.sendmail(sender, ["bob@example.net"], raw, mail_options=["SMTPUTF8"])
+    assert refused.value.smtp_code == 554 and not LINK.search(refused.value.smtp_error.decode())
+    assert kept_recipients(service) == []

@@ -1,6 +1,6 @@
-"""Hostile review of the rspamd node (push endpoint, stored copies, re-injection, learn-ham),
-on SQLite and PostgreSQL. Each test names the defect it proves; the ones that pass cover
-attacks the service holds against."""
+"""A hostile review of the rspamd node (push endpoint, stored copies, re-injection,
+learn-ham), on SQLite and PostgreSQL: each test was a reproducer that failed before its fix
+(its docstring says what went wrong), and is named for the behaviour that holds now."""
 
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ def message_with_subject(subject: str) -> bytes:
 # -- the push: what any sender controls (the message) ----------------------------------------------
 
 
-def test_a_subject_of_many_encoded_words_makes_one_push_allocate_hundreds_of_megabytes(rspamd_stack: Stack) -> None:
+def test_a_subject_of_many_encoded_words_costs_a_push_little_memory(rspamd_stack: Stack) -> None:
     """Any sender writes the Subject. 10,000 RFC 2047 words (140 kB, far below the 25 MB cap)
     make the push's subject parse (email policy.default) allocate ~700 MB and take seconds:
     it grows quadratically (280 kB: ~2.8 GB, 560 kB: ~7.8 GB and 9 s), so one rejected spam
@@ -116,7 +116,7 @@ def test_a_subject_of_many_encoded_words_makes_one_push_allocate_hundreds_of_meg
     assert peak < 64 * 1024 * 1024, f"one 140 kB push allocated {peak // 2**20} MB"
 
 
-def test_a_plain_subject_of_one_and_a_half_megabytes_holds_the_push_past_the_rules_timeout(
+def test_a_subject_of_one_and_a_half_megabytes_is_stored_within_the_rules_timeout(
     rspamd_stack: Stack,
 ) -> None:
     """The same parse is superlinear in CPU for plain words: 300 kB take ~2 s, 900 kB ~12 s,
@@ -131,7 +131,7 @@ def test_a_plain_subject_of_one_and_a_half_megabytes_holds_the_push_past_the_rul
     assert took < 10, f"a {len(content) // 1000} kB push took {took:.0f} s (the rule's timeout is 10 s)"
 
 
-def test_a_nul_in_an_encoded_subject_makes_the_push_fail_on_postgresql(rspamd_stack: Stack) -> None:
+def test_a_nul_in_an_encoded_subject_is_stored_without_it(rspamd_stack: Stack) -> None:
     """``=?utf-8?q?...=00...?=`` decodes to a NUL, which the subject cleanup keeps and
     PostgreSQL's text columns refuse: the push is a 500, the rule defers the message, and the
     sender's every retry fails the same way, so the copy is never kept and never releasable."""
@@ -151,7 +151,9 @@ def test_a_nul_in_an_encoded_subject_makes_the_push_fail_on_postgresql(rspamd_st
     ],
     ids=["nested-rcpt", "nested-symbols", "integer-score-beyond-float"],
 )
-def test_malformed_metadata_json_is_an_unhandled_500(rspamd_stack: Stack, name: str, value: str, status: int) -> None:
+def test_malformed_metadata_json_is_a_400_or_ignored_never_a_500(
+    rspamd_stack: Stack, name: str, value: str, status: int
+) -> None:
     """json.loads raises RecursionError (not ValueError) on deep nesting, and ``f"{score:.2f}"``
     raises OverflowError on a JSON integer beyond a float: both escape parse_push as a 500."""
     headers = {**exporter_headers(), name: value}
@@ -159,7 +161,7 @@ def test_malformed_metadata_json_is_an_unhandled_500(rspamd_stack: Stack, name: 
     assert response.status_code == status, response.status_code
 
 
-def test_symbols_cut_mid_character_by_the_rule_make_the_service_refuse_the_whole_push(rspamd_stack: Stack) -> None:
+def test_symbols_cut_mid_character_do_not_refuse_the_push(rspamd_stack: Stack) -> None:
     """The rule bounds every header to 2000 bytes with Lua's byte-wise string.sub; a spam
     message easily has 2000 bytes of symbols with options, and options quote the message
     (names, addresses, URLs) in raw UTF-8 (Rspamd 3.4 sends FORGED_SENDER and FROM_NEQ_ENVFROM
@@ -182,7 +184,7 @@ def test_symbols_cut_mid_character_by_the_rule_make_the_service_refuse_the_whole
     assert response.status_code == 200, response.text
 
 
-def test_concurrent_pushes_with_overlapping_recipients_lose_a_copy_and_answer_200(db: Database) -> None:
+def test_concurrent_pushes_with_overlapping_recipients_keep_every_copy(db: Database) -> None:
     """Two pushes of one message, {a, b} and {b, c}, at once: both read the known copies, the
     first commits a and b, the second's b collides and store() answers "already stored"
     with 0 copies, so c's copy is silently lost and the exporter, told 200, never pushes
@@ -233,7 +235,7 @@ def test_concurrent_pushes_with_overlapping_recipients_lose_a_copy_and_answer_20
     assert stored_recipients(db) == ["a@example.com", "b@example.com", "c@example.com", "x@example.com"], results
 
 
-def test_a_repeat_push_after_the_short_retention_gets_a_new_link_to_a_copy_the_next_sweep_drops(
+def test_a_repeat_push_restarts_the_short_retention_its_new_link_needs(
     db: Database,
 ) -> None:
     """A push the service stored but the rule gave up on (its 10 s ran out: a slow database, a
@@ -261,9 +263,7 @@ def test_a_repeat_push_after_the_short_retention_gets_a_new_link_to_a_copy_the_n
     "recipient",
     ["bob@evil.example,alice@example.com", "alice@example.com,bob@evil.example", "bob@evil.example;@example.com"],
 )
-def test_release_reinjects_to_another_address_than_the_stored_recipient(
-    db: Database, relay: CaptureServer, recipient: str
-) -> None:
+def test_release_reinjects_to_the_stored_recipient_only(db: Database, relay: CaptureServer, recipient: str) -> None:
     """parse_push accepts any run of non-space characters as an address (commas, semicolons,
     colons, parentheses); aiosmtplib then passes the recipient through email.utils.parseaddr,
     so the RCPT TO the relay gets is a different address from the copy the service shows,
@@ -284,7 +284,7 @@ def test_release_reinjects_to_another_address_than_the_stored_recipient(
     assert delivered.rcpt_tos == (copy.recipient,)
 
 
-def test_the_same_bytes_from_another_envelope_sender_are_released_with_the_first_sender(
+def test_the_same_bytes_from_another_envelope_sender_are_released_with_their_own_sender(
     db: Database, relay: CaptureServer
 ) -> None:
     """``m`` is the digest of the bytes alone, so a second transaction with the same bytes and
@@ -365,7 +365,7 @@ class _Http:
         return self.answer(request)
 
 
-def test_learn_ham_sends_the_controller_password_to_wherever_a_redirect_points(db: Database) -> None:
+def test_learn_ham_follows_no_redirect_with_the_controller_password(db: Database) -> None:
     """requests follows redirects and strips only Authorization on the way: the custom
     ``Password`` header (Rspamd's enable_password) and the whole message go to any host the
     controller, or anyone on a plain-http path to it, redirects to."""
@@ -395,9 +395,7 @@ def test_learn_ham_sends_the_controller_password_to_wherever_a_redirect_points(d
 
 
 @pytest.mark.parametrize("status", [500, 400])
-def test_a_controller_that_echoes_the_password_puts_it_in_job_errors_and_check_config(
-    db: Database, status: int
-) -> None:
+def test_a_controller_that_echoes_the_password_shows_it_nowhere(db: Database, status: int) -> None:
     """The controller's answer is quoted into the error (the job's error, the admin console,
     the log, check-config's line) unredacted; the Halon gateway redacts its credentials from
     exactly such echoes (tests/security/test_gateway_secrets.py)."""
@@ -420,7 +418,7 @@ def test_a_controller_that_echoes_the_password_puts_it_in_job_errors_and_check_c
     assert CONTROLLER_PASSWORD not in detail
 
 
-def test_a_controller_that_answers_slowly_holds_the_learn_ham_job_without_bound(db: Database) -> None:
+def test_a_controller_that_answers_slowly_is_cut_at_the_nodes_timeout(db: Database) -> None:
     """requests' timeout bounds each read, not the answer: a controller (or anything at its
     address) that sends a byte every 0.3 s keeps the worker's job as long as it likes, here
     12 s with timeout_seconds = 0.5 (the relay bounds its whole conversation, to 8x + 5 s)."""
@@ -484,20 +482,20 @@ def test_a_chunked_push_at_the_cap_is_kept_and_one_byte_over_is_refused(
 # -- following the docs ----------------------------------------------------------------------------
 
 
-def test_the_documented_nginx_refuses_every_push_over_64k() -> None:
-    """docs/deploy/nginx.conf sets client_max_body_size 64k for the whole server and the
-    /gateway/ location (which the push goes through) does not raise it; docs/rspamd/ never
-    says to. nginx answers 413 to any rejected message over 64 KiB (most with an attachment
-    or HTML), the rule defers it, and it is deferred until the sender's MTA gives up: the
-    node's max_message_bytes (25 MiB) is never reached."""
-    conf = (ROOT / "docs" / "deploy" / "nginx.conf").read_text()
-    conf = re.sub(r"#.*", "", conf)
+def test_the_documented_nginx_takes_pushes_up_to_the_default_cap() -> None:
+    """docs/deploy/nginx.conf caps bodies at 64 KiB for the whole server; the location that
+    serves the push (nginx picks the longest matching prefix) must take the node's default
+    max_message_bytes (25 MiB), or nginx answers 413 to any rejected message with an
+    attachment, the rule defers it, and it is deferred until the sender's MTA gives up."""
+    conf = re.sub(r"#.*", "", (ROOT / "docs" / "deploy" / "nginx.conf").read_text())
     server_cap = re.search(r"^\s*client_max_body_size\s+(\S+);", conf, re.M)
-    gateway = re.search(r"location\s+/gateway/\s*\{(.*?)\}", conf, re.S)
-    assert gateway is not None
-    local = re.search(r"client_max_body_size\s+(\S+);", gateway.group(1))
+    push_path = f"/gateway/v1/rspamd/{NODE}"
+    locations = {m.group(1): m.group(2) for m in re.finditer(r"location\s+(/\S*)\s*\{(.*?)\}", conf, re.S)}
+    serving = max((prefix for prefix in locations if push_path.startswith(prefix)), key=len)
+    local = re.search(r"client_max_body_size\s+(\S+);", locations[serving])
     effective = (local or server_cap).group(1) if (local or server_cap) else "1m"  # nginx's default
     units = {"k": 1024, "m": 1024**2, "g": 1024**3}
     number = int(effective[:-1]) * units[effective[-1].lower()] if effective[-1].isalpha() else int(effective)
     default_cap = NodeSettings(name=NODE, type="rspamd").max_message_bytes  # 25 MiB
-    assert number == 0 or number >= default_cap, f"nginx caps /gateway/ at {effective}"
+    assert serving == "/gateway/v1/rspamd/"
+    assert number == 0 or number >= default_cap, f"nginx caps {serving} at {effective}"

@@ -43,6 +43,9 @@ local ucl = require "ucl"
 -- Above Rspamd's own pre-result priorities (low 0 .. critical 3): the push outcome decides.
 local PRIORITY_DEFER = 20
 local PRIORITY_REJECT = 21
+-- The recipients' header stays within the 64 kB a header line that docs/deploy's nginx and
+-- gunicorn take (about 1000 ordinary addresses).
+local MAX_RCPT_HEADER = 60000
 
 local settings = {
   node = nil,            -- the node name the service knows ([a-z0-9-]+)
@@ -79,13 +82,55 @@ end
 
 --- A header value that cannot end the header: the subject, the Message-ID and the symbols'
 --- options come from the message, and a decoded line break would let a spammer add headers
---- (recipients) to the push. Control characters become spaces; bounded.
-local function header_value(value)
-  return string.sub(string.gsub(tostring(value), '%c', ' '), 1, 2000)
+--- (recipients) to the push. Control characters become spaces. Informative values are cut
+--- at `limit` bytes, on a character boundary (a cut UTF-8 character is not text).
+local function header_value(value, limit)
+  local text = string.gsub(tostring(value), '%c', ' ')
+  if limit and #text > limit then
+    local cut = limit
+    while cut > 0 and string.byte(text, cut + 1) and string.byte(text, cut + 1) >= 0x80
+        and string.byte(text, cut + 1) < 0xC0 do
+      cut = cut - 1 -- the next byte continues a character: end before that character
+    end
+    text = string.sub(text, 1, cut)
+  end
+  return text
+end
+
+--- An envelope address the service can give back to Postfix exactly as it is: one "@", no
+--- quotes, spaces, commas, brackets or other characters an SMTP client would parse as
+--- another address. Rspamd shows a quoted local part unquoted and a UTF-8 one not at all.
+local function plain_address(addr)
+  return type(addr) == 'string' and string.match(addr, '^[^%s%c<>"(),:;%[%]\\@]+@[^%s%c<>"(),:;%[%]\\@]+$') ~= nil
+end
+
+--- The envelope as the service will re-inject it, or nil when Rspamd cannot say it exactly
+--- (an SMTPUTF8 or quoted address): such a message gets the plain reject, never a push the
+--- service would refuse (which would defer it again at every retry of the sender).
+local function envelope(task)
+  local from = task:get_from('smtp')
+  local sender = from and from[1] and from[1].addr
+  if sender == nil or (sender ~= '' and not plain_address(sender)) then
+    return nil, 'the envelope sender'
+  end
+  local rcpts = {}
+  for _, a in ipairs(task:get_recipients('smtp') or {}) do
+    if not plain_address(a.addr) then
+      return nil, 'a recipient'
+    end
+    table.insert(rcpts, a.addr)
+  end
+  if #rcpts == 0 then
+    return nil, 'the recipients'
+  end
+  if #ucl.to_format(rcpts, 'json-compact') > MAX_RCPT_HEADER then
+    return nil, 'the recipients' -- more than the service's proxies take in one header
+  end
+  return { sender = sender, rcpts = rcpts }
 end
 
 --- The X-Rspamd-* headers metadata_exporter sends with meta_headers = true (same names).
-local function meta_headers(task)
+local function meta_headers(task, env)
   local h = {}
   local ip = task:get_from_ip()
   h['X-Rspamd-ip'] = (ip and ip:is_valid()) and tostring(ip) or 'unknown'
@@ -95,13 +140,8 @@ local function meta_headers(task)
   h['X-Rspamd-action'] = task:get_metric_action()
   h['X-Rspamd-rspamd_server'] = rspamd_util.get_hostname()
   h['X-Rspamd-score'] = string.format('%.2f', task:get_metric_score()[1])
-  local rcpts = {}
-  for _, a in ipairs(task:get_recipients('smtp') or {}) do
-    table.insert(rcpts, a.addr)
-  end
-  h['X-Rspamd-rcpt'] = ucl.to_format(rcpts, 'json-compact')
-  local from = task:get_from('smtp')
-  h['X-Rspamd-from'] = (from and from[1] and from[1].addr) or 'unknown'
+  h['X-Rspamd-rcpt'] = ucl.to_format(env.rcpts, 'json-compact')
+  h['X-Rspamd-from'] = env.sender
   local symbols = {}
   for _, s in ipairs(task:get_symbols_all() or {}) do
     table.insert(symbols, { name = s.name, score = s.score, options = s.options })
@@ -110,7 +150,9 @@ local function meta_headers(task)
   h['X-Rspamd-scan_time'] = tostring(math.floor(task:get_scan_time() * 1000))
   h['X-Rspamd-message_id'] = tostring(task:get_message_id() or 'unknown')
   for name, value in pairs(h) do
-    h[name] = header_value(value)
+    -- The envelope whole (it is checked above; 1000 recipients are ~40 kB), the rest bounded.
+    local envelope_header = name == 'X-Rspamd-rcpt' or name == 'X-Rspamd-from'
+    h[name] = header_value(value, (not envelope_header) and 2000 or nil)
   end
   return h
 end
@@ -126,9 +168,15 @@ local function rejected(task)
         content:len(), settings.max_size)
     return
   end
+  local env, unreadable = envelope(task)
+  if not env then
+    rspamd_logger.infox(task, 'cannot push %s as the service takes it (an SMTPUTF8 or quoted '
+        .. 'address, or too many): plain reject, no link', unreadable)
+    return
+  end
   local mid = message_id(content)
   local link = report_link(mid, math.floor(rspamd_util.get_time()))
-  local headers = meta_headers(task) -- before our own pre-results, so they show the reject
+  local headers = meta_headers(task, env) -- before our own pre-results, so they show the reject
 
   -- Fail safe first: if the push never succeeds, the sender's server retries later.
   task:set_pre_result{action = 'soft reject', message = settings.defer_message, module = N,
