@@ -113,8 +113,13 @@ def parse_push(content: bytes, header: Callable[[str], str | None]) -> Pushed:
         raise PushInvalid(f"X-Rspamd-Rcpt must be a JSON list of 1 to {MAX_RECIPIENTS} addresses")
     if not all(isinstance(r, str) and ADDRESS.fullmatch(r) for r in recipients):
         raise PushInvalid("X-Rspamd-Rcpt holds something that is not an address")
-    unique = tuple(dict.fromkeys(r.lower() for r in recipients))  # RCPT TO twice is one copy
-    if any(len(r) > ADDRESS_LIMIT for r in unique):  # lower() can lengthen: "İ" is two characters then
+    # RCPT TO twice (in any case) is one copy; the first spelling is kept, as the local part's
+    # case may matter to the mailbox it is given back to.
+    first: dict[str, str] = {}
+    for address in recipients:
+        first.setdefault(address.casefold(), address)
+    unique = tuple(first.values())
+    if any(len(r) > ADDRESS_LIMIT for r in unique):
         raise PushInvalid("X-Rspamd-Rcpt holds something that is not an address")
     return Pushed(
         content=content,
@@ -167,8 +172,9 @@ def _store(session: Session, node: str, pushed: Pushed, now: datetime) -> StoreR
         )
         session.add(message)
         session.flush()  # IntegrityError: the same push, stored by another request a moment ago
-    known = set(session.scalars(select(StoredCopy.recipient).where(StoredCopy.message_pk == message.id)))
-    new = [r for r in pushed.recipients if r not in known]
+    copies = select(StoredCopy.recipient).where(StoredCopy.message_pk == message.id)
+    known = {r.casefold() for r in session.scalars(copies)}
+    new = [r for r in pushed.recipients if r.casefold() not in known]
     for recipient in new:
         # One savepoint each: a copy another push added meanwhile is skipped, not the others.
         try:

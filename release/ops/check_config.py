@@ -142,6 +142,14 @@ def _rspamd_lines(i: int, node: NodeSettings, gateway: Any) -> Iterator[Line]:
         ok, detail = gateway.check_controller()
         fix = f"check nodes[{i}].controller_url and controller_password (Rspamd's enable_password)"
         yield Line(label, OK if ok else FAIL, detail, fix)
+    controller_host = urlsplit(node.controller_url).hostname or ""
+    if node.controller_url.startswith("http://") and not _is_loopback(controller_host):
+        yield Line(
+            label,
+            WARN,
+            f"nodes[{i}].controller_url is http:// to another host: its password and released messages travel in clear",
+            f"use https:// for nodes[{i}].controller_url (an nginx in front of the controller), or a loopback address",
+        )
     if node.relay_security == "none" and not _is_loopback(node.relay_host):
         yield Line(
             label,

@@ -228,3 +228,13 @@ def test_rspamd_relay_over_a_network_without_tls_warns(
     node = {**rspamd_node(smtp_server.port), "relay_host": "192.0.2.10", "timeout_seconds": 0.5}
     result = check(tmp_path, simulator, smtp_server, nodes=[node])
     assert any("WARN nodes[0].relay_host is reached without TLS" in row for row in line(result, "node mx3"))
+
+
+def test_rspamd_controller_over_http_to_another_host_warns(
+    tmp_path: Path, simulator: SimulatorServer, smtp_server: CaptureServer
+) -> None:
+    node = {**rspamd_node(smtp_server.port), "controller_url": "http://192.0.2.11:11334",
+            "controller_password": CONTROLLER_PASSWORD, "timeout_seconds": 0.5}  # fmt: skip
+    result = check(tmp_path, simulator, smtp_server, nodes=[node])
+    assert any("WARN nodes[0].controller_url is http:// to another host" in row for row in line(result, "node mx3"))
+    assert CONTROLLER_PASSWORD not in result.output

@@ -93,6 +93,17 @@ def test_the_same_bytes_for_another_recipient_add_only_that_copy(rspamd_stack: S
     assert [r for r, _ in copies] == ["alice@example.com", "carol@example.com"]
 
 
+def test_a_recipient_is_kept_as_spelled_and_the_same_mailbox_in_another_case_is_one_copy(
+    rspamd_stack: Stack,
+) -> None:
+    """The local part's case may matter to the mailbox it is given back to: kept as the
+    envelope spelt it; the same address twice in other cases is one copy."""
+    recipients = ["Alice.Smith@Example.com", "alice.smith@example.com", "bob@example.com"]
+    push(rspamd_stack.client, raw_message(), headers=exporter_headers(recipients=recipients))
+    [(_, _, _, copies)] = kept(rspamd_stack)
+    assert [r for r, _ in copies] == ["Alice.Smith@Example.com", "bob@example.com"]
+
+
 def test_the_null_sender_is_kept_as_such(rspamd_stack: Stack) -> None:
     assert push(rspamd_stack.client, raw_message(), headers=exporter_headers(sender="")).status_code == 200
     assert kept(rspamd_stack)[0][1] == ""
@@ -162,7 +173,8 @@ def test_a_chunked_push_over_the_cap_is_refused_too(rspamd_stack: Stack) -> None
         # Nested deeper than Python's parser recurses (found by the guard: a RecursionError, 500).
         ({**exporter_headers(), "X-Rspamd-rcpt": "[" * 1000}, "JSON list"),
         ({**exporter_headers(), "X-Rspamd-rcpt": '{"a":' * 1000 + "1" + "}" * 1000}, "JSON list"),
-        # 320 characters (JSON escapes) that lower() makes 640 (was a 500 on PostgreSQL's varchar(320)).
+        # 320 characters (JSON escapes) that lower() made 640 (a 500 on PostgreSQL's varchar(320)
+        # when recipients were lower-cased); no "@" either: not an address.
         ({**exporter_headers(), "X-Rspamd-rcpt": '["' + "\\u0130" * 320 + '"]'}, "not an address"),
     ],
     ids=[
