@@ -16,7 +16,7 @@ from werkzeug.serving import make_server
 from release.db.models import StoredCopy
 from release.devtools.mailcapture import CaptureServer
 from release.devtools.simulator import HalonSimulator, SimulatorServer
-from tests.support.mta import LINK, SCORE_SPAM, SENDER, Mta, PushReceiver, message
+from tests.support.mta import LINK, SCORE_SPAM, SENDER, Mta, PushReceiver, message, send
 from tests.support.rspamd import NODE, PUSH_PASSWORD, build_rspamd_stack
 from tests.support.stack import Stack, close_stack
 
@@ -125,3 +125,10 @@ def test_an_smtputf8_envelope_sender_gets_a_plain_reject_not_a_release_as_a_boun
             client.sendmail(sender, ["bob@example.net"], raw, mail_options=["SMTPUTF8"])
     assert refused.value.smtp_code == 554 and not LINK.search(refused.value.smtp_error.decode())
     assert kept_recipients(service) == []
+
+
+def test_the_reinjection_listener_takes_mail_only_for_this_servers_domains(service: Stack, mta: Mta) -> None:
+    """The listener skips the filter: to anyone who may connect it would be an open relay.
+    It takes mail for the domains the MX serves and refuses others (reject_unauth_destination)."""
+    code, reply = send(mta.relay_port, message("Relay attempt"), ("victim@elsewhere.example",))
+    assert code == 554 and "Relay access denied" in reply, (code, reply)

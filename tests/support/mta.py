@@ -402,6 +402,9 @@ alias_maps =
 alias_database =
 mynetworks = 127.0.0.0/8
 smtpd_relay_restrictions = permit_mynetworks, reject
+# The domains this MX takes mail for (the re-injection listener takes mail for no others);
+# all of it goes on to the final mailbox, the capture server.
+relay_domains = example.net, example.com, example.org
 relayhost = [127.0.0.1]:{mailbox}
 smtp_tls_security_level = none
 smtpd_tls_security_level = none

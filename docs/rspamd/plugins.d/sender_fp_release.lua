@@ -161,6 +161,11 @@ local function rejected(task)
   if task:get_metric_action() ~= 'reject' then
     return
   end
+  if task:get_user() then
+    -- Mail your own users submitted (SMTP AUTH) goes out: its sender is right there to fix it,
+    -- and a release would relay it to the outside. Plain reject.
+    return
+  end
   local content = task:get_content()
   if content:len() > settings.max_size then
     -- The service would answer 413: no link for a copy that cannot be kept.
@@ -226,6 +231,13 @@ local function configure()
     rspamd_logger.errx(rspamd_config, '%s: missing settings %s; module disabled', N, table.concat(missing, ', '))
     return false
   end
+  for _, k in ipairs({ 'link_key', 'push_password' }) do
+    if string.find(settings[k], 'CHANGE-ME', 1, true) then
+      -- An unedited sample would push every reject, get 401 and defer all of them.
+      rspamd_logger.errx(rspamd_config, '%s: %s is still the sample value; module disabled', N, k)
+      return false
+    end
+  end
   if not string.match(settings.node, '^[a-z0-9-]+$') or #settings.node > 63 then
     rspamd_logger.errx(rspamd_config, '%s: node %s is not [a-z0-9-]{1,63}; module disabled', N, settings.node)
     return false
@@ -256,7 +268,8 @@ if configure() then
     name = settings.symbol,
     type = 'postfilter',
     callback = rejected,
-    -- Runs even when a pre-result (e.g. GTUBE) or the score already decided the reject.
+    -- Runs when a pre-result (a multimap action, antivirus...) or the score decided the
+    -- reject. (GTUBE is different: Rspamd flags that task "skip" and runs no rule at all.)
     flags = 'empty,ignore_passthrough',
     priority = lua_util.symbols_priorities.low,
     score = 0.0,
