@@ -13,11 +13,14 @@ from typing import Any
 import psycopg
 import pytest
 
+from release.db import migrate
+from release.db.engine import Database
 from release.devtools.demo import DemoRuntime, start_demo
 from release.devtools.mailcapture import CaptureServer
 from release.devtools.simulator import HalonSimulator, SimulatorServer
 from tests.support.console import Console, open_console
 from tests.support.database import PG_ADMIN_URL, REDIS_URL, postgres_reason, redis_reason
+from tests.support.rspamd import Controller
 from tests.support.stack import Stack, StackFactory, build_stack, close_stack
 
 
@@ -71,6 +74,31 @@ def smtp_server() -> Iterator[CaptureServer]:
     server = CaptureServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def relay() -> Iterator[CaptureServer]:
+    """A real SMTP server standing in for an rspamd node's re-injection relay."""
+    server = CaptureServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def rspamd_controller() -> Iterator[Controller]:
+    """A stand-in Rspamd controller over real HTTP (learn-ham, /stat)."""
+    server = Controller().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    """A migrated database of each kind, for tests below the web app (a module may define its own)."""
+    database = Database(database_url)
+    migrate.upgrade(database)
+    yield database
+    database.dispose()
 
 
 @pytest.fixture

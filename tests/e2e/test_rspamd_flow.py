@@ -31,28 +31,14 @@ def simulator() -> Iterator[SimulatorServer]:
 
 
 @pytest.fixture
-def relay() -> Iterator[CaptureServer]:
-    server = CaptureServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def controller() -> Iterator[Controller]:
-    server = Controller().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def rspamd_stack(
     database_url: str,
     simulator: SimulatorServer,
     smtp_server: CaptureServer,
     relay: CaptureServer,
-    controller: Controller,
+    rspamd_controller: Controller,
 ) -> Iterator[Stack]:
-    built = build_rspamd_stack(database_url, simulator, smtp_server, relay.port, controller_url=controller.url,
+    built = build_rspamd_stack(database_url, simulator, smtp_server, relay.port, controller_url=rspamd_controller.url,
                                controller_password=CONTROLLER_PASSWORD)  # fmt: skip
     yield built
     close_stack(built)
@@ -83,7 +69,7 @@ def state_of(stack: Stack, address: str) -> str:
 
 
 def test_reported_released_reinjected_and_learned(
-    rspamd_stack: Stack, relay: CaptureServer, controller: Controller
+    rspamd_stack: Stack, relay: CaptureServer, rspamd_controller: Controller
 ) -> None:
     content = raw_message()
     token = reported(rspamd_stack, content)
@@ -99,7 +85,7 @@ def test_reported_released_reinjected_and_learned(
     [delivered] = relay.messages()
     assert delivered.raw == content and delivered.rcpt_tos == ("alice@example.com",)
     assert delivered.mail_from == "anna@partner.example"
-    assert controller.learned == [content]  # learn-ham ran as its own job
+    assert rspamd_controller.learned == [content]  # learn-ham ran as its own job
 
 
 def test_a_relay_outage_delays_the_release_which_then_arrives_once(
@@ -124,13 +110,13 @@ def test_a_relay_outage_delays_the_release_which_then_arrives_once(
 
 
 def test_a_controller_that_refuses_never_undoes_the_release(
-    rspamd_stack: Stack, relay: CaptureServer, controller: Controller
+    rspamd_stack: Stack, relay: CaptureServer, rspamd_controller: Controller
 ) -> None:
-    controller.password = "rotated-on-the-node-0000"  # the service's password is now wrong
+    rspamd_controller.password = "rotated-on-the-node-0000"  # the service's password is now wrong
     release(rspamd_stack, reported(rspamd_stack, raw_message()))
     drain_due(rspamd_stack.worker)
     assert state_of(rspamd_stack, "alice@example.com") == "released"
-    assert len(relay.messages()) == 1 and controller.learned == []
+    assert len(relay.messages()) == 1 and rspamd_controller.learned == []
     with rspamd_stack.services.db.session() as session:
         assert session.scalar(select(Job.state).where(Job.kind == "learn_ham")) == "dead"
         audit = session.scalars(select(AuditEntry.detail).where(AuditEntry.action == "learn_ham.failed")).all()

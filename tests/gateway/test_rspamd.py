@@ -15,33 +15,24 @@ from aiosmtpd.controller import Controller as SmtpController
 from sqlalchemy import func, select, update
 
 from release.config import NodeSettings
-from release.db import migrate
 from release.db.engine import Database
 from release.db.models import StoredCopy, StoredMessage, utcnow
 from release.devtools.mailcapture import CaptureServer, free_port
 from release.gateway import DeliveryUncertain, GatewayError, GatewayRejected, RspamdGateway
 from release.gateway.stored import parse_push, store, sweep
-from tests.support.rspamd import CONTROLLER_PASSWORD, NODE, Controller, exporter_headers, raw_message
-
-
-@pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = Database(database_url)
-    migrate.upgrade(database)
-    yield database
-    database.dispose()
-
-
-@pytest.fixture
-def relay() -> Iterator[CaptureServer]:
-    server = CaptureServer().start()
-    yield server
-    server.stop()
+from tests.support.rspamd import (
+    CONTROLLER_PASSWORD,
+    NODE,
+    Controller,
+    exporter_headers,
+    raw_message,
+    rspamd_node_settings,
+)
 
 
 def node_for(port: int, **extra: Any) -> NodeSettings:
-    return NodeSettings(name=NODE, type="rspamd", push_password="p" * 20, relay_host="127.0.0.1",
-                        relay_port=port, timeout_seconds=1.0, **extra)  # fmt: skip
+    """A short timeout: the slow relay below answers after 1.5 s."""
+    return rspamd_node_settings(port, timeout_seconds=1.0, **extra)
 
 
 @pytest.fixture
@@ -231,24 +222,17 @@ def test_health_says_whether_the_relay_answers(db: Database, gateway: RspamdGate
         down.close()
 
 
-@pytest.fixture
-def controller() -> Iterator[Controller]:
-    server = Controller().start()
-    yield server
-    server.stop()
-
-
 def test_learn_ham_posts_the_message_to_the_controller(db: Database, relay: CaptureServer,
-                                                       controller: Controller) -> None:  # fmt: skip
-    node = node_for(relay.port, controller_url=controller.url, controller_password=CONTROLLER_PASSWORD)
+                                                       rspamd_controller: Controller) -> None:  # fmt: skip
+    node = node_for(relay.port, controller_url=rspamd_controller.url, controller_password=CONTROLLER_PASSWORD)
     gw = RspamdGateway(node, db)
     try:
         content = raw_message()
         m = pushed(db, content)
         assert gw.learns and gw.check_controller()[0]
         assert gw.learn_ham(m) is True
-        assert controller.learned == [content]
-        controller.status = 208  # learned before: fine
+        assert rspamd_controller.learned == [content]
+        rspamd_controller.status = 208  # learned before: fine
         assert gw.learn_ham(m) is True
         assert gw.learn_ham("0" * 32) is False  # nothing kept: nothing to teach
         wrong = RspamdGateway(dataclasses.replace(node, controller_password="wrong-password-0000"), db)
@@ -256,7 +240,7 @@ def test_learn_ham_posts_the_message_to_the_controller(db: Database, relay: Capt
             wrong.learn_ham(m)
         assert not wrong.check_controller()[0]
         wrong.close()
-        controller.status = 500
+        rspamd_controller.status = 500
         with pytest.raises(GatewayError):
             gw.learn_ham(m)
     finally:

@@ -7,12 +7,18 @@ from __future__ import annotations
 import os
 import shutil
 import ssl
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from werkzeug.serving import make_server
 
+from release.devtools.mailcapture import CaptureServer
+from release.devtools.simulator import SimulatorServer
 from tests.support.mta import GatewaySettings, Mta, PushReceiver, mta_reason, start_mta
+from tests.support.rspamd import NODE, PUSH_PASSWORD, build_rspamd_stack
+from tests.support.stack import Stack, close_stack
 from tests.support.tls import self_signed
 
 # Session-wide: small enough that a test can send a message over it cheaply.
@@ -54,3 +60,34 @@ def push(push_receiver: PushReceiver, mta: Mta) -> PushReceiver:
     push_receiver.status = 200
     push_receiver.requests.clear()
     return push_receiver
+
+
+@pytest.fixture
+def service(
+    database_url: str, simulator: SimulatorServer, smtp_server: CaptureServer, mta: Mta, push: PushReceiver
+) -> Iterator[Stack]:
+    """The service with the MTA's rspamd node, reachable over HTTP (SQLite and PostgreSQL):
+    the rule is pointed at it, and put back afterwards for the session's other tests."""
+    stack = build_rspamd_stack(
+        database_url, simulator, smtp_server, mta.relay_port,  # Postfix's re-injection listener
+        controller_url=mta.controller_url, controller_password=mta.controller_password,
+    )  # fmt: skip
+    server = make_server("127.0.0.1", 0, stack.app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    before = {k: getattr(mta.settings, k) for k in ("public_url", "link_key", "push_password", "push_url", "node")}
+    settings = stack.services.settings
+    mta.configure(
+        public_url=settings.app.public_url,
+        link_key=settings.links.keys[0],
+        push_password=PUSH_PASSWORD,
+        push_url=f"http://127.0.0.1:{server.server_port}/gateway/v1/rspamd/{NODE}",
+        node=NODE,
+    )
+    try:
+        yield stack
+    finally:
+        mta.configure(**before)
+        server.shutdown()
+        server.server_close()
+        close_stack(stack)

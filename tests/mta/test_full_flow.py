@@ -9,62 +9,19 @@ with ``mta.configure`` and put back afterwards for the other tests of the sessio
 from __future__ import annotations
 
 import smtplib
-import threading
 import uuid
-from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
 from release.db.models import Recipient, StoredMessage
-from release.devtools.mailcapture import CaptureServer
-from release.devtools.simulator import HalonSimulator, SimulatorServer
 from release.gateway.stored import message_id_of
-from tests.support.mta import LINK, SCORE_SPAM, SENDER, Mta, PushReceiver, message, send
-from tests.support.rspamd import NODE, PUSH_PASSWORD, build_rspamd_stack
-from tests.support.stack import Stack, close_stack, drain_due
+from tests.support.mta import LINK, SCORE_SPAM, SENDER, Mta, message, send
+from tests.support.stack import Stack, drain_due
 from tests.support.visitor import csrf_token, release_token_from, submit_report
 
 pytestmark = pytest.mark.mta
-
-
-@pytest.fixture
-def simulator() -> Iterator[SimulatorServer]:
-    """Unused by an rspamd node (the stack builder takes one)."""
-    with SimulatorServer(HalonSimulator({"release": "sim-password-0123"})) as server:
-        yield server
-
-
-@pytest.fixture
-def service(
-    database_url: str, simulator: SimulatorServer, smtp_server: CaptureServer, mta: Mta, push: PushReceiver
-) -> Iterator[Stack]:
-    """The service with the MTA's rspamd node, reachable over HTTP; the rule pushes to it."""
-    stack = build_rspamd_stack(
-        database_url, simulator, smtp_server, mta.relay_port,  # Postfix's re-injection listener
-        controller_url=mta.controller_url, controller_password=mta.controller_password,
-    )  # fmt: skip
-    server = make_server("127.0.0.1", 0, stack.app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    before = {k: getattr(mta.settings, k) for k in ("public_url", "link_key", "push_password", "push_url", "node")}
-    settings = stack.services.settings
-    mta.configure(
-        public_url=settings.app.public_url,
-        link_key=settings.links.keys[0],
-        push_password=PUSH_PASSWORD,
-        push_url=f"http://127.0.0.1:{server.server_port}/gateway/v1/rspamd/{NODE}",
-        node=NODE,
-    )
-    try:
-        yield stack
-    finally:
-        mta.configure(**before)
-        server.shutdown()
-        server.server_close()
-        close_stack(stack)
 
 
 def test_rejected_reported_released_delivered_and_learned(service: Stack, mta: Mta) -> None:

@@ -5,56 +5,16 @@ transaction that Postfix accepts, and what becomes of it."""
 from __future__ import annotations
 
 import smtplib
-import threading
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
 from release.db.models import StoredCopy
-from release.devtools.mailcapture import CaptureServer
-from release.devtools.simulator import HalonSimulator, SimulatorServer
-from tests.support.mta import LINK, SCORE_SPAM, SENDER, Mta, PushReceiver, message, send
-from tests.support.rspamd import NODE, PUSH_PASSWORD, build_rspamd_stack
-from tests.support.stack import Stack, close_stack
+from tests.support.mta import LINK, SCORE_SPAM, SENDER, Mta, message, send
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.mta
-
-
-@pytest.fixture
-def simulator() -> Iterator[SimulatorServer]:
-    """Unused by an rspamd node (the stack builder takes one)."""
-    with SimulatorServer(HalonSimulator({"release": "sim-password-0123"})) as server:
-        yield server
-
-
-@pytest.fixture
-def service(
-    database_url: str, simulator: SimulatorServer, smtp_server: CaptureServer, mta: Mta, push: PushReceiver
-) -> Iterator[Stack]:
-    """The service with the MTA's rspamd node over real HTTP; the rule pushes to it."""
-    stack = build_rspamd_stack(database_url, simulator, smtp_server, mta.relay_port)
-    server = make_server("127.0.0.1", 0, stack.app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    before = {k: getattr(mta.settings, k) for k in ("public_url", "link_key", "push_password", "push_url", "node")}
-    settings = stack.services.settings
-    mta.configure(
-        public_url=settings.app.public_url,
-        link_key=settings.links.keys[0],
-        push_password=PUSH_PASSWORD,
-        push_url=f"http://127.0.0.1:{server.server_port}/gateway/v1/rspamd/{NODE}",
-        node=NODE,
-    )
-    try:
-        yield stack
-    finally:
-        mta.configure(**before)
-        server.shutdown()
-        server.server_close()
-        close_stack(stack)
 
 
 def transaction(port: int, raw: bytes, rcpts: list[str], *, utf8: bool = False) -> tuple[int, str]:

@@ -23,11 +23,10 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from release.config import NodeSettings
-from release.db import migrate
 from release.db.engine import Database
 from release.db.models import StoredCopy, StoredMessage, utcnow
 from release.devtools.mailcapture import CaptureServer
-from release.devtools.simulator import HalonSimulator, SimulatorServer
+from release.devtools.simulator import SimulatorServer
 from release.gateway import GatewayError, RspamdGateway
 from release.gateway.stored import PushInvalid, parse_push, store, sweep
 from tests.support.rspamd import (
@@ -39,24 +38,10 @@ from tests.support.rspamd import (
     push,
     raw_message,
 )
+from tests.support.rspamd import rspamd_node_settings as node_for
 from tests.support.stack import Stack, close_stack
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def simulator() -> Iterator[SimulatorServer]:
-    """Unused by an rspamd node (the stack builder takes one)."""
-    server = SimulatorServer(HalonSimulator({"release": "sim-password-0123"})).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def relay() -> Iterator[CaptureServer]:
-    server = CaptureServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -67,19 +52,6 @@ def rspamd_stack(
     built.app.config["PROPAGATE_EXCEPTIONS"] = False  # what gunicorn answers: a 500, not a traceback here
     yield built
     close_stack(built)
-
-
-@pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = Database(database_url)
-    migrate.upgrade(database)
-    yield database
-    database.dispose()
-
-
-def node_for(port: int, **extra: Any) -> NodeSettings:
-    return NodeSettings(name=NODE, type="rspamd", push_password="p" * 20, relay_host="127.0.0.1",
-                        relay_port=port, timeout_seconds=2.0, **extra)  # fmt: skip
 
 
 def stored_recipients(db: Database) -> list[str]:
@@ -401,7 +373,8 @@ def test_a_controller_that_echoes_the_password_shows_it_nowhere(db: Database, st
     exactly such echoes (tests/security/test_gateway_secrets.py)."""
     echo = _Http(lambda request: Response(f"bad request, Password: {request.headers.get('Password')}", status))
     gateway = RspamdGateway(
-        node_for(1, controller_url=f"http://127.0.0.1:{echo.port}", controller_password=CONTROLLER_PASSWORD), db
+        node_for(1, controller_url=f"http://127.0.0.1:{echo.port}", controller_password=CONTROLLER_PASSWORD),
+        db,
     )
     try:
         pushed = parse_push(raw_message(), exporter_headers().get)

@@ -21,7 +21,7 @@ from werkzeug.serving import make_server
 from werkzeug.test import TestResponse
 from werkzeug.wrappers import Request, Response
 
-from release.config import settings_from_mapping
+from release.config import NodeSettings, settings_from_mapping
 from release.devtools.mailcapture import CaptureServer
 from release.devtools.simulator import SimulatorServer
 from tests.support.config import make_config
@@ -45,6 +45,13 @@ def rspamd_node(relay_port: int, **extra: Any) -> dict[str, Any]:
         "timeout_seconds": 2.0,
         **extra,
     }
+
+
+def rspamd_node_settings(relay_port: int, **extra: Any) -> NodeSettings:
+    """Settings of the rspamd node ``mx3`` re-injecting into 127.0.0.1:``relay_port``, for
+    tests of its gateway without the web app (``extra``: more keys, timeout_seconds 2.0)."""
+    return NodeSettings(**{"name": NODE, "type": "rspamd", "push_password": "p" * 20, "relay_host": "127.0.0.1",
+                           "relay_port": relay_port, "timeout_seconds": 2.0, **extra})  # fmt: skip
 
 
 def build_rspamd_stack(

@@ -25,13 +25,6 @@ from tests.support.stack import Stack, close_stack
 
 
 @pytest.fixture
-def relay() -> Iterator[CaptureServer]:
-    server = CaptureServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def rspamd_stack(
     database_url: str, simulator: SimulatorServer, smtp_server: CaptureServer, relay: CaptureServer
 ) -> Iterator[Stack]:

@@ -18,13 +18,6 @@ TOKEN = secrets.token_urlsafe(24)
 
 
 @pytest.fixture
-def relay() -> Iterator[CaptureServer]:
-    server = CaptureServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def rspamd_stack(
     database_url: str, simulator: SimulatorServer, smtp_server: CaptureServer, relay: CaptureServer
 ) -> Iterator[Stack]:
