@@ -59,7 +59,8 @@ class RspamdGateway:
     # -- the Gateway protocol -------------------------------------------------------------------
 
     def find(self, transaction: str, queue: int | None = None) -> list[QuarantinedCopy]:
-        return self.find_many([transaction]).get(transaction, [])
+        copies = self.find_many([transaction])[transaction]
+        return copies if queue is None else [c for c in copies if c.queue == queue]
 
     def find_many(self, transactions: Sequence[str]) -> dict[str, list[QuarantinedCopy]]:
         query = (

@@ -250,3 +250,14 @@ def test_learn_ham_posts_the_message_to_the_controller(db: Database, relay: Capt
 def _messages(db: Database) -> int:
     with db.session() as session:
         return session.scalar(select(func.count()).select_from(StoredMessage)) or 0
+
+
+def test_find_with_a_queue_lists_only_that_copy(db: Database, gateway: RspamdGateway) -> None:
+    """Release asks for one recipient's copy after a release matched nothing: a sibling that
+    was released must not make a copy that is gone look released instead of expired."""
+    m = pushed(db)
+    alice, bob = (c.queue for c in gateway.find(m))
+    assert gateway.release(m, alice) == 1
+    assert gateway.delete(m, [bob]) == 1
+    assert gateway.find(m, bob) == []
+    assert [(c.queue, c.quarantine) for c in gateway.find(m, alice)] == [(alice, None)]
