@@ -4,10 +4,12 @@ quarantine is the service's own database."""
 from release.config import NodeSettings
 from release.db.engine import Database
 from release.gateway.base import (
+    ContentUnavailable,
     DeliveryUncertain,
     Gateway,
     GatewayError,
     GatewayRejected,
+    MessageContent,
     NodeHealth,
     QuarantinedCopy,
 )
@@ -26,11 +28,13 @@ def gateway_for(node: NodeSettings, trace: Trace | None = None, db: Database | N
 
 
 __all__ = [
+    "ContentUnavailable",
     "DeliveryUncertain",
     "Gateway",
     "GatewayError",
     "GatewayRejected",
     "HalonGateway",
+    "MessageContent",
     "NodeHealth",
     "QuarantinedCopy",
     "RspamdGateway",

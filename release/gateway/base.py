@@ -44,6 +44,23 @@ class QuarantinedCopy:
     metadata: Mapping[str, str] = field(default_factory=dict)
 
 
+class ContentUnavailable(Exception):
+    """This gateway cannot hand out a held message's bytes (halon6: no content API is known;
+    a node whose previews an admin switched off). Not an outage: asking again will not help."""
+
+
+@dataclass(frozen=True)
+class MessageContent:
+    """The start of a held message's raw bytes, for the recipient's preview."""
+
+    data: bytes  # at most the ``limit`` asked for: the message's first bytes
+    size: int  # the whole message's size, so a caller knows when ``data`` is only the start
+
+    @property
+    def complete(self) -> bool:
+        return len(self.data) >= self.size
+
+
 @dataclass(frozen=True)
 class NodeHealth:
     """Result of a cheap authenticated call, for check-config and the admin console."""
@@ -82,6 +99,12 @@ class Gateway(Protocol):
 
     def delete(self, transaction: str, queues: Sequence[int]) -> int:
         """Delete copies; returns how many were there (0 = already gone)."""
+        ...
+
+    def content(self, transaction: str, queue: int, limit: int) -> MessageContent | None:
+        """The raw message behind one copy, its first ``limit`` bytes at most; None when the
+        copy is gone. Raises :class:`ContentUnavailable` where the gateway has no way to
+        read it."""
         ...
 
     def health(self) -> NodeHealth:

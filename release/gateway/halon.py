@@ -17,7 +17,14 @@ from typing import Any
 import requests
 
 from release.config import NodeSettings
-from release.gateway.base import GatewayError, GatewayRejected, NodeHealth, QuarantinedCopy
+from release.gateway.base import (
+    ContentUnavailable,
+    GatewayError,
+    GatewayRejected,
+    MessageContent,
+    NodeHealth,
+    QuarantinedCopy,
+)
 from release.gateway.halon_items import Marking, ids, read_items
 from release.gateway.halon_transport import HalonTransport, Trace, describe
 
@@ -109,6 +116,10 @@ class HalonGateway:
         if left:
             raise GatewayError(f"halon node {self.name}: {len(left)} copies still listed after an accepted delete")
         return len(present)
+
+    def content(self, transaction: str, queue: int, limit: int) -> MessageContent | None:
+        """Not read yet on either generation (halon6 has no known content API)."""
+        raise ContentUnavailable(f"halon node {self.name}: message content is not available for this gateway")
 
     def health(self) -> NodeHealth:
         """Authentication, the envelope and a list of an id no node holds, which must be empty.

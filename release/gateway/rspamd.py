@@ -28,7 +28,14 @@ from release.db.engine import Database
 from release.db.models import StoredCopy, StoredMessage, utcnow
 from release.db.states import StoredQuarantine
 from release.gateway import stored
-from release.gateway.base import DeliveryUncertain, GatewayError, GatewayRejected, NodeHealth, QuarantinedCopy
+from release.gateway.base import (
+    DeliveryUncertain,
+    GatewayError,
+    GatewayRejected,
+    MessageContent,
+    NodeHealth,
+    QuarantinedCopy,
+)
 from release.gateway.http_body import read_bounded
 from release.gateway.relay import Outcome, Relay
 
@@ -138,6 +145,19 @@ class RspamdGateway:
                 stored.drop_empty(session, pk)
             session.commit()
         return len(rows)
+
+    def content(self, transaction: str, queue: int, limit: int) -> MessageContent | None:
+        """The stored bytes behind one copy (held or released), inflated no further than
+        ``limit``; None when the copy is gone."""
+        with self._store() as session:
+            message = session.scalar(
+                select(StoredMessage)
+                .join(StoredCopy)
+                .where(StoredMessage.node == self.name, StoredMessage.message_id == transaction, StoredCopy.id == queue)
+            )
+            if message is None:
+                return None
+            return MessageContent(stored.content_of(message, limit), message.size)
 
     def health(self) -> NodeHealth:
         """The relay answers (the push comes to us, so there is no API to log in to)."""

@@ -194,9 +194,12 @@ def _store(session: Session, node: str, pushed: Pushed, now: datetime) -> StoreR
     return StoreResult(message_id, len(new), repeat)
 
 
-def content_of(message: StoredMessage) -> bytes:
-    """The message's bytes, exactly as pushed."""
-    return zlib.decompress(message.content)
+def content_of(message: StoredMessage, limit: int | None = None) -> bytes:
+    """The message's bytes, exactly as pushed; only the first ``limit`` when given (a
+    preview never inflates more than it shows)."""
+    if limit is None:
+        return zlib.decompress(message.content)
+    return zlib.decompressobj().decompress(message.content, max(limit, 1))[:limit]
 
 
 def sweep(session: Session, short: timedelta, long: timedelta, now: datetime, dry_run: bool = False) -> SweepResult:
