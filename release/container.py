@@ -15,6 +15,7 @@ from release.core.context import Context
 from release.core.held import HeldNotices
 from release.core.learning import HamLearning
 from release.core.notify import Notifier
+from release.core.previews import Previews
 from release.core.purge import Enforcer, EnforcingWorker
 from release.core.release import Releases
 from release.core.reports import Reports
@@ -47,6 +48,7 @@ class Services:
     gateways: dict[str, Gateway]
     waker: LocalWaker
     summaries: ReportSummaries
+    previews: Previews
 
     def build_worker(self, *, in_process: bool) -> Worker:
         """A worker for this process; ``in_process``: web requests share the process."""
@@ -123,7 +125,10 @@ def build_services(settings: Settings, *, mailer: Mailer | None = None) -> Servi
     wake_on_commit(db, waker)
     ctx = Context(settings, gateways, mailer, mail_templates(settings))
     steps = build_steps(ctx)
-    return Services(settings, db, ctx, steps, job_types(steps), captcha, mailer, gateways, waker, ReportSummaries(db))
+    return Services(
+        settings, db, ctx, steps, job_types(steps), captcha, mailer, gateways, waker, ReportSummaries(db),
+        Previews(settings, gateways),
+    )  # fmt: skip
 
 
 def replay_guard(settings: Settings, db: Database) -> ReplayGuard:

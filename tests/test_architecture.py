@@ -27,8 +27,10 @@ ALLOWED = {
     "mail": {"config", "paths"},
     "captcha": {"config", "paths"},
     "jobs": {"config", "paths", "db"},
-    "core": {"config", "paths", "db", "gateway", "mail", "jobs"},
-    "web": {"config", "paths", "db", "gateway", "mail", "captcha", "jobs", "core", "container", "ops"},
+    # preview: pure functions of a message's bytes (no database, gateway or Flask).
+    "preview": set(),
+    "core": {"config", "paths", "db", "gateway", "mail", "jobs", "preview"},
+    "web": {"config", "paths", "db", "gateway", "mail", "captcha", "jobs", "core", "container", "ops", "preview"},
     "ops": {"config", "paths", "db", "gateway", "mail", "captcha", "jobs", "core", "container", "web", "(release)"},
     "container": {"config", "paths", "db", "gateway", "mail", "captcha", "jobs", "core", "ops"},
     "gunicorn_hooks": {"ops"},

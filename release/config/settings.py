@@ -168,6 +168,20 @@ class ApiSettings:
 
 
 @dataclass(frozen=True)
+class PreviewSettings:
+    # The release page shows the held message safely (docs/preview.md); nodes can opt out.
+    enabled: bool = True
+    # A larger message shows its headers only; no more than this is read from a gateway.
+    max_bytes: int = 2_000_000
+    # Parsing and sanitising one message stops here and says "could not display".
+    parse_seconds: float = 2.0
+    # Attachments of harmless types can be downloaded; executables and archives never.
+    allow_downloads: bool = False
+    # How long the preview frame's signed address works.
+    frame_minutes: int = 10
+
+
+@dataclass(frozen=True)
 class LoggingSettings:
     # "text" (human lines) or "json" (one object a line, for log shippers).
     format: str = "text"
@@ -218,6 +232,11 @@ class NodeSettings:
     controller_password: str = dataclasses.field(default="", repr=False)
     # rspamd: a pushed message above this is refused (413) and never stored.
     max_message_bytes: int = 25 * 1024 * 1024
+    # The recipient's preview of this node's messages (off: the page says it is switched off).
+    preview: bool = True
+    # The authserv-id of the Authentication-Results header the node writes itself (halon);
+    # empty: no header is trusted (a sender can write any).
+    authserv_id: str = ""
 
     def __post_init__(self) -> None:
         short, long = DEFAULT_QUARANTINES.get(self.type, ("", ""))
@@ -250,6 +269,7 @@ class Settings:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    preview: PreviewSettings = field(default_factory=PreviewSettings)
     nodes: tuple[NodeSettings, ...] = ()
 
     def node(self, name: str) -> NodeSettings | None:
@@ -273,6 +293,7 @@ SECTIONS: dict[str, type] = {
     "metrics": MetricsSettings,
     "api": ApiSettings,
     "logging": LoggingSettings,
+    "preview": PreviewSettings,
 }
 
 

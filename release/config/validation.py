@@ -24,6 +24,7 @@ from release.config.settings import (
     MetricsSettings,
     NodeSettings,
     PolicySettings,
+    PreviewSettings,
     Settings,
 )
 
@@ -33,6 +34,8 @@ QUARANTINE_ID = re.compile(r"mailquarantine:[0-9]+")
 # A halon6 marker: metadata key=value on held copies (Halon's own keys start with "_").
 QUARANTINE_MARKER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}=[A-Za-z0-9_.:-]{1,64}")
 HALON6_VERSION = re.compile(r"6\.[0-9]{1,3}")
+# RFC 8601 authserv-id: a host name, in practice.
+AUTHSERV_ID = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})")
 # What an HTTP header (Basic auth, X-API-Key) can carry: printable ASCII, no spaces at the ends.
 CREDENTIAL = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
 MAX_NODE_TIMEOUT = 300.0
@@ -110,6 +113,7 @@ def validate(settings: Settings) -> None:
     _validate_branding(settings.branding)
     _validate_metrics(settings.metrics, demo=app.demo)
     _validate_api_keys(settings.api, demo=app.demo)
+    _validate_preview(settings.preview)
     if settings.logging.format not in LOG_FORMATS:
         raise ConfigError("logging.format", f"must be one of {', '.join(LOG_FORMATS)}")
 
@@ -187,6 +191,15 @@ def _validate_captcha(captcha: CaptchaSettings, *, demo: bool) -> None:
         raise ConfigError("captcha.min_score", "must be between 0.0 and 1.0")
 
 
+def _validate_preview(preview: PreviewSettings) -> None:
+    if not 64 * 1024 <= preview.max_bytes <= 25 * 1024 * 1024:
+        raise ConfigError("preview.max_bytes", "must be between 65536 and 26214400 bytes")
+    if not 0.1 <= preview.parse_seconds <= 30:  # also refuses nan
+        raise ConfigError("preview.parse_seconds", "must be between 0.1 and 30 seconds")
+    if not 1 <= preview.frame_minutes <= 24 * 60:
+        raise ConfigError("preview.frame_minutes", "must be between 1 and 1440 minutes")
+
+
 def _validate_nodes(nodes: tuple[NodeSettings, ...], *, demo: bool) -> None:
     seen: set[str] = set()
     for i, node in enumerate(nodes):
@@ -208,6 +221,10 @@ def _validate_nodes(nodes: tuple[NodeSettings, ...], *, demo: bool) -> None:
             _validate_halon5(key, node, demo=demo)
         if node.type != "rspamd":
             _refuse_keys(key, node, RSPAMD_ONLY, "an rspamd key; remove it from this Halon node")
+        if node.authserv_id and not AUTHSERV_ID.fullmatch(node.authserv_id):
+            raise ConfigError(
+                f"{key}.authserv_id", "must be a host name (the id the node writes in Authentication-Results)"
+            )
         if node.short_quarantine == node.long_quarantine:
             raise ConfigError(f"{key}.long_quarantine", "must differ from short_quarantine")
         if node.ca_file and not Path(node.ca_file).is_file():

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from release.config import Settings
-from release.core import history, sign_in_backoff
+from release.core import history, previews, sign_in_backoff
 from release.core.retention import current
 from release.db.models import Job, Recipient, Report, SenderNotice, utcnow
 from release.db.replay import purge_used_solutions
@@ -48,6 +48,7 @@ class EnforcementResult:
     notices_purged: int = 0
     stored_copies: int = 0  # kept by the service for rspamd nodes, dropped past retention
     stored_bytes: int = 0  # compressed bytes those freed
+    preview_contents: int = 0  # Halon messages' bytes kept for previews, no longer needed
 
     def lines(self) -> list[str]:
         """Human-readable summary for the CLI."""
@@ -59,6 +60,8 @@ class EnforcementResult:
         out.append(f"{verb} {len(self.deleted) + len(self.already_gone)} copies past retention")
         if self.stored_copies:
             out.append(f"{verb} {self.stored_copies} stored copies past retention ({self.stored_bytes} bytes freed)")
+        if self.preview_contents:
+            out.append(f"{verb} {self.preview_contents} messages' preview contents no longer needed")
         out.append(
             f"{purge} {self.reports_purged} reports, {self.notices_purged} sender notices and "
             f"{self.jobs_purged} finished jobs past record retention"
@@ -90,6 +93,8 @@ def enforce(
     # What rspamd nodes pushed and no report holds: the service is their only quarantine.
     swept = stored.sweep(session, retention.short, retention.long, now, dry_run=dry_run)
     result.stored_copies, result.stored_bytes = swept.copies, swept.bytes_freed
+    horizon = now - retention.short - retention.long
+    result.preview_contents = previews.purge_contents(session, horizon, dry_run=dry_run)
     _purge(session, now - retention.records, result)
     if not dry_run:  # expired, so refused or forgotten anyway: nothing to show for a dry run
         purge_used_solutions(session, now)

@@ -280,6 +280,21 @@ class StoredCopy(Base):
     message: Mapped[StoredMessage] = relationship(back_populates="copies")
 
 
+class PreviewContent(Base):
+    """The start of a Halon-held message's bytes, read once from the node for its preview
+    (compressed) and dropped with the message's last live copy (release/core/previews.py)."""
+
+    __tablename__ = "preview_contents"
+    __table_args__ = (UniqueConstraint("node", "message_id"), Index(None, "fetched_at"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    node: Mapped[str] = mapped_column(String(63))
+    message_id: Mapped[str] = mapped_column(String(128))
+    size: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))  # the whole message's
+    content: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    fetched_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Setting(Base):
     """Run-time settings admins change (retention), with who changed them last."""
 

@@ -55,6 +55,8 @@ class MessageContent:
 
     data: bytes  # at most the ``limit`` asked for: the message's first bytes
     size: int  # the whole message's size, so a caller knows when ``data`` is only the start
+    # The filter's own verdicts recorded with the message (an rspamd node's symbols).
+    verdicts: tuple[str, ...] = ()
 
     @property
     def complete(self) -> bool:

@@ -157,7 +157,7 @@ class RspamdGateway:
             )
             if message is None:
                 return None
-            return MessageContent(stored.content_of(message, limit), message.size)
+            return MessageContent(stored.content_of(message, limit), message.size, tuple(message.symbols.split()))
 
     def health(self) -> NodeHealth:
         """The relay answers (the push comes to us, so there is no API to log in to)."""

@@ -25,7 +25,15 @@ from sqlalchemy.exc import SQLAlchemyError
 from release.db.engine import Database
 from release.db.models import Job, Recipient, Report, SenderNotice, utcnow
 from release.db.states import JobState
-from release.gateway import Gateway, GatewayRejected, NodeHealth, QuarantinedCopy, stored
+from release.gateway import (
+    ContentUnavailable,
+    Gateway,
+    GatewayRejected,
+    MessageContent,
+    NodeHealth,
+    QuarantinedCopy,
+    stored,
+)
 from release.mail.sending import Mailer, SendResult
 
 GATEWAY_SECONDS = Histogram(
@@ -63,6 +71,8 @@ def _timed(node: str, operation: str, call: Callable[[], T]) -> T:
     started = time.perf_counter()
     try:
         return call()
+    except ContentUnavailable:
+        raise  # the gateway has no such read: not an error of the node
     except GatewayRejected:
         GATEWAY_ERRORS.labels(node, operation, "rejected").inc()
         raise
@@ -103,6 +113,10 @@ class InstrumentedGateway:
     def delete(self, transaction: str, queues: Sequence[int]) -> int:
         """Timed :meth:`Gateway.delete`."""
         return _timed(self.name, "delete", lambda: self.inner.delete(transaction, queues))
+
+    def content(self, transaction: str, queue: int, limit: int) -> MessageContent | None:
+        """Timed :meth:`Gateway.content` (a preview's read)."""
+        return _timed(self.name, "content", lambda: self.inner.content(transaction, queue, limit))
 
     def health(self) -> NodeHealth:
         """Timed :meth:`Gateway.health`; an unusable node counts as an error (it never raises)."""

@@ -1,0 +1,220 @@
+"""From a held message's bytes to a :class:`Preview`, within :class:`Limits`.
+
+The parser is the standard library's, fed in chunks so the deadline is checked as it goes;
+the tree is walked without recursion, counting parts and depth. Whatever a hostile message
+does (bad MIME, unknown charsets, nesting, a flood of parts, a parser bug it triggers) ends
+as a :class:`Problem` the page names in plain words, never an exception.
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+from collections.abc import Iterable
+from email.feedparser import BytesFeedParser
+from email.message import Message
+from email.policy import compat32
+
+from release.preview import attachments, auth, html
+from release.preview.headers import CONTROL, read_headers, text
+from release.preview.limits import Deadline, Limits, TooComplex, TooSlow
+from release.preview.links import links_in_text
+from release.preview.model import Attachment, AuthResult, Headers, Link, Preview, Problem
+
+log = logging.getLogger(__name__)
+
+CHUNK = 64 * 1024
+HEADER_BLOCK_LIMIT = 256 * 1024
+# Codecs that are text encodings in name only: they interpret escapes, not characters.
+NOT_CHARSETS = {"idna", "punycode", "raw-unicode-escape", "unicode-escape", "utf-7", "undefined"}
+NAME_LIMIT = 200
+
+
+def build_preview(
+    data: bytes, size: int, limits: Limits, *, symbols: Iterable[str] = (), authserv_id: str = ""
+) -> Preview:
+    """The preview of a message whose first bytes are ``data`` and whole size ``size``.
+
+    ``symbols`` are the filter's own verdicts (rspamd); ``authserv_id`` names the gateway's
+    own Authentication-Results header (Halon), if it writes one.
+    """
+    deadline = Deadline(limits.seconds)
+    recorded = auth.from_symbols(symbols)
+    try:
+        head = _parse(_header_block(data), deadline)
+        headers = read_headers(head, limits.header_chars)
+        verdicts = recorded or auth.from_header(head, authserv_id)
+    except TooSlow:
+        return Preview(Headers(), size, recorded, problem=Problem.TOO_SLOW)
+    except Exception:  # noqa: BLE001 - hostile bytes; any failure is "could not display"
+        log.warning("preview: the headers could not be read", exc_info=True)
+        return Preview(Headers(), size, recorded, problem=Problem.MALFORMED)
+    if size > limits.max_bytes or len(data) < size:
+        return Preview(headers, size, verdicts, problem=Problem.TOO_LARGE)
+    try:
+        return _body(_parse(data, deadline), headers, size, verdicts, limits, deadline)
+    except TooSlow:
+        problem = Problem.TOO_SLOW
+    except (TooComplex, RecursionError):
+        problem = Problem.TOO_COMPLEX
+    except Exception:  # noqa: BLE001 - as above
+        log.warning("preview: the body could not be read", exc_info=True)
+        problem = Problem.MALFORMED
+    return Preview(headers, size, verdicts, problem=problem)
+
+
+def _header_block(data: bytes) -> bytes:
+    """The header section (up to the first empty line), bounded."""
+    head = data[:HEADER_BLOCK_LIMIT]
+    ends = [i for i in (head.find(b"\r\n\r\n"), head.find(b"\n\n")) if i >= 0]
+    return head[: min(ends)] + b"\r\n\r\n" if ends else head
+
+
+def _parse(data: bytes, deadline: Deadline) -> Message:
+    parser = BytesFeedParser(policy=compat32)
+    for start in range(0, len(data), CHUNK):
+        parser.feed(data[start : start + CHUNK])
+        deadline.check()
+    message = parser.close()
+    deadline.check()
+    return message
+
+
+def _body(
+    message: Message, headers: Headers, size: int, verdicts: tuple[AuthResult, ...], limits: Limits, deadline: Deadline
+) -> Preview:
+    plain: str | None = None
+    markup: str | None = None
+    found: list[Attachment] = []
+    truncated = False
+    for role, part, kind, name in _roles(message, limits, deadline):
+        if role == TEXT and plain is None:
+            plain, cut = _text(part, limits.text_chars)
+        elif role == HTML and markup is None:
+            markup, cut = _text(part, limits.html_chars)
+        elif role == ATTACHMENT and len(found) < limits.max_attachments:
+            found.append(_attachment(len(found), part, kind, name))
+            cut = False
+        else:
+            cut = role == ATTACHMENT
+        truncated |= cut
+        deadline.check()
+    links: list[Link] = []
+    safe_html = None
+    if markup is not None:
+        safe_html, links = html.sanitise(markup, deadline, limits.max_links)
+    elif plain is not None:
+        links = links_in_text(plain, limits.max_links)
+    deadline.check()
+    return Preview(headers, size, verdicts, plain, safe_html, tuple(links), tuple(found), truncated=truncated)
+
+
+def attachment_data(data: bytes, size: int, limits: Limits, index: int) -> tuple[Attachment, bytes] | None:
+    """The ``index``-th attachment as :func:`build_preview` lists it, with its decoded bytes;
+    None where the preview lists no such attachment (or could not read the message)."""
+    if size > limits.max_bytes or len(data) < size or not 0 <= index < limits.max_attachments:
+        return None
+    deadline = Deadline(limits.seconds)
+    try:
+        found = 0
+        for role, part, kind, name in _roles(_parse(data, deadline), limits, deadline):
+            if role != ATTACHMENT:
+                continue
+            if found == index:
+                return _attachment(index, part, kind, name), _decoded(part)
+            found += 1
+    except (TooSlow, TooComplex, RecursionError):
+        return None
+    except Exception:  # noqa: BLE001 - hostile bytes, as in build_preview
+        log.warning("preview: an attachment could not be read", exc_info=True)
+    return None
+
+
+TEXT, HTML, ATTACHMENT = "text", "html", "attachment"
+
+
+def _roles(message: Message, limits: Limits, deadline: Deadline) -> Iterable[tuple[str, Message, str, str]]:
+    """Each content part with what it is to the reader: body text, body HTML (inline, no
+    file name) or an attachment; with its type and file name."""
+    for part in _leaves(message, limits, deadline):
+        kind = part.get_content_type()
+        name = _filename(part)
+        inline = part.get_content_disposition() != "attachment" and not name
+        if inline and kind == "text/plain":
+            yield TEXT, part, kind, name
+        elif inline and kind == "text/html":
+            yield HTML, part, kind, name
+        else:
+            yield ATTACHMENT, part, kind, name
+
+
+def _leaves(message: Message, limits: Limits, deadline: Deadline) -> Iterable[Message]:
+    """The parts that carry content, in reading order; a forwarded message is one leaf."""
+    stack: list[tuple[Message, int]] = [(message, 0)]
+    seen = 0
+    while stack:
+        part, depth = stack.pop()
+        seen += 1
+        if seen > limits.max_parts or depth > limits.max_depth:
+            raise TooComplex
+        deadline.check()
+        payload = part.get_payload()
+        if part.get_content_maintype() == "multipart" and isinstance(payload, list):
+            if seen + len(stack) + len(payload) > limits.max_parts:
+                raise TooComplex
+            stack.extend((child, depth + 1) for child in reversed(payload) if isinstance(child, Message))
+        else:
+            yield part
+
+
+def _filename(part: Message) -> str:
+    try:
+        name = part.get_filename() or part.get_param("name") or ""
+    except (ValueError, LookupError, UnicodeError, TypeError):
+        return "?"
+    if isinstance(name, tuple):  # an RFC 2231 value the library could not join
+        name = name[2] if len(name) == 3 and isinstance(name[2], str) else ""
+    return text(str(name), NAME_LIMIT) if name else ""
+
+
+def _decoded(part: Message) -> bytes:
+    if part.get_content_type() == "message/rfc822" or isinstance(part.get_payload(), list):
+        return b""  # a forwarded message: listed, not opened
+    data = part.get_payload(decode=True)
+    return data if isinstance(data, bytes) else b""
+
+
+def _text(part: Message, limit: int) -> tuple[str, bool]:
+    """A text part as characters (its declared charset where it is a real one), at most
+    ``limit``, and whether it was cut."""
+    data = _decoded(part)
+    charset = _charset(part.get_content_charset())
+    try:
+        decoded = data.decode(charset, "replace")
+    except LookupError:
+        decoded = data.decode("utf-8", "replace")
+    decoded = decoded.replace("\r\n", "\n").replace("\x00", "")
+    return decoded[:limit], len(decoded) > limit
+
+
+def _charset(declared: str | None) -> str:
+    """The codec to read a part with: its charset, or UTF-8 where that is missing, unknown
+    or not a character set at all (us-ascii mail is very often UTF-8 in practice)."""
+    try:
+        name = codecs.lookup(declared or "utf-8").name
+    except (LookupError, TypeError, ValueError):
+        return "utf-8"
+    return "utf-8" if name in NOT_CHARSETS or name == "ascii" else name
+
+
+def _attachment(index: int, part: Message, kind: str, name: str) -> Attachment:
+    data = _decoded(part)
+    declared = CONTROL.sub("", kind)[:100]
+    described = attachments.describe(index, name or _unnamed(kind), declared, data)
+    if kind == "message/rfc822":
+        return Attachment(index, described.name, declared, kind, -1)
+    return described
+
+
+def _unnamed(kind: str) -> str:
+    return "(forwarded message)" if kind == "message/rfc822" else "(no name)"

@@ -1,0 +1,102 @@
+"""Header values a person reads: RFC 2047 decoded, control characters gone, bounded.
+
+Addresses are split from the raw header first and display names decoded after, so an
+encoded word cannot smuggle in a second address. A display name that carries an address
+of its own ("support@bank.example" <x@elsewhere.example>) is the oldest phishing trick: it
+is reported, not hidden.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from email.header import decode_header, make_header
+from email.message import Message
+from email.utils import getaddresses, parsedate_to_datetime
+
+from release.preview.model import Headers, Mailbox
+
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff\ud800-\udfff]+")
+# An address-shaped word inside a display name.
+ADDRESS_IN_NAME = re.compile(r"[^\s<>()\[\]\"',;:@]+@(?:[^\s<>()\[\]\"',;:@.]+\.)+[^\s<>()\[\]\"',;:@.]{2,}")
+NAME_LIMIT = 200
+ADDRESS_LIMIT = 320
+SUBJECT_LIMIT = 1000
+MAX_ADDRESSES = 50
+
+
+def raw_values(message: Message, name: str) -> list[str]:
+    """Every ``name`` header as written; raw 8-bit bytes (a UTF-8 header without encoded
+    words) read as UTF-8, anything undecodable replaced, so no lone surrogate gets out."""
+    wanted = name.casefold()
+    return [_unescape(v) for k, v in message.raw_items() if k.casefold() == wanted and isinstance(v, str)]
+
+
+def first(message: Message, name: str) -> str | None:
+    values = raw_values(message, name)
+    return values[0] if values else None
+
+
+def _unescape(value: str) -> str:
+    if value.isascii():
+        return value
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def text(value: str | None, limit: int) -> str:
+    """A header value decoded for reading: encoded words resolved (any charset, mixed),
+    whitespace folded, control and bidi characters out, at most ``limit`` characters."""
+    raw = (value or "")[: limit * 4]
+    try:
+        decoded = str(make_header(decode_header(raw)))
+    except (ValueError, LookupError, UnicodeError, AssertionError, IndexError):
+        decoded = raw
+    return " ".join(CONTROL.sub(" ", decoded).split())[:limit]
+
+
+def mailboxes(message: Message, name: str, header_chars: int) -> tuple[Mailbox, ...]:
+    """The addresses of every ``name`` header (a message may carry it twice)."""
+    values = [v[:header_chars] for v in raw_values(message, name)]
+    found = []
+    for display, address in getaddresses(values)[:MAX_ADDRESSES]:
+        if display or address:
+            found.append(Mailbox(text(display, NAME_LIMIT), text(address, ADDRESS_LIMIT)))
+    return tuple(found)
+
+
+def name_claim(mailbox: Mailbox | None) -> str:
+    """An address the display name shows that is not the mailbox's own ("" when none)."""
+    if mailbox is None:
+        return ""
+    own = mailbox.address.casefold()
+    for claimed in ADDRESS_IN_NAME.findall(mailbox.name):
+        if claimed.casefold() != own:
+            return claimed
+    return ""
+
+
+def read_headers(message: Message, header_chars: int) -> Headers:
+    """The headers a recipient needs to judge the message."""
+    senders = mailboxes(message, "From", header_chars)
+    sender = senders[0] if senders else None
+    own = sender.address.casefold() if sender else ""
+    reply_to = tuple(m for m in mailboxes(message, "Reply-To", header_chars) if m.address.casefold() != own)
+    return Headers(
+        sender=sender,
+        reply_to=reply_to,
+        to=mailboxes(message, "To", header_chars),
+        cc=mailboxes(message, "Cc", header_chars),
+        date=_date(first(message, "Date")),
+        subject=text(first(message, "Subject"), SUBJECT_LIMIT),
+        name_claims=name_claim(sender),
+    )
+
+
+def _date(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = parsedate_to_datetime(value[:200])
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return parsed if parsed.tzinfo is not None else None

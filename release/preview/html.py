@@ -1,0 +1,158 @@
+"""HTML bodies, sanitised with nh3 (Rust's ammonia): what survives is formatting and text.
+
+No script, style sheet, form, frame, object, SVG or meta element survives, and no attribute
+that loads anything: images keep their size and alt text and lose their source (the frame
+draws a placeholder), links lose their target. Each link's target is recorded first, so the
+page can list where it really went and the frame can name its domain beside the text.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from html.parser import HTMLParser
+
+import nh3
+
+from release.preview.limits import Deadline
+from release.preview.links import link
+from release.preview.model import Link
+
+TAGS = {
+    *("a", "abbr", "b", "blockquote", "br", "caption", "center", "cite", "code", "col", "colgroup", "dd", "del"),
+    *("div", "dl", "dt", "em", "font", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "img", "ins", "kbd", "li"),
+    *("mark", "ol", "p", "pre", "q", "s", "small", "span", "strike", "strong", "sub", "sup", "table", "tbody"),
+    *("td", "tfoot", "th", "thead", "tr", "tt", "u", "ul"),
+}
+# Elements dropped with everything inside them (the rest of an unknown element's text stays).
+DROPPED_WITH_CONTENT = {"script", "style", "head", "title", "template", "noscript", "svg", "math", "object"}
+LAYOUT = {"align", "valign", "width", "height", "colspan", "rowspan", "border", "cellpadding", "cellspacing", "dir"}
+ATTRIBUTES = {
+    "*": {"style", "align", "dir", "lang"},
+    "a": {"href"},  # rewritten to a numbered placeholder, then dropped (see _mark)
+    "img": {"alt", "width", "height"},
+    "font": {"color", "size"},
+    "table": LAYOUT,
+    "td": LAYOUT,
+    "th": LAYOUT,
+    "tr": LAYOUT,
+    "col": {"span", "width"},
+    "colgroup": {"span", "width"},
+    "ol": {"start", "type"},
+    "li": {"value"},
+}
+# Style properties that change looks only: none can load a resource, hide text or move it.
+STYLE_PROPERTIES = {
+    *("color", "background-color", "font-family", "font-size", "font-style", "font-weight", "line-height"),
+    *("text-align", "text-decoration", "text-transform", "vertical-align", "white-space", "letter-spacing"),
+    *("width", "max-width", "min-width", "height", "padding", "padding-top", "padding-right", "padding-bottom"),
+    *("padding-left", "margin", "margin-top", "margin-right", "margin-bottom", "margin-left", "border"),
+    *("border-top", "border-right", "border-bottom", "border-left", "border-color", "border-style"),
+    *("border-width", "border-collapse", "border-spacing", "border-radius"),
+}
+# Schemes whose links are recorded (and shown as dangerous where they are); a link with any
+# other scheme loses its target without being listed.
+SCHEMES = {"http", "https", "mailto", "ftp", "tel", "sms", "javascript", "vbscript", "data", "file", "blob", "cid"}
+# The placeholder inside a sanitised <a> tag (serialised by nh3: attributes double-quoted).
+PLACEHOLDER = re.compile(r'(<a\b[^<>]*?)\shref="#sfr-link-(\d+)"')
+CHUNK = 64 * 1024
+
+
+def sanitise(markup: str, deadline: Deadline, max_links: int) -> tuple[str, list[Link]]:
+    """The safe markup of ``markup`` and its links (first ``max_links``), in order."""
+    targets: list[str] = []
+
+    def record(tag: str, attribute: str, value: str) -> str | None:
+        if tag == "a" and attribute == "href":
+            targets.append(value)
+            return f"#sfr-link-{len(targets) - 1}"
+        return value
+
+    deadline.check()
+    clean = nh3.clean(
+        markup,
+        tags=TAGS,
+        clean_content_tags=DROPPED_WITH_CONTENT,
+        attributes=ATTRIBUTES,
+        attribute_filter=record,
+        url_schemes=SCHEMES,
+        strip_comments=True,
+        link_rel=None,
+        filter_style_properties=STYLE_PROPERTIES,
+    )
+    deadline.check()
+    texts = _link_texts(clean, deadline)
+    links = [link(target, texts.get(i, "")) for i, target in enumerate(targets[:max_links])]
+    return _mark(clean, links), links
+
+
+def _mark(clean: str, links: list[Link]) -> str:
+    """Every placeholder link becomes an inert anchor that names its real domain."""
+
+    def replace(match: re.Match[str]) -> str:
+        tag, index = match.group(1), int(match.group(2))
+        if index >= len(links):
+            return f'{tag} class="sfr-link"'
+        found = links[index]
+        where = found.domain or found.scheme + ":"
+        classes = "sfr-link sfr-mismatch" if found.mismatch or found.dangerous else "sfr-link"
+        return f'{tag} class="{classes}" title="{html.escape(found.url)}" data-to="{html.escape(where)}"'
+
+    return PLACEHOLDER.sub(replace, clean)
+
+
+class _LinkText(HTMLParser):
+    """The visible text of each placeholder link in sanitised (well-formed) markup."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.texts: dict[int, list[str]] = {}
+        self.current: int | None = None
+        self.depth = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            href = dict(attrs).get("href") or ""
+            self.current = int(href.rsplit("-", 1)[1]) if href.startswith("#sfr-link-") else None
+        elif tag == "img" and self.current is not None:
+            alt = dict(attrs).get("alt") or "[image]"
+            self.texts.setdefault(self.current, []).append(alt)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a":
+            self.current = None
+
+    def handle_data(self, data: str) -> None:
+        if self.current is not None:
+            parts = self.texts.setdefault(self.current, [])
+            if sum(map(len, parts)) < 400:
+                parts.append(data)
+
+
+def _link_texts(clean: str, deadline: Deadline) -> dict[int, str]:
+    parser = _LinkText()
+    for start in range(0, len(clean), CHUNK):
+        parser.feed(clean[start : start + CHUNK])
+        deadline.check()
+    parser.close()
+    return {i: " ".join("".join(parts).split()) for i, parts in parser.texts.items()}
+
+
+def frame_document(body: str, title: str) -> str:
+    """The whole document the sandboxed frame shows around sanitised ``body``."""
+    return (
+        '<!doctype html><html><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{FRAME_STYLE}</style></head>"
+        f"<body>{body}</body></html>"
+    )
+
+
+FRAME_STYLE = (
+    "body{font-family:system-ui,sans-serif;margin:.75rem;color:#212529;background:#fff;overflow-wrap:anywhere}"
+    "img{display:inline-block;border:1px dashed #6c757d;min-width:1.5em;min-height:1em;color:#495057;"
+    "font-size:.85em}"
+    "a.sfr-link{color:#0a58ca;text-decoration:underline dotted;cursor:default}"
+    'a.sfr-link::after{content:" [" attr(data-to) "]";color:#495057;font-size:.85em;text-decoration:none}'
+    "a.sfr-mismatch::after{color:#b02a37;font-weight:bold}"
+    "table{max-width:100%}"
+)

@@ -1,0 +1,86 @@
+"""Where a link really goes, and whether the words around it claim somewhere else.
+
+The registrable domain comes from the Public Suffix List snapshot tldextract ships (no
+network: a preview never makes a request). Hosts are shown in ASCII, so a look-alike
+(``pаypal.com`` with a Cyrillic a) shows up as the ``xn--`` name it is.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from urllib.parse import urlsplit
+
+import tldextract
+
+from release.preview.headers import CONTROL
+from release.preview.model import Link
+
+URL_LIMIT = 500
+TEXT_LIMIT = 200
+# A URL written out in text (the plain-text body; link texts that show one).
+URL_IN_TEXT = re.compile(r"\b(?:https?://|www\.)[^\s<>\"'\]\[{}|\\^`]+", re.IGNORECASE)
+# A word shaped like a domain name (what a link's visible text may claim).
+DOMAIN_IN_TEXT = re.compile(r"(?<![\w@.-])(?:[\w-]+\.)+[^\W\d_]{2,}(?![\w-])")
+TRAILING = ".,;:!?)'\""
+
+
+@functools.cache
+def _extract() -> tldextract.TLDExtract:
+    return tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None, include_psl_private_domains=False)
+
+
+def registrable(host: str) -> str:
+    """``login.bank.example.co.uk`` → ``example.co.uk``; an IP address or bare name as is."""
+    parts = _extract()(host)
+    return parts.top_domain_under_public_suffix or host
+
+
+def ascii_host(host: str) -> tuple[str, bool]:
+    """The host in ASCII (IDNA) and whether it had non-ASCII labels."""
+    host = host.strip().rstrip(".").lower()
+    if host.isascii():
+        return host, host.startswith("xn--") or ".xn--" in host
+    try:
+        return host.encode("idna").decode("ascii"), True
+    except UnicodeError:
+        return host.encode("ascii", "backslashreplace").decode("ascii"), True
+
+
+def link(url: str, text: str) -> Link:
+    """A :class:`Link` for ``url`` shown with ``text``."""
+    url = CONTROL.sub("", url.strip())[:URL_LIMIT]
+    text = " ".join(CONTROL.sub(" ", text).split())[:TEXT_LIMIT]
+    try:
+        parts = urlsplit(url if "://" in url or ":" in url.split("/", 1)[0] else "http://" + url)
+        scheme = parts.scheme.lower()
+        host = parts.hostname or ""
+    except ValueError:
+        scheme, host = "invalid", ""
+    if scheme == "mailto":
+        host = url.partition(":")[2].partition("?")[0].rpartition("@")[2]
+    host, international = ascii_host(host) if host else ("", False)
+    domain = registrable(host) if host else ""
+    return Link(url, scheme, host, domain, text, _claimed(text, domain), international)
+
+
+def _claimed(text: str, domain: str) -> str:
+    """The first domain the visible text names that is not the link's own."""
+    for word in DOMAIN_IN_TEXT.findall(text):
+        host, _ = ascii_host(word.rstrip(TRAILING))
+        claimed = registrable(host)
+        # Text that names a real suffix ("see invoice.pdf" is not a domain) and another domain.
+        if _extract()(host).suffix and claimed != domain:
+            return claimed
+    return ""
+
+
+def links_in_text(body: str, limit: int) -> list[Link]:
+    """Every URL written out in a plain-text body, first ``limit``."""
+    found = []
+    for match in URL_IN_TEXT.finditer(body):
+        url = match.group(0).rstrip(TRAILING)
+        found.append(link(url, url))
+        if len(found) >= limit:
+            break
+    return found
