@@ -92,6 +92,7 @@ def _register(app: Flask, settings: Settings) -> None:
         errors,
         home,
         i18n,
+        preview,
         probes,
         recipient,
         rspamd_push,
@@ -110,6 +111,7 @@ def _register(app: Flask, settings: Settings) -> None:
     app.register_blueprint(admin.bp)
     app.register_blueprint(sender.bp)
     app.register_blueprint(recipient.bp)
+    app.register_blueprint(preview.bp)
     app.register_blueprint(gateway_api.bp)
     app.register_blueprint(rspamd_push.bp)
     if settings.app.demo:

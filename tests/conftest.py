@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from release.devtools.mailcapture import CaptureServer
 from release.devtools.simulator import HalonSimulator, SimulatorServer
 from tests.support.console import Console, open_console
 from tests.support.database import PG_ADMIN_URL, REDIS_URL, postgres_reason, redis_reason
-from tests.support.rspamd import Controller
+from tests.support.rspamd import Controller, build_rspamd_stack
 from tests.support.stack import Stack, StackFactory, build_stack, close_stack
 
 
@@ -129,6 +129,23 @@ def make_stack(database_url: str, simulator: SimulatorServer, smtp_server: Captu
 
     def build(**sections: Any) -> Stack:
         built.append(build_stack(database_url, simulator, smtp_server, **sections))
+        return built[-1]
+
+    yield build
+    for one in built:
+        close_stack(one)
+
+
+@pytest.fixture
+def make_rspamd_stack(
+    database_url: str, simulator: SimulatorServer, smtp_server: CaptureServer, relay: CaptureServer
+) -> Iterator[Callable[..., Stack]]:
+    """Build stacks whose only node is the rspamd node ``mx3`` (build_rspamd_stack's
+    keywords: ``sections=`` for config sections, anything else for the node's keys)."""
+    built: list[Stack] = []
+
+    def build(**keys: Any) -> Stack:
+        built.append(build_rspamd_stack(database_url, simulator, smtp_server, relay.port, **keys))
         return built[-1]
 
     yield build

@@ -27,6 +27,7 @@ from release.db.states import LIVE_RECIPIENT_STATES
 from release.gateway import ContentUnavailable, Gateway, GatewayError, MessageContent
 from release.preview import Attachment, Limits, Preview, build_preview
 from release.preview.build import attachment_data
+from release.preview.links import warm_up
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,8 @@ class Previews:
         self.gateways = gateways
         preview = settings.preview
         self.limits = Limits(max_bytes=preview.max_bytes, seconds=preview.parse_seconds)
+        if preview.enabled:
+            warm_up()  # the suffix list takes most of a second to load: not in a page view
 
     def node_enabled(self, node: str) -> bool:
         settings = self.settings.node(node)

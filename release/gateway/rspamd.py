@@ -157,7 +157,8 @@ class RspamdGateway:
             )
             if message is None:
                 return None
-            return MessageContent(stored.content_of(message, limit), message.size, tuple(message.symbols.split()))
+            verdicts = tuple(symbol.partition("(")[0] for symbol in message.symbols.split())  # "NAME(score)"
+            return MessageContent(stored.content_of(message, limit), message.size, verdicts)
 
     def health(self) -> NodeHealth:
         """The relay answers (the push comes to us, so there is no API to log in to)."""

@@ -23,6 +23,7 @@ URL_IN_TEXT = re.compile(r"\b(?:https?://|www\.)[^\s<>\"'\]\[{}|\\^`]+", re.IGNO
 # A word shaped like a domain name (what a link's visible text may claim).
 DOMAIN_IN_TEXT = re.compile(r"(?<![\w@.-])(?:[\w-]+\.)+[^\W\d_]{2,}(?![\w-])")
 TRAILING = ".,;:!?)'\""
+SPECIAL_USE = {"example", "test", "invalid", "localhost", "local", "internal"}
 
 
 @functools.cache
@@ -30,10 +31,27 @@ def _extract() -> tldextract.TLDExtract:
     return tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None, include_psl_private_domains=False)
 
 
+def warm_up() -> None:
+    """Load the suffix list now (most of a second), so no page view waits for it."""
+    _extract()("example.com")
+
+
 def registrable(host: str) -> str:
-    """``login.bank.example.co.uk`` → ``example.co.uk``; an IP address or bare name as is."""
+    """``login.bank.example.co.uk`` → ``example.co.uk``; under a name the list does not know
+    (the special-use ``.example``, an intranet's ``.corp``) the last two labels; an IP address
+    or a bare name as it is."""
     parts = _extract()(host)
-    return parts.top_domain_under_public_suffix or host
+    if parts.top_domain_under_public_suffix:
+        return parts.top_domain_under_public_suffix
+    if parts.suffix or host.replace(".", "").isdigit() or ":" in host:
+        return host
+    return ".".join(host.split(".")[-2:])
+
+
+def _names_a_domain(host: str) -> bool:
+    """Whether a word is a domain name: a public suffix, or a special-use one (RFC 6761);
+    "invoice.pdf" is not."""
+    return bool(_extract()(host).suffix) or host.rpartition(".")[2] in SPECIAL_USE
 
 
 def ascii_host(host: str) -> tuple[str, bool]:
@@ -70,7 +88,7 @@ def _claimed(text: str, domain: str) -> str:
         host, _ = ascii_host(word.rstrip(TRAILING))
         claimed = registrable(host)
         # Text that names a real suffix ("see invoice.pdf" is not a domain) and another domain.
-        if _extract()(host).suffix and claimed != domain:
+        if _names_a_domain(host) and claimed != domain:
             return claimed
     return ""
 

@@ -41,9 +41,17 @@ def allow_captcha() -> None:
     g.csp_captcha = True
 
 
-def content_security_policy(settings: Settings, captcha: Captcha | None = None) -> str:
-    """The policy for pages without (``captcha`` None) or with the CAPTCHA widget."""
+def allow_preview_frame() -> None:
+    """Called by views that embed the sanitised preview frame (this origin only)."""
+    g.csp_frame = True
+
+
+def content_security_policy(settings: Settings, captcha: Captcha | None = None, *, frame: bool = False) -> str:
+    """The policy for pages without (``captcha`` None) or with the CAPTCHA widget, and for
+    pages that embed the preview frame."""
     policy = dict(BASE_CSP)
+    if frame:
+        policy["frame-src"] = "'self'"
     logo = logo_origin(settings)
     if logo:
         policy["img-src"] += " " + logo
@@ -71,6 +79,7 @@ def _header_hook(settings: Settings, captcha: Captcha) -> Callable[[Response], R
     ]
     plain = [("Content-Security-Policy", content_security_policy(settings)), *common]
     with_captcha = [("Content-Security-Policy", content_security_policy(settings, captcha)), *common]
+    with_frame = [("Content-Security-Policy", content_security_policy(settings, frame=True)), *common]
     always_https = settings.app.public_url.startswith("https://")
     hsts = ("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
 
@@ -79,10 +88,10 @@ def _header_hook(settings: Settings, captcha: Captcha) -> Callable[[Response], R
         # Names already set by the view; one pass (a miss on ``name in headers`` costs werkzeug
         # an exception object).
         present = {name.lower() for name, _ in headers.items()}
-        wanted = list(with_captcha if g.get("csp_captcha") else plain)
+        wanted = list(with_captcha if g.get("csp_captcha") else with_frame if g.get("csp_frame") else plain)
         if always_https or request.is_secure:
             wanted.append(hsts)
-        if request.path.startswith(("/release/", "/report")):
+        if request.path.startswith(("/release/", "/report", "/preview/")):
             wanted.append(("Cache-Control", "no-store"))
         for name, value in wanted:
             if name.lower() not in present:
@@ -97,7 +106,7 @@ def _header_hook(settings: Settings, captcha: Captcha) -> Callable[[Response], R
 # `python app.py` turns on) would otherwise keep both in the request line and in the Referer.
 # Whatever follows /release/ is redacted, not only well-formed tokens: a mistyped or
 # truncated link still carries most of a working token.
-_TOKEN_IN_PATH = re.compile(r"/(release|api/v1/releases)/[^/?#\s\"']+")
+_TOKEN_IN_PATH = re.compile(r"/(release|api/v1/releases|preview)/[^/?#\s\"']+")
 # A query string: from a "?" after a path (or URL) up to the next space or double quote.
 _QUERY_AFTER_PATH = re.compile(r"(/[^\s?\"]*)\?[^\s\"]*")
 # gunicorn.error names the request (with its query) when a request fails outside the app.
@@ -106,7 +115,7 @@ ACCESS_LOGGERS = ("werkzeug", "gunicorn.access", "gunicorn.error")
 
 def redact_path(path: str) -> str:
     """``path`` with release tokens replaced by a placeholder (for request logs)."""
-    return _TOKEN_IN_PATH.sub(r"/\1/[token]", path) if "/release" in path else path
+    return _TOKEN_IN_PATH.sub(r"/\1/[token]", path) if "/release" in path or "/preview" in path else path
 
 
 def redact_request_line(message: str) -> str:
@@ -125,7 +134,7 @@ class RedactTokens(logging.Filter):
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a broken record is logging's problem, not ours
             return True
-        if "/release" in message or "?" in message:
+        if "/release" in message or "/preview" in message or "?" in message:
             redacted = redact_request_line(message)
             if redacted != message:
                 record.msg, record.args = redacted, None

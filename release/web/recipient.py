@@ -11,6 +11,7 @@ from release.container import services
 from release.core.choices import needs_approval
 from release.core.release import find_recipient_by_token
 from release.db.models import Recipient, utcnow
+from release.web import preview
 from release.web.database import db_session
 from release.web.forms import ActionForm
 from release.web.presenters import release_status
@@ -34,10 +35,17 @@ def _status(recipient: Recipient) -> dict[str, object]:
 
 @bp.get("/release/<token>")
 def show(token: str) -> str:
-    """Who sent what, why the sender believes it is genuine, and a Release button."""
+    """Who sent what (a safe preview), why the sender believes it is genuine, and a Release
+    button."""
     recipient = _recipient(token)
+    status = _status(recipient)
     return render_template(
-        "release.html", recipient=recipient, report=recipient.report, status=_status(recipient), form=ActionForm()
+        "release.html",
+        recipient=recipient,
+        report=recipient.report,
+        status=status,
+        form=ActionForm(),
+        **preview.context(recipient),
     )
 
 

@@ -1,0 +1,91 @@
+"""Messages for preview tests (a genuine invoice, a phish, hostile HTML) and a stack that
+holds one on an rspamd node with a release link ready for it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+
+from release.gateway.stored import message_id_of
+from tests.support.rspamd import NODE, RECIPIENTS, SENDER, exporter_headers, push
+from tests.support.stack import Stack, drain_due
+from tests.support.visitor import release_token_from, report_path, submit_report
+
+PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
+PE = b"MZ\x90\x00\x03" + b"\x00" * 200
+
+
+def mail(
+    *,
+    subject: str = "Invoice 2026-118",
+    from_: str = f"Anna Partner <{SENDER}>",
+    text: str | None = "Hello,\n\nplease find invoice 2026-118 attached.\n\nAnna\n",
+    html: str | None = None,
+    attachments: Sequence[tuple[str, str, bytes]] = (),
+    headers: Sequence[tuple[str, str]] = (),
+    to: Sequence[str] = RECIPIENTS,
+) -> bytes:
+    """A message with CRLF line ends: text and/or HTML, attachments as (name, type, bytes)."""
+    msg = EmailMessage()
+    msg["From"] = from_
+    msg["To"] = ", ".join(to)
+    msg["Subject"] = subject
+    msg["Date"] = format_datetime(datetime(2026, 12, 5, 9, 30, tzinfo=UTC))
+    msg["Message-ID"] = make_msgid(domain="partner.example")
+    for name, value in headers:
+        msg[name] = value
+    if text is not None:
+        msg.set_content(text)
+    if html is not None:
+        if text is not None:
+            msg.add_alternative(html, subtype="html")
+        else:
+            msg.set_content(html, subtype="html")
+    for name, kind, data in attachments:
+        maintype, subtype = kind.split("/")
+        msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=name)
+    return msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
+
+
+def invoice() -> bytes:
+    """What a genuine supplier sends: text and HTML, a PDF, a link to its own domain."""
+    html = (
+        "<html><body><p>Hello,</p><p>please find <b>invoice 2026-118</b> attached.</p>"
+        '<p>Pay online at <a href="https://pay.partner.example/inv/2026-118">pay.partner.example</a>.</p>'
+        '<img src="https://partner.example/logo.png" alt="Partner logo" width="120" height="40">'
+        "<p>Anna</p></body></html>"
+    )
+    return mail(html=html, attachments=[("invoice-2026-118.pdf", "application/pdf", PDF)])
+
+
+def phish() -> bytes:
+    """A classic: a display name that names a bank's address, replies elsewhere, a link whose
+    text names the bank and goes to another domain, and a program posing as a PDF."""
+    html = (
+        "<p>Your account is locked.</p>"
+        '<p><a href="https://secure-login.bank-verify.example/x">https://www.mybank.example/login</a></p>'
+        "<script>document.title='pwned'</script>"
+    )
+    return mail(
+        subject="Account locked: verify now",
+        from_='"security@mybank.example" <alerts@bank-verify.example>',
+        text="Your account is locked. Log in at https://secure-login.bank-verify.example/x\n",
+        html=html,
+        headers=[("Reply-To", "collect@elsewhere.example")],
+        attachments=[("statement.pdf.exe", "application/pdf", PE)],
+    )
+
+
+def held_with_link(stack: Stack, content: bytes, symbols: Sequence[str] = ("R_SPF_ALLOW",)) -> str:
+    """Push ``content`` to the rspamd node, report it, run the worker: the release token of
+    the first recipient's notification."""
+    headers = exporter_headers()
+    headers["X-Rspamd-symbols"] = "[" + ",".join(f'{{"name": "{s}", "score": 0.0}}' for s in symbols) + "]"
+    assert push(stack.client, content, headers=headers).status_code == 200
+    response = submit_report(stack.new_client(), stack, report_path(stack, message_id_of(content), node=NODE))
+    assert response.status_code == 303, response.text
+    drain_due(stack.worker)
+    mails = {m.rcpt_tos[0]: m.message for m in stack.smtp.messages()}
+    return release_token_from(mails[RECIPIENTS[0]])
