@@ -36,6 +36,7 @@ from release.web.jsonbody import JsonProvider
 from tests.support.altcha import solve_altcha
 from tests.support.guard import Guard
 from tests.support.hostile import MAX_BODY
+from tests.support.previews import held_with_link, invoice
 from tests.support.rspamd import NODE, PUSH_PASSWORD, rspamd_node
 from tests.support.stack import Stack, StackFactory, drain_due
 from tests.support.surface import Role, Surface
@@ -100,6 +101,7 @@ def build_world(make_stack: StackFactory, relay: CaptureServer, *, demo: bool) -
         worker={"max_attempts": 1},  # a job that fails once is dead: the console offers its retry
         node={"sender_notice": "ndr"},  # POST /gateway/v1/held answers (the simulator is a 6.x node)
         more_nodes=[rspamd_node(relay.port, max_message_bytes=MAX_BODY)],  # POST /gateway/v1/rspamd/<node>
+        preview={"allow_downloads": True},  # the release page links its attachments
     )
     stack.app.config["TESTING"] = False  # answer as in production: a 500 page, never a raised error
     with stack.services.db.session() as session:
@@ -120,8 +122,10 @@ def build_world(make_stack: StackFactory, relay: CaptureServer, *, demo: bool) -
     drain_due(stack.worker)
     with stack.services.db.session() as session:
         assert session.scalar(select(Job.id).where(Job.state == JobState.DEAD)) is not None
+    # A message the rspamd node holds: its release page embeds the preview frame.
+    previewed = held_with_link(stack, invoice(to=["henry@example.com"]), recipients=["henry@example.com"])
     mails = {m.rcpt_tos[0]: release_token_from(m.message) for m in stack.smtp.messages()}
-    tokens = [mails["alice@example.com"], mails["bob@example.com"], mails["dave@example.com"]]
+    tokens = [mails["alice@example.com"], mails["bob@example.com"], mails["dave@example.com"], previewed]
     for token in (tokens[0], tokens[2]):  # one released, one held for an admin's approval
         client = stack.new_client()
         page = client.get(f"/release/{token}")

@@ -49,7 +49,7 @@ def mail(
     return msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
 
 
-def invoice() -> bytes:
+def invoice(to: Sequence[str] = RECIPIENTS) -> bytes:
     """What a genuine supplier sends: text and HTML, a PDF, a link to its own domain."""
     html = (
         "<html><body><p>Hello,</p><p>please find <b>invoice 2026-118</b> attached.</p>"
@@ -57,7 +57,7 @@ def invoice() -> bytes:
         '<img src="https://partner.example/logo.png" alt="Partner logo" width="120" height="40">'
         "<p>Anna</p></body></html>"
     )
-    return mail(html=html, attachments=[("invoice-2026-118.pdf", "application/pdf", PDF)])
+    return mail(html=html, attachments=[("invoice-2026-118.pdf", "application/pdf", PDF)], to=to)
 
 
 def phish() -> bytes:
@@ -78,14 +78,16 @@ def phish() -> bytes:
     )
 
 
-def held_with_link(stack: Stack, content: bytes, symbols: Sequence[str] = ("R_SPF_ALLOW",)) -> str:
+def held_with_link(
+    stack: Stack, content: bytes, symbols: Sequence[str] = ("R_SPF_ALLOW",), recipients: Sequence[str] = RECIPIENTS
+) -> str:
     """Push ``content`` to the rspamd node, report it, run the worker: the release token of
     the first recipient's notification."""
-    headers = exporter_headers()
+    headers = exporter_headers(recipients=recipients)
     headers["X-Rspamd-symbols"] = "[" + ",".join(f'{{"name": "{s}", "score": 0.0}}' for s in symbols) + "]"
     assert push(stack.client, content, headers=headers).status_code == 200
     response = submit_report(stack.new_client(), stack, report_path(stack, message_id_of(content), node=NODE))
     assert response.status_code == 303, response.text
     drain_due(stack.worker)
     mails = {m.rcpt_tos[0]: m.message for m in stack.smtp.messages()}
-    return release_token_from(mails[RECIPIENTS[0]])
+    return release_token_from(mails[recipients[0]])

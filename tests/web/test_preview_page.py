@@ -11,9 +11,12 @@ from html.parser import HTMLParser
 
 import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+from sqlalchemy import select
 
+from release.db.models import AuditEntry, Recipient
 from release.gateway.stored import message_id_of
 from release.web.preview import SALT
+from tests.support.console import ADMIN, VIEWER, open_console
 from tests.support.previews import PDF, held_with_link, invoice, mail, phish
 from tests.support.rspamd import NODE
 from tests.support.stack import Stack
@@ -175,3 +178,22 @@ def test_a_malformed_message_says_it_could_not_be_displayed(make_rspamd_stack: C
     page = stack.new_client().get(f"/release/{token}")
     assert page.status_code == 200
     assert "Could not display this message" in page.text and "deep" in page.text
+
+
+def test_admins_see_the_preview_audited_and_viewers_do_not(make_rspamd_stack: Callable[..., Stack]) -> None:
+    stack = make_rspamd_stack()
+    held_with_link(stack, phish())
+    with stack.services.db.session() as session:
+        recipient_id = session.scalar(select(Recipient.id).order_by(Recipient.id).limit(1))
+    console = open_console(stack)
+    viewer = console.login(VIEWER)
+    assert viewer.get(f"/admin/recipients/{recipient_id}/preview").status_code == 403
+    admin = console.login(ADMIN)
+    page = admin.get(f"/admin/recipients/{recipient_id}/preview")
+    assert page.status_code == 200
+    assert "statement.pdf.exe" in page.text and "This view is recorded in the audit log." in page.text
+    assert stack.new_client().get(frame_url(page.text)).status_code == 200
+    with stack.services.db.session() as session:
+        entries = session.scalars(select(AuditEntry).where(AuditEntry.action == "preview.viewed")).all()
+    assert [(e.actor, e.target) for e in entries] == [(ADMIN[0], f"recipient:{recipient_id}")]
+    assert admin.get("/admin/recipients/999999/preview").status_code == 404

@@ -11,12 +11,12 @@ from wtforms import BooleanField, IntegerField, PasswordField, StringField
 from wtforms.validators import DataRequired, InputRequired, Length
 
 from release.container import services
-from release.core import admin_actions, retention, stats
+from release.core import admin_actions, history, retention, stats
 from release.core.admin_actions import ActionRefused, ReportFilter
-from release.db.models import AdminUser
+from release.db.models import AdminUser, Recipient
 from release.db.states import AdminRole, JobState, RecipientState, ReportState
 from release.gateway import stored
-from release.web import converters
+from release.web import converters, preview
 from release.web.admin import auth, charts
 from release.web.database import db_session
 from release.web.limits import client_ip, login_limit, too_many
@@ -147,6 +147,22 @@ def act_on_copy(recipient_id: int, action: str) -> BaseResponse:
     do, done = ACTIONS[action]
     report_id = _act(lambda: do(db_session(), recipient_id, _admin().username).report_id, done)
     return redirect(url_for("admin.report", report_id=report_id) if report_id else url_for("admin.reports"), code=303)
+
+
+@bp.get("/recipients/<id:recipient_id>/preview")
+@auth.login_required(AdminRole.ADMIN)
+def preview_copy(recipient_id: int) -> str:
+    """What the recipient sees of the held message; every view is in the audit log (mail
+    content is the recipient's, and viewers never see it)."""
+    session = db_session()
+    recipient = session.get(Recipient, recipient_id)
+    if recipient is None:
+        abort(404)
+    history.audit(session, _admin().username, "preview.viewed", f"recipient:{recipient.id}",
+                  f"{recipient.report.node}/{recipient.report.message_id}#{recipient.queue}")  # fmt: skip
+    session.commit()
+    return render_template("admin/preview.html", recipient=recipient, report=recipient.report,
+                           **preview.context(recipient))  # fmt: skip
 
 
 @bp.post("/jobs/<id:job_id>/retry")
