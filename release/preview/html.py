@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import html
 import re
-from html.parser import HTMLParser
 
 import nh3
 
@@ -29,7 +28,7 @@ DROPPED_WITH_CONTENT = {"script", "style", "head", "title", "template", "noscrip
 LAYOUT = {"align", "valign", "width", "height", "colspan", "rowspan", "border", "cellpadding", "cellspacing", "dir"}
 ATTRIBUTES = {
     "*": {"style", "align", "dir", "lang"},
-    "a": {"href"},  # rewritten to a numbered placeholder, then dropped (see _mark)
+    "a": {"href"},  # rewritten to a numbered placeholder, then replaced (see _mark)
     "img": {"alt", "width", "height"},
     "font": {"color", "size"},
     "table": LAYOUT,
@@ -53,9 +52,18 @@ STYLE_PROPERTIES = {
 # Schemes whose links are recorded (and shown as dangerous where they are); a link with any
 # other scheme loses its target without being listed.
 SCHEMES = {"http", "https", "mailto", "ftp", "tel", "sms", "javascript", "vbscript", "data", "file", "blob", "cid"}
-# The placeholder inside a sanitised <a> tag (serialised by nh3: attributes double-quoted).
-PLACEHOLDER = re.compile(r'(<a\b[^<>]*?)\shref="#sfr-link-(\d+)"')
-CHUNK = 64 * 1024
+# A sanitised anchor, exactly as nh3 serialises it: the placeholder is its only attribute,
+# and anchors never nest (the HTML parser closes one before the next), so its content ends at
+# the first "</a>" (a "<" in text is serialised as "&lt;").
+PLACEHOLDER = re.compile(r'<a href="#sfr-link-(\d+)">')
+ANCHOR = re.compile(r'<a href="#sfr-link-(\d+)">(.*?)</a>', re.DOTALL)
+IMAGE = re.compile(r"<img\b[^>]*>")
+ALT = re.compile(r'\salt="([^"]*)"')
+TAG = re.compile(r"</?([a-z0-9]+)[^>]*>")
+# Tags that break a line; any other (b, span, font...) joins the text on either side, as the
+# eye reads it: "www.<b>bank</b>.example" names www.bank.example.
+BLOCK = {"br", "p", "div", "li", "td", "th", "tr", "table", "blockquote", "pre", "hr", "dd", "dt", "h1", "h2", "h3"}
+TEXT_SCAN = 4000
 
 
 def sanitise(markup: str, deadline: Deadline, max_links: int) -> tuple[str, list[Link]]:
@@ -63,10 +71,12 @@ def sanitise(markup: str, deadline: Deadline, max_links: int) -> tuple[str, list
     targets: list[str] = []
 
     def record(tag: str, attribute: str, value: str) -> str | None:
-        if tag == "a" and attribute == "href":
-            targets.append(value)
-            return f"#sfr-link-{len(targets) - 1}"
-        return value
+        if tag != "a":
+            return value
+        if attribute != "href":
+            return None  # an anchor keeps only its placeholder: see PLACEHOLDER
+        targets.append(value)
+        return f"#sfr-link-{len(targets) - 1}"
 
     deadline.check()
     clean = nh3.clean(
@@ -81,61 +91,37 @@ def sanitise(markup: str, deadline: Deadline, max_links: int) -> tuple[str, list
         filter_style_properties=STYLE_PROPERTIES,
     )
     deadline.check()
-    texts = _link_texts(clean, deadline)
+    texts = {int(m.group(1)): _visible(m.group(2)) for m in ANCHOR.finditer(clean)}
+    deadline.check()
     links = [link(target, texts.get(i, "")) for i, target in enumerate(targets[:max_links])]
     return _mark(clean, links), links
+
+
+def _visible(inner: str) -> str:
+    """The text a reader sees of an anchor's serialised content (an image counts by its alt)."""
+    inner = IMAGE.sub(lambda m: f" {_alt(m.group(0))} ", inner[:TEXT_SCAN])
+    inner = TAG.sub(lambda m: " " if m.group(1) in BLOCK else "", inner)
+    return " ".join(html.unescape(inner).split())
+
+
+def _alt(image: str) -> str:
+    found = ALT.search(image)
+    return found.group(1) if found and found.group(1) else "[image]"
 
 
 def _mark(clean: str, links: list[Link]) -> str:
     """Every placeholder link becomes an inert anchor that names its real domain."""
 
     def replace(match: re.Match[str]) -> str:
-        tag, index = match.group(1), int(match.group(2))
+        index = int(match.group(1))
         if index >= len(links):
-            return f'{tag} class="sfr-link"'
+            return '<a class="sfr-link">'
         found = links[index]
         where = found.domain or found.scheme + ":"
         classes = "sfr-link sfr-mismatch" if found.mismatch or found.dangerous else "sfr-link"
-        return f'{tag} class="{classes}" title="{html.escape(found.url)}" data-to="{html.escape(where)}"'
+        return f'<a class="{classes}" title="{html.escape(found.url)}" data-to="{html.escape(where)}">'
 
     return PLACEHOLDER.sub(replace, clean)
-
-
-class _LinkText(HTMLParser):
-    """The visible text of each placeholder link in sanitised (well-formed) markup."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.texts: dict[int, list[str]] = {}
-        self.current: int | None = None
-        self.depth = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "a":
-            href = dict(attrs).get("href") or ""
-            self.current = int(href.rsplit("-", 1)[1]) if href.startswith("#sfr-link-") else None
-        elif tag == "img" and self.current is not None:
-            alt = dict(attrs).get("alt") or "[image]"
-            self.texts.setdefault(self.current, []).append(alt)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "a":
-            self.current = None
-
-    def handle_data(self, data: str) -> None:
-        if self.current is not None:
-            parts = self.texts.setdefault(self.current, [])
-            if sum(map(len, parts)) < 400:
-                parts.append(data)
-
-
-def _link_texts(clean: str, deadline: Deadline) -> dict[int, str]:
-    parser = _LinkText()
-    for start in range(0, len(clean), CHUNK):
-        parser.feed(clean[start : start + CHUNK])
-        deadline.check()
-    parser.close()
-    return {i: " ".join("".join(parts).split()) for i, parts in parser.texts.items()}
 
 
 def frame_document(body: str, title: str) -> str:
