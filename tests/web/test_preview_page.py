@@ -197,3 +197,21 @@ def test_admins_see_the_preview_audited_and_viewers_do_not(make_rspamd_stack: Ca
         entries = session.scalars(select(AuditEntry).where(AuditEntry.action == "preview.viewed")).all()
     assert [(e.actor, e.target) for e in entries] == [(ADMIN[0], f"recipient:{recipient_id}")]
     assert admin.get("/admin/recipients/999999/preview").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("language", "words"),
+    [
+        ("en", ("The message", "Links in the message", "Can run programs on your computer")),
+        ("sv", ("Meddelandet", "Länkar i meddelandet", "Kan köra program på din dator")),
+        ("de", ("Die Nachricht", "Links in der Nachricht", "Kann Programme auf Ihrem Computer ausführen")),
+    ],
+)
+def test_the_preview_speaks_the_page_language(
+    make_rspamd_stack: Callable[..., Stack], language: str, words: tuple[str, ...]
+) -> None:
+    stack = make_rspamd_stack()
+    token = held_with_link(stack, phish())
+    page = stack.new_client().get(f"/release/{token}", headers={"Accept-Language": language}).text
+    for word in words:
+        assert word in page
