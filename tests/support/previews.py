@@ -4,10 +4,14 @@ holds one on an rspamd node with a release link ready for it."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
+from sqlalchemy import select
+
+from release.core import links
+from release.db.models import Recipient, Report, StoredCopy, StoredMessage
 from release.gateway.stored import message_id_of
 from tests.support.rspamd import NODE, RECIPIENTS, SENDER, exporter_headers, push
 from tests.support.stack import Stack, drain_due
@@ -91,3 +95,27 @@ def held_with_link(
     drain_due(stack.worker)
     mails = {m.rcpt_tos[0]: m.message for m in stack.smtp.messages()}
     return release_token_from(mails[recipients[0]])
+
+
+def release_link_for(stack: Stack, message_id: str, address: str = RECIPIENTS[0]) -> str:
+    """A notified report with a release link for the rspamd node's copy of ``message_id`` to
+    ``address``, written as the worker leaves it (no CAPTCHA, no mail): its release token."""
+    now = datetime.now(UTC)
+    with stack.services.db.session() as session:
+        copy_id = session.scalar(
+            select(StoredCopy.id)
+            .join(StoredMessage)
+            .where(StoredMessage.node == NODE, StoredMessage.message_id == message_id, StoredCopy.recipient == address)
+        )
+        assert copy_id is not None, f"no copy of {message_id} for {address}"
+        nonce = links.new_token_nonce()
+        token = links.release_token(stack.services.settings.app.secret_key, nonce)
+        report = Report(node=NODE, message_id=message_id, link_issued_at=now, state="notified", comment="Genuine.",
+                        sender_ip="192.0.2.1", envelope_sender=SENDER, subject="")  # fmt: skip
+        report.recipients.append(
+            Recipient(queue=copy_id, address=address, state="notified", token_nonce=nonce,
+                      token_hash=links.token_hash(token), expires_at=now + timedelta(days=7), notified_at=now)
+        )  # fmt: skip
+        session.add(report)
+        session.commit()
+    return token
