@@ -4,7 +4,8 @@ Only request shapes Halon's own material attests are sent (shared/halon-api.md):
 (``F``) by explicit ids, and an update (``G``) by explicit ids with one of ``metadata``,
 ``move: ACTIVE`` or ``action: DELETE``. No answer field of an update is attested, so the
 outcome of every change is read back by listing the copies again; an update never decides
-from a counter.
+from a counter. A 5.x node's message content is read with its file API as web-logui reads it
+(:mod:`release.gateway.halon_content`); 6.x has no content API known.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from release.gateway.base import (
     NodeHealth,
     QuarantinedCopy,
 )
+from release.gateway.halon_content import eml_path, read_eml
 from release.gateway.halon_items import Marking, ids, read_items
 from release.gateway.halon_transport import HalonTransport, Trace, describe
 
@@ -118,8 +120,21 @@ class HalonGateway:
         return len(present)
 
     def content(self, transaction: str, queue: int, limit: int) -> MessageContent | None:
-        """Not read yet on either generation (halon6 has no known content API)."""
-        raise ContentUnavailable(f"halon node {self.name}: message content is not available for this gateway")
+        """halon5: the first ``limit`` bytes of the ``.eml`` beside the copy's ``.hqf``; None
+        when the copy is gone. halon6: :class:`ContentUnavailable` (no content API is known)."""
+        if self.node.type == "halon6":
+            raise ContentUnavailable(f"halon node {self.name}: Halon 6.x has no known API to read a queued message")
+        if limit < 0:
+            raise ValueError(f"limit must not be negative, not {limit}")
+        what = f"halon node {self.name}: content of {transaction} queue {queue}"
+        path = self._eml_path(transaction, queue, what)
+        if path is None:
+            return None
+        found = read_eml(self._api, path, limit, what)
+        if found is None and self._eml_path(transaction, queue, what) is not None:
+            # Still listed, yet its file is "not found": the path is wrong, not the copy gone.
+            raise GatewayError(f"{what}: the node lists the copy but answers that {path} is not found")
+        return found
 
     def health(self) -> NodeHealth:
         """Authentication, the envelope and a list of an id no node holds, which must be empty.
@@ -155,6 +170,12 @@ class HalonGateway:
         if answer is None:  # the API's own 404: nothing by those ids
             return []
         return read_items(answer, self.marking, f"halon node {self.name}: list answer")
+
+    def _eml_path(self, transaction: str, queue: int, what: str) -> str | None:
+        """The copy's ``.eml`` path from a list by its id (web-logui's request); None when gone."""
+        wanted = ids([(transaction, queue)])
+        answer = self._api.call(LIST_COMMAND, {"conditions": {"ids": wanted}}) if wanted else None
+        return eml_path(answer, self.marking, transaction, queue, what) if answer is not None else None
 
     def _held(self, wanted: list[dict[str, Any]]) -> list[QuarantinedCopy]:
         """The named (transaction, queue) copies still listed on the node."""

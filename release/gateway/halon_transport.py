@@ -3,7 +3,8 @@
 Both generations take ``POST {api_url}/api/protobuf`` with ``{"command", "program",
 "payload"}`` (shared/halon-api.md). The 5.x VM authenticates with HTTP Basic; 6.x's
 ``halon-api`` with ``X-API-Key`` and wants a ``version`` envelope. Everything above this
-module is the same for both.
+module is the same for both. The 5.x VM's other REST paths (``/api/5.3.0/...``: its file
+reads) go through the same session, errors and trace (:meth:`HalonTransport.get_json`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 import requests
 
@@ -32,6 +34,9 @@ REDACTED = "***"
 CHUNK_SIZE = 64 * 1024
 # A list answer holds one item per recipient of the asked transactions; far below this.
 MAX_ANSWER_BYTES = 32 * 2**20
+# A 5.x REST answer other than a file read ({"size": N}).
+MAX_REST_ANSWER_BYTES = 64 * 1024
+TRACE_DATA_LIMIT = 120
 NOT_JSON = object()  # an answer body that is not JSON
 # Stranger text from a node (errors, answers, queue items) loses these before anyone sees it.
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]+")
@@ -90,22 +95,53 @@ class HalonTransport:
     def call(self, command: str, payload: Mapping[str, Any]) -> dict[str, Any] | None:
         """POST one command; the decoded JSON object, or None for the API's own "not found"."""
         body = {"command": command, **self._envelope, "payload": payload}
-        what = f"halon node {self.node.name}: command {command}"
         data = json.dumps(body).encode("utf-8")
-        self._trace_request(data)
+        self._trace_request("POST", PROTOBUF_PATH, data)
+        what = f"halon node {self.node.name}: command {command}"
+        return self._exchange("POST", PROTOBUF_PATH, what, data=data, max_bytes=MAX_ANSWER_BYTES)
+
+    def get_json(self, path: str, params: Mapping[str, str | int], max_bytes: int) -> dict[str, Any] | None:
+        """GET a 5.x REST path with query parameters; the JSON object, or None for the API's own
+        "not found". Answers are read up to ``max_bytes`` (the caller knows what it asked for)."""
+        return self._rest("GET", path, params, max_bytes)
+
+    def post_query(self, path: str, params: Mapping[str, str | int]) -> dict[str, Any] | None:
+        """POST a 5.x REST path with query parameters and no body (as halon/web-logui's
+        classes/ARestClient.class.php sends ``/system/files:size``); like :meth:`get_json`."""
+        return self._rest("POST", path, params, MAX_REST_ANSWER_BYTES)
+
+    def _rest(self, method: str, path: str, params: Mapping[str, str | int], max_bytes: int) -> dict[str, Any] | None:
+        self._trace_request(method, f"{path}?{urlencode(params)}", None)
+        what = f"halon node {self.node.name}: {method} {path}"
+        return self._exchange(method, path, what, params=params, max_bytes=max_bytes)
+
+    def _exchange(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        *,
+        max_bytes: int,
+        data: bytes | None = None,
+        params: Mapping[str, str | int] | None = None,
+    ) -> dict[str, Any] | None:
+        """One request, its answer read within the node's timeout and ``max_bytes``, and the
+        status classified: retryable (GatewayError), refused (GatewayRejected) or the API's 404."""
         timeout = self.node.timeout_seconds
         deadline = time.monotonic() + timeout
         try:
-            with self._session.post(
-                self.base + PROTOBUF_PATH,
+            with self._session.request(
+                method,
+                self.base + path,
+                params=params,
                 data=data,
-                headers={"Content-Type": JSON_CONTENT_TYPE},
+                headers={"Content-Type": JSON_CONTENT_TYPE} if method == "POST" else None,
                 timeout=timeout,
                 verify=self._verify,
                 allow_redirects=False,  # a redirect means a wrong api_url; never replay the body
                 stream=True,  # read below against one deadline: the timeout alone is per read
             ) as response:
-                content = read_bounded(response, deadline, MAX_ANSWER_BYTES)
+                content = read_bounded(response, deadline, max_bytes)
         except requests.Timeout:
             self._emit(f"<- no answer within {timeout:g}s")
             raise GatewayError(f"{what}: no answer within {timeout:g}s") from None
@@ -130,7 +166,7 @@ class HalonTransport:
             return None
         if status == 404:
             # Not the API's own "not found" (no JSON): most likely api_url points elsewhere.
-            raise GatewayRejected(f"{message} (no Halon API at {self.base}{PROTOBUF_PATH}? check api_url)")
+            raise GatewayRejected(f"{message} (no Halon API at {self.base}{path}? check api_url)")
         if status in (401, 403):
             raise GatewayRejected(f"{message} ({self.credential_hint})")
         if status == 400 and self.node.type == "halon6":
@@ -161,19 +197,22 @@ class HalonTransport:
         if self.trace is not None:
             self.trace(self.redact(line))
 
-    def _trace_request(self, data: bytes) -> None:
+    def _trace_request(self, method: str, target: str, data: bytes | None) -> None:
         if self.trace is None:
             return
-        headers = {**self._session.headers, "Content-Type": JSON_CONTENT_TYPE}
+        headers = dict(self._session.headers)
+        if method == "POST":
+            headers["Content-Type"] = JSON_CONTENT_TYPE
         if self._session.auth:
             headers["Authorization"] = "Basic " + REDACTED
         if API_KEY_HEADER in headers:
             headers[API_KEY_HEADER] = REDACTED
-        self._emit(f"-> POST {self.base}{PROTOBUF_PATH}")
+        self._emit(f"-> {method} {self.base}{target}")
         for name in ("Authorization", API_KEY_HEADER, "Content-Type"):
             if name in headers:
                 self._emit(f"   {name}: {headers[name]!s}")
-        self._emit("   " + json.dumps(json.loads(data), indent=2).replace("\n", "\n   "))
+        if data is not None:
+            self._emit("   " + json.dumps(json.loads(data), indent=2).replace("\n", "\n   "))
 
     def _trace_response(self, status: int, content_type: str, answer: Any, content: bytes) -> None:
         if self.trace is None:
@@ -182,8 +221,17 @@ class HalonTransport:
         if answer is NOT_JSON:
             shown = CONTROL_CHARS.sub(" ", content[: 4 * ERROR_DETAIL_LIMIT].decode("utf-8", "replace"))
         else:
-            shown = json.dumps(answer, indent=2, ensure_ascii=False)
+            shown = json.dumps(_abbreviated(answer), indent=2, ensure_ascii=False)
         self._emit("   " + shown.replace("\n", "\n   "))
+
+
+def _abbreviated(answer: Any) -> Any:
+    """A file read's base64 ``data`` cut short for the trace: the shape matters, not a page of
+    someone's mail."""
+    data = answer.get("data") if isinstance(answer, dict) else None
+    if isinstance(data, str) and len(data) > TRACE_DATA_LIMIT:
+        return {**answer, "data": f"{data[:TRACE_DATA_LIMIT]}... ({len(data)} characters)"}
+    return answer
 
 
 def _decode(content: bytes) -> Any:

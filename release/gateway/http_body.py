@@ -22,7 +22,7 @@ def read_bounded(response: requests.Response, deadline: float, limit: int) -> by
         while chunk := response.raw.read1(CHUNK_SIZE):
             size += len(chunk)
             if size > limit:
-                raise requests.RequestException(f"the answer is larger than {limit // 2**20} MiB")
+                raise requests.RequestException(f"the answer is larger than {_amount(limit)}")
             if time.monotonic() > deadline:
                 raise requests.Timeout("the answer did not finish in time")
             chunks.append(chunk)
@@ -31,3 +31,8 @@ def read_bounded(response: requests.Response, deadline: float, limit: int) -> by
     except urllib3.exceptions.HTTPError as exc:
         raise requests.RequestException(f"{type(exc).__name__}: {exc}") from None
     return b"".join(chunks)
+
+
+def _amount(limit: int) -> str:
+    """A cap as an operator reads it (a file read's cap is well under a MiB)."""
+    return f"{limit // 2**20} MiB" if limit >= 2**20 else f"{limit} bytes"

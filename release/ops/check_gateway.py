@@ -3,8 +3,9 @@
 Halon cannot run in our tests, so the adapter follows Halon's published shapes; this command
 is how an operator confirms them on their own node in a minute. Without ``--message`` it
 changes nothing; with one it re-marks a held copy and puts it back, reading each step back
-from the node. ``--trace`` prints every request and answer (secrets redacted) to compare
-with ``halonctl queue ... --json-request --json`` on the node.
+from the node, then reads the start of the message as a preview would (5.x). ``--trace``
+prints every request and answer (secrets redacted) to compare with ``halonctl queue ...
+--json-request --json`` on the node.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from release.config import NodeSettings, Settings
-from release.gateway import GatewayError, HalonGateway, NodeHealth, QuarantinedCopy, RspamdGateway
+from release.gateway import ContentUnavailable, GatewayError, HalonGateway, NodeHealth, QuarantinedCopy, RspamdGateway
+
+# Bytes a preview check reads: enough to prove the file read's shape, little of anyone's mail.
+CONTENT_PROBE_BYTES = 1024
 
 
 class CheckFailed(Exception):
@@ -99,6 +103,20 @@ def _check_message(gateway: HalonGateway, node: NodeSettings, transaction: str) 
         if group:
             _remark(gateway, transaction, group, other[original])
             _put_back(gateway, transaction, group, original)
+    _check_content(gateway, transaction, copies[0].queue)
+
+
+def _check_content(gateway: HalonGateway, transaction: str, queue: int) -> None:
+    """The preview's requests: a node that cannot give content is a note (releases still
+    work); one that answers them wrongly fails."""
+    try:
+        content = gateway.content(transaction, queue, CONTENT_PROBE_BYTES)
+    except ContentUnavailable as exc:
+        click.echo(f"note  no preview: {exc}")
+        return
+    if content is None:
+        raise CheckFailed(f"queue {queue} of {transaction} was gone before its message could be read")
+    click.echo(f"ok    read the message's first {len(content.data)} of {content.size} bytes (preview)")
 
 
 def _put_back(gateway: HalonGateway, transaction: str, group: Sequence[QuarantinedCopy], original: str) -> None:

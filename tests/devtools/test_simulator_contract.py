@@ -11,7 +11,19 @@ import pytest
 import requests
 
 from release.devtools.simulator import HalonSimulator, SimulatorServer
-from tests.support.halon_shapes import ATTESTED, TXID, UNATTESTED, Shape, Unattested, envelope, is_attested
+from tests.support.halon_shapes import (
+    ATTESTED,
+    REST_ATTESTED,
+    REST_UNATTESTED,
+    TXID,
+    UNATTESTED,
+    RestShape,
+    Shape,
+    Unattested,
+    envelope,
+    is_attested,
+    rest_attested,
+)
 
 KEY = "contract-api-key-0123456789"
 USER, PASSWORD = "contract-user", "contract-password-0123"
@@ -73,6 +85,38 @@ def test_every_unattested_shape_is_refused_naming_the_field(node: SimulatorServe
     assert bad.field in response.json()["error"]
     [copy] = node.sim.copies(TXID)
     assert (copy.state, copy.quarantine) == ("hold", node.sim.default_quarantine)  # nothing changed
+
+
+def rest(server: SimulatorServer, method: str, path: str, query: dict[str, str]) -> requests.Response:
+    auth = {"auth": (USER, PASSWORD)} if server.sim.generation == 5 else {"headers": {"X-API-Key": KEY}}
+    return requests.request(method, server.url + path, params=query, timeout=5, **auth)
+
+
+@pytest.mark.parametrize("shape", REST_ATTESTED, ids=lambda s: s.name)
+def test_every_attested_rest_shape_is_answered_on_5_and_absent_on_6(node: SimulatorServer, shape: RestShape) -> None:
+    hold(node)
+    [copy] = node.sim.copies(TXID)
+    values = {"path": copy.emlpath, "offset": "0", "limit": "10"}
+    query = {name: values[name] for name in shape.query}
+    assert shape.source and rest_attested(shape.method, shape.path, query) == shape
+    response = rest(node, shape.method, shape.path, query)
+    if node.sim.generation not in shape.generations:
+        assert response.status_code == 404
+        return
+    assert response.status_code == 200, response.text
+    assert set(response.json()) == set(shape.answer)
+
+
+@pytest.mark.parametrize(("name", "query", "named"), REST_UNATTESTED, ids=[bad[0] for bad in REST_UNATTESTED])
+def test_every_unattested_file_read_is_refused_naming_the_parameter(
+    name: str, query: dict[str, str], named: str
+) -> None:
+    sim = HalonSimulator({USER: PASSWORD}, generation=5)
+    with SimulatorServer(sim) as server:
+        hold(server)
+        query = {**query, "path": sim.copies(TXID)[0].emlpath}
+        response = rest(server, "GET", "/api/5.3.0/system/files", query)
+    assert response.status_code == 400 and named in response.json()["error"], name
 
 
 def test_is_attested_is_structural() -> None:

@@ -53,7 +53,30 @@ def test_with_a_message_it_remarks_and_puts_every_copy_back(
     assert result.output.count("read back") == 2 and "all checks passed" in result.output
     assert [c.quarantine for c in sim.copies(t)] == [held_in, held_in]
     assert [c.state for c in sim.copies(t)] == ["hold", "hold"]
-    assert [b["command"] for b in sim.api_calls()] == ["F", "F", "G", "F", "F", "G", "F", "F"]
+    content_list = ["F"] if sim.generation == 5 else []  # the preview's list by (transaction, queue)
+    assert [b["command"] for b in sim.api_calls()] == ["F", "F", "G", "F", "F", "G", "F", "F", *content_list]
+
+
+def test_with_a_message_it_reads_the_start_of_the_message_on_5x(app: Flask, node_server: SimulatorServer) -> None:
+    sim = node_server.sim
+    t = sim.add_message("a@x.example", ["b@y.example"], "hi", raw=b"Subject: hi\r\n\r\n" + b"x" * 5000)
+    result = app.test_cli_runner().invoke(args=["check-gateway", "--node", "mx1", "--message", t])
+    assert result.exit_code == 0, result.output
+    if sim.generation == 5:
+        assert "read the message's first 1024 of 5015 bytes (preview)" in result.output
+        assert [r.path for r in sim.requests_log][-2:] == ["/api/5.3.0/system/files", "/api/5.3.0/system/files:size"]
+    else:
+        assert "note  no preview: halon node mx1: Halon 6.x has no known API" in result.output
+
+
+@pytest.mark.parametrize("node_server", [5], ids=["halon5"], indirect=True)
+def test_a_node_answering_the_file_read_wrongly_fails(app: Flask, node_server: SimulatorServer) -> None:
+    sim = node_server.sim
+    t = sim.add_message("a@x.example", ["b@y.example"], "hi")
+    sim.respond_next(200, {"data": "", "size": 0, "offset": 7}, path="/api/5.3.0/system/files")
+    result = app.test_cli_runner().invoke(args=["check-gateway", "--node", "mx1", "--message", t])
+    assert result.exit_code == 1 and "FAIL" in result.output and "'offset' is 7" in result.output
+    assert sim.copies(t)[0].quarantine == "mailquarantine:1"  # re-marked and put back before the read
 
 
 def test_a_message_the_node_does_not_hold_fails_with_a_reason(app: Flask) -> None:

@@ -4,6 +4,9 @@ unattested ones as negative fixtures (facts: shared/halon-api.md).
 ``is_attested(body, generation)`` matches a body structurally against the attested shapes:
 keys and literals exactly, any transaction id, queue id (number or decimal string), metadata
 map and 6.x version minor. The simulator's contract tests and the adapter's tests share it.
+
+``REST_ATTESTED``: the 5.x VM's other REST requests (query parameters, no body) and the answer
+fields their client reads; ``rest_attested(method, path, query)`` matches one.
 """
 
 from __future__ import annotations
@@ -225,3 +228,64 @@ def attested_shape(body: Any, generation: int) -> Shape | None:
 def is_attested(body: Any, generation: int) -> bool:
     """True if ``body`` is, structurally, a request Halon's own material shows for ``generation``."""
     return attested_shape(body, generation) is not None
+
+
+# -- the 5.x VM's REST paths (query parameters only) -------------------------------------------
+
+
+@dataclass(frozen=True)
+class RestShape:
+    """An attested 5.x REST request: its method, path and query parameter names (no body), and
+    the answer fields its client reads."""
+
+    name: str
+    method: str
+    path: str
+    query: tuple[str, ...]
+    answer: tuple[str, ...]
+    source: str
+    generations: tuple[int, ...] = (5,)
+    note: str = ""
+
+
+REST_ATTESTED: tuple[RestShape, ...] = (
+    RestShape(
+        "read a file",
+        "GET",
+        "/api/5.3.0/system/files",
+        ("path", "offset", "limit"),
+        ("data", "size", "offset"),
+        f"{WEB_LOGUI}: inc/eml.php (eml_download, readUntil), called from pages/preview.php",
+        note="path: the .eml beside the F item's hqfpath ('hqf' replaced by 'eml'); data: base64; size: bytes "
+        "in this answer, below limit at the end of the file; offset: where the next read starts",
+    ),
+    RestShape(
+        "a file's size",
+        "POST",
+        "/api/5.3.0/system/files:size",
+        ("path",),
+        ("size",),
+        f"{WEB_LOGUI}: inc/eml.php (a download's Content-Length)",
+        note="sent by classes/ARestClient.class.php with the path in the query and no body",
+    ),
+    RestShape("license", "GET", "/api/5.3.0/license", (), ("serial",), f"{WEB_LOGUI}: classes/Node.class.php"),
+)
+
+# File reads no Halon client sends (a parameter it never sends, leaves out, or a value it
+# never asks for): refused by the simulator naming the parameter.
+REST_UNATTESTED: tuple[tuple[str, dict[str, str], str], ...] = (
+    ("unknown parameter", {"path": "P", "offset": "0", "limit": "10", "length": "10"}, "length"),
+    ("no limit", {"path": "P", "offset": "0"}, "limit"),
+    ("no offset", {"path": "P", "limit": "10"}, "offset"),
+    ("negative offset", {"path": "P", "offset": "-1", "limit": "10"}, "offset"),
+    ("limit zero", {"path": "P", "offset": "0", "limit": "0"}, "limit"),
+    ("limit not a number", {"path": "P", "offset": "0", "limit": "ten"}, "limit"),
+)
+
+
+def rest_attested(method: str, path: str, query: Any) -> RestShape | None:
+    """The attested REST shape a request is an instance of (any values), or None."""
+    for shape in REST_ATTESTED:
+        if (method, path) == (shape.method, shape.path) and sorted(query) == sorted(shape.query):
+            return shape
+    return None

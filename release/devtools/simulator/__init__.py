@@ -9,6 +9,7 @@ attest, answers proto3 JSON, and can inject latency, failures and timeouts.
 - ``proto3``: a strict proto3-JSON reader and writer.
 - ``protocol``: Halon's envelope, payloads and answers (:class:`ApiError`).
 - ``node``: the HTTP API with auth, fault injection and a request log (:class:`HalonSimulator`).
+- ``files``: the 5.x file reads a message's bytes come from; ``rfc5322``, ``invoice``: those bytes.
 - ``overview``: the page at ``/`` listing every copy; ``form``: its form holding a new message.
 - ``server``: serving it on a local port (:class:`SimulatorServer`).
 - ``seed``: the messages demo mode starts with (:func:`seed_demo`).
@@ -17,6 +18,7 @@ attest, answers proto3 JSON, and can inject latency, failures and timeouts.
 """
 
 from release.devtools.simulator.errors import ApiError
+from release.devtools.simulator.files import FILES_PATH, FILES_SIZE_PATH
 from release.devtools.simulator.node import (
     API_KEY_HEADER,
     DEFAULT_API_KEY,
@@ -36,6 +38,8 @@ __all__ = [
     "DEFAULT_API_KEY",
     "DEFAULT_PASSWORD",
     "DEFAULT_USERNAME",
+    "FILES_PATH",
+    "FILES_SIZE_PATH",
     "IN_QUEUE",
     "LICENSE_PATH",
     "PROTOBUF_PATH",

@@ -1,9 +1,10 @@
 """The simulated node's HTTP API: routes, auth, fault injection and a request log.
 
-Two generations (shared/halon-api.md): 5.x, the VM's API with HTTP Basic and
-``/api/5.3.0/license``; 6.x, halon-api with ``X-API-Key`` and a required ``version``
-envelope, ``/api/protobuf`` only. Requests and answers follow :mod:`.protocol`. Subclasses
-in the tests and benchmarks extend ``_api``, ``_record``, ``_list``, ``_update`` and ``_sleep``.
+Two generations (shared/halon-api.md): 5.x, the VM's API with HTTP Basic,
+``/api/5.3.0/license`` and the file reads of :mod:`.files`; 6.x, halon-api with
+``X-API-Key`` and a required ``version`` envelope, ``/api/protobuf`` only (404 elsewhere).
+Requests and answers follow :mod:`.protocol`. Subclasses in the tests and benchmarks extend
+``_api``, ``_record``, ``_list``, ``_update`` and ``_sleep``.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ import ipaddress
 import json
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from werkzeug.wrappers import Request, Response
 
 from release.devtools.simulator.errors import ApiError
+from release.devtools.simulator.files import FILES_PATH, FILES_SIZE_PATH, file_size, read_file
 from release.devtools.simulator.form import add_from_form
 from release.devtools.simulator.overview import overview_page
 from release.devtools.simulator.protocol import item_json, read_change, read_request
@@ -51,6 +53,7 @@ class RecordedRequest:
     body: Any = None  # decoded JSON, or None when absent or malformed
     status: int = 0
     api_key_sent: bool = False
+    query: dict[str, str] = field(default_factory=dict)  # the query parameters (first of each)
 
     @property
     def command(self) -> str | None:
@@ -64,6 +67,7 @@ class _Fault:
     body: Any = None
     delay: float = 0.0
     command: str | None = None  # only requests with this command letter; None: any
+    path: str | None = None  # only requests to this path; None: any
 
 
 class HalonSimulator(SimQueue):
@@ -98,20 +102,23 @@ class HalonSimulator(SimQueue):
         """Answer the next ``n`` API requests with ``status`` and a JSON error body."""
         self.respond_next(status, {"error": f"simulated failure (HTTP {status})"}, n)
 
-    def respond_next(self, status: int, body: Any, n: int = 1) -> None:
-        """Answer the next ``n`` API requests with this status and body (str: sent verbatim)."""
+    def respond_next(self, status: int, body: Any, n: int = 1, *, path: str | None = None) -> None:
+        """Answer the next ``n`` API requests (to ``path`` only, if given) with this status and
+        body (str: sent verbatim)."""
         with self._lock:
-            self._faults.extend(_Fault(status, body) for _ in range(n))
+            self._faults.extend(_Fault(status, body, path=path) for _ in range(n))
 
-    def timeout_next(self, n: int = 1, seconds: float = 30.0, command: str | None = None) -> None:
+    def timeout_next(
+        self, n: int = 1, seconds: float = 30.0, command: str | None = None, *, path: str | None = None
+    ) -> None:
         """Stall the next ``n`` API requests for ``seconds`` (past any client timeout).
 
-        With ``command`` ("F" or "G") only requests of that command are stalled. The request is
-        still carried out afterwards, as on a real slow node: a client
-        timeout does not prove the update did not happen.
+        With ``command`` ("F" or "G") only requests of that command are stalled, with ``path``
+        only requests to that path. The request is still carried out afterwards, as on a real
+        slow node: a client timeout does not prove the update did not happen.
         """
         with self._lock:
-            self._faults.extend(_Fault(None, delay=seconds, command=command) for _ in range(n))
+            self._faults.extend(_Fault(None, delay=seconds, command=command, path=path) for _ in range(n))
 
     def set_latency(self, seconds: float) -> None:
         """Delay every API request by ``seconds`` (0 turns it off)."""
@@ -150,7 +157,9 @@ class HalonSimulator(SimQueue):
             return overview_page(self.items(), self.link_for)
         if request.path == "/messages" and request.method == "POST":
             return add_from_form(self, request)
-        routes = {PROTOBUF_PATH: "POST", LICENSE_PATH: "GET"} if self.generation == 5 else {PROTOBUF_PATH: "POST"}
+        routes = {PROTOBUF_PATH: "POST"}
+        if self.generation == 5:
+            routes.update({LICENSE_PATH: "GET", FILES_PATH: "GET", FILES_SIZE_PATH: "POST"})
         if request.path not in routes:
             return Response("not found\n", status=404, mimetype="text/plain")
         record = self._record(request)
@@ -173,7 +182,13 @@ class HalonSimulator(SimQueue):
         else:  # halon-api: the key only; Basic is not an accepted scheme
             authorized = api_key is not None and any(_matches(api_key, key) for key in self.api_keys)
         record = RecordedRequest(
-            request.method, request.path, dict(request.headers), username, authorized, api_key_sent=api_key is not None
+            request.method,
+            request.path,
+            dict(request.headers),
+            username,
+            authorized,
+            api_key_sent=api_key is not None,
+            query=request.args.to_dict(),
         )
         with self._lock:
             self.requests_log.append(record)
@@ -195,6 +210,10 @@ class HalonSimulator(SimQueue):
             raise ApiError(405, f"use {method}")
         if request.path == LICENSE_PATH:
             return _json({"serial": "SIMULATOR-0001"})  # web-logui reads the license's serial
+        if request.path == FILES_PATH:
+            return _json(read_file(self, request))
+        if request.path == FILES_SIZE_PATH:
+            return _json(file_size(self, request))
         if request.mimetype != "application/json":
             raise ApiError(415, "Content-Type must be application/json")
         try:
@@ -211,7 +230,7 @@ class HalonSimulator(SimQueue):
             body = request.get_json(silent=True)
             command = body.get("command") if isinstance(body, dict) else None
             for i, fault in enumerate(self._faults):
-                if fault.command in (None, command):
+                if fault.command in (None, command) and fault.path in (None, request.path):
                     return self._faults.pop(i)
         return None
 

@@ -14,7 +14,8 @@ Halon client reads a hold flag or a state from the queue list):
   retention cleanup (:meth:`SimQueue.remove`).
 
 Only ``hold`` and ``active`` copies are still in the queue: the list command returns only
-those and updates match only those.
+those and updates match only those. On 5.x each message's raw bytes lie beside its ``.hqf``
+as an ``.eml`` (:meth:`SimQueue.file`), there while any copy is still queued.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import EllipsisType
 from typing import Literal
+
+from release.devtools.simulator.rfc5322 import plain_message
 
 State = Literal["hold", "active", "delivered", "deleted", "expired"]
 IN_QUEUE: tuple[State, ...] = ("hold", "active")
@@ -41,7 +44,8 @@ class SimItem:
     """One recipient's copy in the simulated queue.
 
     ``ts``, ``size`` and ``senderip`` are the simulator's own bookkeeping (the overview page,
-    demo mode); the API never answers them.
+    demo mode); the API never answers them. ``raw`` is the message as received (``size``
+    bytes), shared by every copy of the transaction; 5.x serves it as the ``.eml`` file.
     """
 
     transaction: str
@@ -57,6 +61,12 @@ class SimItem:
     generation: int = 5
     marker_key: str = QUARANTINE_ID_KEY  # the metadata key that says which quarantine
     hqfpath: str = ""  # 5.x only
+    raw: bytes = b""
+
+    @property
+    def emlpath(self) -> str:
+        """The ``.eml`` beside the ``.hqf`` (5.x only; halon/web-logui inc/eml.php)."""
+        return self.hqfpath[: -len("hqf")] + "eml" if self.hqfpath else ""
 
     @property
     def hold(self) -> bool:
@@ -118,9 +128,12 @@ class SimQueue:
         metadata: Mapping[str, str] | None = None,
         *,
         sender_ip: str = "192.0.2.10",
-        size: int | None = None,
+        raw: bytes | None = None,
     ) -> str:
         """Queue a message, one copy per recipient (queue ids 1..n); returns the transaction id.
+
+        ``raw``: the message's bytes as received; by default a plain-text message built from
+        the sender, recipients, subject and ``ts``.
 
         ``quarantine``: ``...`` for :attr:`default_quarantine`, ``"mailquarantine:N"`` (5.x) or
         ``"<marker_key>=<value>"`` (6.x) to hold the copies there, None to queue them active.
@@ -141,6 +154,7 @@ class SimQueue:
         if quarantine is not None:
             meta[self._key()] = self._quarantine_value(quarantine)
         transaction = transaction or str(uuid.uuid4())
+        data = plain_message(sender, recipients, subject, when) if raw is None else bytes(raw)
         hqfpath = f"{SPOOL}/{transaction[:2]}/{transaction}.hqf" if self.generation == 5 else ""
         with self._lock:
             for queue, recipient in enumerate(recipients, start=1):
@@ -152,13 +166,14 @@ class SimQueue:
                         recipient=recipient,
                         subject=subject,
                         ts=when,
-                        size=size if size is not None else 2048 + len(subject),
+                        size=len(data),
                         senderip=sender_ip,
                         metadata=dict(meta),
                         state="hold" if quarantine is not None else "active",
                         generation=self.generation,
                         marker_key=self._key(),
                         hqfpath=hqfpath,
+                        raw=data,
                     )
                 )
         return transaction
@@ -206,6 +221,14 @@ class SimQueue:
         """The named copies still in the queue (snapshots), in queue order."""
         with self._lock:
             return [i.snapshot() for i in self._items if i.state in IN_QUEUE and ids.match(i)]
+
+    def file(self, path: str) -> bytes | None:
+        """5.x: the ``.eml`` at ``path`` while a copy of its message is queued, else None."""
+        with self._lock:
+            for item in self._items:
+                if item.state in IN_QUEUE and item.emlpath and item.emlpath == path:
+                    return item.raw
+        return None
 
     def update(self, ids: Ids, metadata: dict[str, str], *, release: bool, delete: bool) -> int:
         """Change the named copies still in the queue; returns how many matched.
