@@ -62,6 +62,12 @@ PUSHES = Counter(
     "Messages rspamd nodes pushed, by outcome: stored, repeat, too_large, unauthorized, invalid.",
     ["node", "outcome"],
 )
+PREVIEWS = Counter(
+    "release_previews_total",
+    "Release pages that showed a message: outcome=shown, too_large, malformed, too_complex, too_slow, "
+    "or why there was none (off, not_supported, gone, outage).",
+    ["node", "outcome"],
+)
 
 T = TypeVar("T")
 CONTENT_TYPE = CONTENT_TYPE_LATEST

@@ -22,6 +22,7 @@ from release.container import services
 from release.core.previews import Shown, Unavailable
 from release.db.models import Recipient
 from release.preview.html import frame_document
+from release.ops.metrics import PREVIEWS
 from release.web.database import db_session
 from release.web.headers import allow_preview_frame
 
@@ -63,9 +64,11 @@ def _recipient(token: str) -> Recipient:
 
 def context(recipient: Recipient) -> dict[str, Any]:
     """What templates/_preview.html needs for ``recipient``'s copy (ends the transaction)."""
+    node = recipient.report.node
     shown: Shown = services().previews.show(db_session(), recipient)
     token = frame_token(recipient)
     preview = shown.preview
+    PREVIEWS.labels(node, str(shown.unavailable or (preview and preview.problem) or "shown")).inc()
     if preview is not None and preview.html is not None:
         allow_preview_frame()
     downloads = services().settings.preview.allow_downloads

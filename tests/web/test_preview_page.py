@@ -215,3 +215,18 @@ def test_the_preview_speaks_the_page_language(
     page = stack.new_client().get(f"/release/{token}", headers={"Accept-Language": language}).text
     for word in words:
         assert word in page
+
+
+def test_each_preview_is_counted_by_outcome(make_rspamd_stack: Callable[..., Stack]) -> None:
+    stack = make_rspamd_stack(sections={"metrics": {"token": "metrics-token-0123456789abcdef"}})
+    token = held_with_link(stack, invoice())
+
+    def shown() -> float:
+        metrics = stack.client.get("/metrics", headers={"Authorization": "Bearer metrics-token-0123456789abcdef"})
+        row = 'release_previews_total{node="mx3",outcome="shown"} '
+        return next((float(line.split()[-1]) for line in metrics.text.splitlines() if line.startswith(row)), 0.0)
+
+    before = shown()
+    stack.new_client().get(f"/release/{token}")
+    stack.new_client().get(f"/release/{token}")
+    assert shown() == before + 2
