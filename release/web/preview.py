@@ -21,8 +21,8 @@ from itsdangerous import BadData, URLSafeTimedSerializer
 from release.container import services
 from release.core.previews import Shown, Unavailable
 from release.db.models import Recipient
-from release.preview.html import frame_document
 from release.ops.metrics import PREVIEWS
+from release.preview.html import frame_document
 from release.web.database import db_session
 from release.web.headers import allow_preview_frame
 
