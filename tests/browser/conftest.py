@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.previews import PreviewSite, serve_previews
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
@@ -69,3 +71,11 @@ def screenshots(tmp_path: Path) -> Iterator[Path]:
         Path(target).mkdir(parents=True, exist_ok=True)
         for png in sorted(directory.glob("*.png")):
             shutil.copy2(png, Path(target) / png.name)
+
+
+@pytest.fixture(scope="module")
+def preview_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PreviewSite]:
+    """The app with an rspamd node, served over HTTP for the module: hold messages with
+    ``preview_site.hold(content)`` and open the release page URL it returns."""
+    with serve_previews(tmp_path_factory.mktemp("previews")) as site:
+        yield site

@@ -1,4 +1,5 @@
-"""axe-core (WCAG 2.1 A/AA) on every public and admin page, and the README's screenshots.
+"""axe-core (WCAG 2.1 A/AA) on every public and admin page, the release page with a
+message's preview included, and the README's screenshots.
 
 axe is injected by the test only (the app never serves it to users). With UPDATE_SCREENSHOTS=1
 the full-page PNGs are written to docs/screenshots/ for the README; otherwise to the tmp dir.
@@ -18,6 +19,7 @@ import pytest
 from release.devtools.demo import DemoRuntime
 from release.web.admin import auth
 from tests.support.browser import ALICE, RELEASE_URL, TIMEOUT_MS, notifications_of, wait_for
+from tests.support.previews import PreviewSite, invoice, phish
 
 pytestmark = pytest.mark.browser
 
@@ -127,5 +129,42 @@ def test_every_page_has_no_wcag_violations(browser: Any, demo: DemoRuntime, tmp_
     for violations in found.values():
         by_rule.update({v["id"]: len(v["nodes"]) for v in violations})
     print(f"axe: {len(found)} pages, failing nodes by rule: {dict(by_rule)}")  # noqa: T201
+    failures = [_describe(name, v) for name, v in found.items() if v]
+    assert not failures, "\n".join(failures)
+
+
+def test_the_release_page_with_a_preview_has_no_wcag_violations(
+    browser: Any, preview_site: PreviewSite, tmp_path: Path
+) -> None:
+    """A genuine invoice and a phish (every warning the preview has) on the release page of a
+    service with an rspamd node: the demo's Halon simulator holds no content to preview."""
+    from playwright.sync_api import expect
+
+    shots = _shot_dir(tmp_path)
+    messages = {
+        "17-release-preview-invoice": (invoice(), ("R_SPF_ALLOW", "R_DKIM_ALLOW", "DMARC_POLICY_ALLOW")),
+        "18-release-preview-phish": (phish(), ("R_SPF_FAIL", "DMARC_POLICY_REJECT")),
+    }
+    context = browser.new_context(viewport={"width": 1000, "height": 700}, bypass_csp=True)
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    found: dict[str, list[dict[str, Any]]] = {}
+    try:
+        for name, (content, symbols) in messages.items():
+            page.goto(preview_site.hold(content, symbols))
+            expect(page.frame_locator("iframe.preview-frame").locator("a.sfr-link")).to_have_count(1)
+            expect(page.locator("#preview-links tbody tr")).to_have_count(1)
+            # Chromium paints the sandboxed frame only once it has been in view: a full-page
+            # screenshot of a page whose frame starts below the viewport shows it blank.
+            page.locator("iframe.preview-frame").scroll_into_view_if_needed()
+            page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+            found[name] = _violations(page)
+    finally:
+        context.close()
+
+    by_rule: Counter[str] = Counter()
+    for violations in found.values():
+        by_rule.update({v["id"]: len(v["nodes"]) for v in violations})
+    print(f"axe: {len(found)} release pages with a preview, failing nodes by rule: {dict(by_rule)}")  # noqa: T201
     failures = [_describe(name, v) for name, v in found.items() if v]
     assert not failures, "\n".join(failures)

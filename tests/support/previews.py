@@ -1,20 +1,29 @@
-"""Messages for preview tests (a genuine invoice, a phish, hostile HTML) and a stack that
-holds one on an rspamd node with a release link ready for it."""
+"""Messages for preview tests (a genuine invoice, a phish, hostile HTML), a stack that
+holds one on an rspamd node with a release link ready for it, and that stack served over
+HTTP for the browser tests."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
+from pathlib import Path
 
+from flask.testing import FlaskClient
 from sqlalchemy import select
+from werkzeug.serving import make_server
 
 from release.core import links
 from release.db.models import Recipient, Report, StoredCopy, StoredMessage
+from release.devtools.mailcapture import CaptureServer
+from release.devtools.simulator import HalonSimulator, SimulatorServer
 from release.gateway.stored import message_id_of
-from tests.support.rspamd import NODE, RECIPIENTS, SENDER, exporter_headers, push
-from tests.support.stack import Stack, drain_due
+from tests.support.rspamd import NODE, RECIPIENTS, SENDER, build_rspamd_stack, exporter_headers, push
+from tests.support.stack import Stack, close_stack, drain_due
 from tests.support.visitor import release_token_from, report_path, submit_report
 
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
@@ -83,18 +92,28 @@ def phish() -> bytes:
 
 
 def held_with_link(
-    stack: Stack, content: bytes, symbols: Sequence[str] = ("R_SPF_ALLOW",), recipients: Sequence[str] = RECIPIENTS
+    stack: Stack,
+    content: bytes,
+    symbols: Sequence[str] = ("R_SPF_ALLOW",),
+    recipients: Sequence[str] = RECIPIENTS,
+    *,
+    sender: FlaskClient | None = None,
 ) -> str:
-    """Push ``content`` to the rspamd node, report it, run the worker: the release token of
-    the first recipient's notification."""
+    """Push ``content`` to the rspamd node for ``recipients``, report it (as ``sender``, by
+    default a new visitor), run the worker: the release token of the first recipient's
+    notification."""
     headers = exporter_headers(recipients=recipients)
     headers["X-Rspamd-symbols"] = "[" + ",".join(f'{{"name": "{s}", "score": 0.0}}' for s in symbols) + "]"
+    before = stack.smtp.messages()
     assert push(stack.client, content, headers=headers).status_code == 200
-    response = submit_report(stack.new_client(), stack, report_path(stack, message_id_of(content), node=NODE))
+    response = submit_report(sender or stack.new_client(), stack, report_path(stack, message_id_of(content), node=NODE))
     assert response.status_code == 303, response.text
     drain_due(stack.worker)
-    mails = {m.rcpt_tos[0]: m.message for m in stack.smtp.messages()}
-    return release_token_from(mails[recipients[0]])
+    # Only this report's notification: a stack that held others has theirs captured too.
+    new = [m.message for m in stack.smtp.messages()
+           if m.rcpt_tos[0] == recipients[0] and all(m is not old for old in before)]  # fmt: skip
+    assert len(new) == 1, [m["Subject"] for m in new]
+    return release_token_from(new[0])
 
 
 def release_link_for(stack: Stack, message_id: str, address: str = RECIPIENTS[0]) -> str:
@@ -119,3 +138,49 @@ def release_link_for(stack: Stack, message_id: str, address: str = RECIPIENTS[0]
         session.add(report)
         session.commit()
     return token
+
+
+@dataclass
+class PreviewSite:
+    """An rspamd-backed stack served over real HTTP for a browser (see :func:`serve_previews`)."""
+
+    stack: Stack
+    url: str
+    held: int = 0
+
+    def hold(self, content: bytes, symbols: Sequence[str] = ("R_SPF_ALLOW",)) -> str:
+        """Hold ``content`` and have a sender report it: the recipient's release page URL on
+        this server. Each sender comes from its own address (TEST-NET-2), as senders do, so a
+        corpus of reports stays under the per-address limits."""
+        self.held += 1
+        sender = self.stack.new_client()
+        sender.environ_base["REMOTE_ADDR"] = f"198.51.100.{self.held % 250 + 1}"
+        return f"{self.url}/release/{held_with_link(self.stack, content, symbols, sender=sender)}"
+
+
+@contextmanager
+def serve_previews(directory: Path) -> Iterator[PreviewSite]:
+    """The app with one rspamd node (SQLite in ``directory``, the Halon simulator, SMTP and
+    relay capture servers), served over plain HTTP on 127.0.0.1 from a thread; the two
+    recipients may be notified of a whole corpus of messages in a day."""
+    simulator = SimulatorServer(HalonSimulator(users={"release": "sim-password-0123"})).start()
+    smtp, relay = CaptureServer().start(), CaptureServer().start()
+    stack: Stack | None = None
+    server = None
+    try:
+        stack = build_rspamd_stack(f"sqlite:///{directory / 'previews.sqlite3'}", simulator, smtp, relay.port,
+                                   sections={"app": {"public_url": "http://127.0.0.1"},
+                                             "limits": {"notifications_per_recipient_per_day": 100_000}})  # fmt: skip
+        server = make_server("127.0.0.1", 0, stack.app, threaded=True)
+        thread = threading.Thread(target=server.serve_forever, name="previews-http", daemon=True)
+        thread.start()
+        yield PreviewSite(stack, f"http://127.0.0.1:{server.server_port}")
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if stack is not None:
+            close_stack(stack)
+        relay.stop()
+        smtp.stop()
+        simulator.stop()
