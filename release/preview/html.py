@@ -64,6 +64,8 @@ TAG = re.compile(r"</?([a-z0-9]+)[^>]*>")
 # eye reads it: "www.<b>bank</b>.example" names www.bank.example.
 BLOCK = {"br", "p", "div", "li", "td", "th", "tr", "table", "blockquote", "pre", "hr", "dd", "dt", "h1", "h2", "h3"}
 TEXT_SCAN = 4000
+# What no look needs and a loader or old engine could act on, in any case, escaped or not.
+UNSAFE_STYLE = re.compile(r"url\s*\(|image-set|expression|behavior|binding|javascript:|@import|\\", re.IGNORECASE)
 
 
 def sanitise(markup: str, deadline: Deadline, max_links: int) -> tuple[str, list[Link]]:
@@ -71,6 +73,8 @@ def sanitise(markup: str, deadline: Deadline, max_links: int) -> tuple[str, list
     targets: list[str] = []
 
     def record(tag: str, attribute: str, value: str) -> str | None:
+        if attribute == "style" and UNSAFE_STYLE.search(value):
+            return None  # an allowed property may still carry url() or IE's expression()
         if tag != "a":
             return value
         if attribute != "href":

@@ -60,18 +60,6 @@ CHECKS = {
     "h": "shown as text outside the HTML body",
 }
 
-# Found by this corpus and reported (not fixed here: release/preview/ is others' work). nh3
-# keeps the value of an allowed style property whatever it is, so url() and expression() reach
-# the frame's markup; neither does anything in Chromium (no allowed property takes an image,
-# expression() is IE's), and the frame's policy forbids every load besides. Strict: a case
-# that no longer keeps it fails, to be taken off this list.
-_STYLE_VALUES = "nh3 keeps url()/expression() in the value of an allowed style property (inert in Chromium)"
-KNOWN_STYLE_RESIDUE = {
-    "inline-expression": _STYLE_VALUES,
-    "inline-expression-allowed-property": _STYLE_VALUES,
-    "inline-escaped-expression": _STYLE_VALUES + "; the CSS escape \\65 comes out decoded as 'expression'",
-    "inline-url-in-allowed-property": _STYLE_VALUES,
-}
 # Elements that can run script, load something, submit or reach outside the frame.
 LIVE_ELEMENTS = [
     *("script", "iframe", "frame", "frameset", "object", "embed", "applet", "link", "base", "form", "input"),
@@ -449,9 +437,6 @@ def test_a_hostile_mail_runs_nothing_and_loads_nothing(
     residue = seen.frame["residue"] if seen.frame else []
     if residue:
         tally.residue[case.id] = residue
-    if case.id in KNOWN_STYLE_RESIDUE:
-        assert residue, f"{case.id}: the sanitiser no longer keeps it: take it off KNOWN_STYLE_RESIDUE"
-        pytest.xfail(f"FINDING, reported and not fixed here: {KNOWN_STYLE_RESIDUE[case.id]}: {residue}")
     assert not residue, f"SANITISER KEPT url()/expression() in a style attribute: {case.id}: {residue}"
 
 
