@@ -764,3 +764,14 @@ __all__ = [
     "workdir",
     "write_config",
 ]
+
+
+def timed_gets(url: str, n: int) -> list[float]:
+    """Seconds of each of ``n`` sequential GETs of ``url`` over one keep-alive connection."""
+    times = []
+    with requests.Session() as http:
+        for _ in range(n):
+            started = time.perf_counter()
+            http.get(url, timeout=30).raise_for_status()
+            times.append(time.perf_counter() - started)
+    return times

@@ -40,6 +40,7 @@ from _stack import (  # noqa: E402
     stack,
     summary_ms,
     table,
+    timed_gets,
     workdir,
     write_config,
 )
@@ -192,7 +193,7 @@ def main() -> None:
                         )
                 with stack(config, work) as s:
                     s.gunicorn(port, workers=2, threads=4)
-                    floor = summary_ms(timed_gets(public, args.views))
+                    floor = summary_ms(timed_gets(f"{public}/healthz", args.views))
                     rows.append((kind, "GET /healthz (floor)", "", *_cols(floor), "", ""))
                     for label, size in SIZES.items():
                         views = 10 if size > 1_000_000 else args.views  # a 2 MB message: few are enough
@@ -224,16 +225,6 @@ def main() -> None:
                             ),
                         ]
     say(table(["db", "request", "bytes", "p50 ms", "p95 ms", "p99 ms", "x floor p50", f"p95 < {BAR_MS:g} ms"], rows))
-
-
-def timed_gets(public: str, n: int) -> list[float]:
-    times = []
-    with requests.Session() as http:
-        for _ in range(n):
-            started = time.perf_counter()
-            http.get(f"{public}/healthz", timeout=30).raise_for_status()
-            times.append(time.perf_counter() - started)
-    return times
 
 
 if __name__ == "__main__":

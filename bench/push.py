@@ -36,6 +36,7 @@ from _stack import (  # noqa: E402
     stack,
     summary_ms,
     table,
+    timed_gets,
     workdir,
     write_config,
 )
@@ -83,16 +84,6 @@ def timed_pushes(url: str, bodies: list[bytes]) -> list[float]:
             times.append(time.perf_counter() - started)
             if response.status_code != 200:
                 raise RuntimeError(f"push answered {response.status_code}: {response.text[:300]}")
-    return times
-
-
-def timed_gets(url: str, n: int) -> list[float]:
-    times = []
-    with requests.Session() as http:
-        for _ in range(n):
-            started = time.perf_counter()
-            http.get(url, timeout=30).raise_for_status()
-            times.append(time.perf_counter() - started)
     return times
 
 
