@@ -23,6 +23,9 @@ NAME_LIMIT = 200
 ADDRESS_LIMIT = 320
 SUBJECT_LIMIT = 1000
 MAX_ADDRESSES = 50
+# An RFC 2047 encoded word, as leniently as the standard library's decoder finds one (its text
+# may hold anything but "?="), so that every word it would decode is masked here first.
+ENCODED_WORD = re.compile(r"=\?[^?]*\?[qQbB]\?.*?\?=")
 
 
 def raw_values(message: Message, name: str) -> list[str]:
@@ -57,10 +60,25 @@ def text(value: str | None, limit: int) -> str:
 def mailboxes(message: Message, name: str, header_chars: int) -> tuple[Mailbox, ...]:
     """The addresses of every ``name`` header (a message may carry it twice)."""
     values = [v[:header_chars] for v in raw_values(message, name)]
+    words: list[str] = []
+    mark = "sfrword"
+    while any(mark in v for v in values):
+        mark += "x"
+
+    def masked(match: re.Match[str]) -> str:
+        words.append(match.group(0))
+        return f"{mark}{len(words) - 1}{mark}"
+
+    def unmasked(value: str) -> str:
+        return re.sub(f"{mark}(\\d+){mark}", lambda m: words[int(m.group(1))], value)
+
+    # An encoded word is one opaque word while addresses are split: its decoded text (which
+    # may look like "<x@y.example>") never becomes an address of its own.
+    values = [ENCODED_WORD.sub(masked, v) for v in values]
     found = []
     for display, address in getaddresses(values)[:MAX_ADDRESSES]:
         if display or address:
-            found.append(Mailbox(text(display, NAME_LIMIT), text(address, ADDRESS_LIMIT)))
+            found.append(Mailbox(text(unmasked(display), NAME_LIMIT), text(unmasked(address), ADDRESS_LIMIT)))
     return tuple(found)
 
 
