@@ -8,7 +8,6 @@ as a :class:`Problem` the page names in plain words, never an exception.
 
 from __future__ import annotations
 
-import codecs
 import logging
 from collections.abc import Iterable
 from email.feedparser import BytesFeedParser
@@ -16,7 +15,7 @@ from email.message import Message
 from email.policy import compat32
 
 from release.preview import attachments, auth, html
-from release.preview.headers import CONTROL, read_headers, text
+from release.preview.headers import CONTROL, codec, read_headers, text
 from release.preview.limits import Deadline, Limits, TooComplex, TooSlow
 from release.preview.links import links_in_text
 from release.preview.model import Attachment, AuthResult, Headers, Link, Preview, Problem
@@ -25,8 +24,6 @@ log = logging.getLogger(__name__)
 
 CHUNK = 64 * 1024
 HEADER_BLOCK_LIMIT = 256 * 1024
-# Codecs that are text encodings in name only: they interpret escapes, not characters.
-NOT_CHARSETS = {"idna", "punycode", "raw-unicode-escape", "unicode-escape", "utf-7", "undefined"}
 NAME_LIMIT = 200
 
 
@@ -188,23 +185,13 @@ def _text(part: Message, limit: int) -> tuple[str, bool]:
     """A text part as characters (its declared charset where it is a real one), at most
     ``limit``, and whether it was cut."""
     data = _decoded(part)
-    charset = _charset(part.get_content_charset())
+    charset = codec(part.get_content_charset())
     try:
         decoded = data.decode(charset, "replace")
     except LookupError:
         decoded = data.decode("utf-8", "replace")
     decoded = decoded.replace("\r\n", "\n").replace("\x00", "")
     return decoded[:limit], len(decoded) > limit
-
-
-def _charset(declared: str | None) -> str:
-    """The codec to read a part with: its charset, or UTF-8 where that is missing, unknown
-    or not a character set at all (us-ascii mail is very often UTF-8 in practice)."""
-    try:
-        name = codecs.lookup(declared or "utf-8").name
-    except (LookupError, TypeError, ValueError):
-        return "utf-8"
-    return "utf-8" if name in NOT_CHARSETS or name == "ascii" else name
 
 
 def _attachment(index: int, part: Message, kind: str, name: str) -> Attachment:

@@ -8,9 +8,10 @@ is reported, not hidden.
 
 from __future__ import annotations
 
+import codecs
 import re
 from datetime import datetime
-from email.header import decode_header, make_header
+from email.header import decode_header
 from email.message import Message
 from email.utils import getaddresses, parsedate_to_datetime
 
@@ -26,6 +27,8 @@ MAX_ADDRESSES = 50
 # An RFC 2047 encoded word, as leniently as the standard library's decoder finds one (its text
 # may hold anything but "?="), so that every word it would decode is masked here first.
 ENCODED_WORD = re.compile(r"=\?[^?]*\?[qQbB]\?.*?\?=")
+# Codecs that are text encodings in name only: they interpret escapes, not characters.
+NOT_CHARSETS = {"idna", "punycode", "raw-unicode-escape", "unicode-escape", "utf-7", "undefined"}
 
 
 def raw_values(message: Message, name: str) -> list[str]:
@@ -51,10 +54,45 @@ def text(value: str | None, limit: int) -> str:
     whitespace folded, control and bidi characters out, at most ``limit`` characters."""
     raw = (value or "")[: limit * 4]
     try:
-        decoded = str(make_header(decode_header(raw)))
+        decoded = _decode_words(raw)
     except (ValueError, LookupError, UnicodeError, AssertionError, IndexError):
         decoded = raw
     return " ".join(CONTROL.sub(" ", decoded).split())[:limit]
+
+
+def _decode_words(raw: str) -> str:
+    """Each piece :func:`decode_header` splits ``raw`` into, decoded on its own.
+
+    ``make_header`` would do it all at once, but one word in an unknown charset or with a
+    broken byte made it fail as a whole (the reader saw the raw ``=?...?=`` text), and it read
+    the plain text between words as ASCII, so a raw UTF-8 header with one encoded word came
+    out as ``\\u043f...`` escapes. Plain pieces come back from ``decode_header`` encoded as
+    raw-unicode-escape, which is undone here; encoded ones are read with their charset (UTF-8
+    where that is unknown), replacing what does not decode."""
+    pieces: list[str] = []
+    previous: bool | None = None
+    for data, charset in decode_header(raw):
+        if isinstance(data, str):  # no encoded word at all
+            return data
+        encoded = charset is not None
+        if previous is not None and encoded != previous:
+            pieces.append(" ")  # an encoded word and plain text are separate words
+        if charset is None:
+            pieces.append(data.decode("raw-unicode-escape", "replace"))
+        else:
+            pieces.append(data.decode(codec(charset.partition("*")[0]), "replace"))
+        previous = encoded
+    return "".join(pieces)
+
+
+def codec(declared: str | None) -> str:
+    """The codec to read text declared as ``declared`` with: that charset, or UTF-8 where it
+    is missing, unknown or not a character set at all (us-ascii mail is very often UTF-8)."""
+    try:
+        name = codecs.lookup(declared or "utf-8").name
+    except (LookupError, TypeError, ValueError):
+        return "utf-8"
+    return "utf-8" if name in NOT_CHARSETS or name == "ascii" else name
 
 
 def mailboxes(message: Message, name: str, header_chars: int) -> tuple[Mailbox, ...]:
