@@ -114,10 +114,20 @@ def mailboxes(message: Message, name: str, header_chars: int) -> tuple[Mailbox, 
     # may look like "<x@y.example>") never becomes an address of its own.
     values = [ENCODED_WORD.sub(masked, v) for v in values]
     found = []
-    for display, address in getaddresses(values)[:MAX_ADDRESSES]:
+    for display, address in _split(values)[:MAX_ADDRESSES]:
         if display or address:
             found.append(Mailbox(text(unmasked(display), NAME_LIMIT), text(unmasked(address), ADDRESS_LIMIT)))
     return tuple(found)
+
+
+def _split(values: list[str]) -> list[tuple[str, str]]:
+    """``getaddresses``, which recurses once per nested comment: a header of a thousand "("
+    raised RecursionError, and with it every header went unread. Comments say nothing a
+    reader needs, so where nesting is that deep they are read as plain text."""
+    try:
+        return getaddresses(values)
+    except RecursionError:
+        return getaddresses([v.replace("(", " ").replace(")", " ") for v in values])
 
 
 def name_claim(mailbox: Mailbox | None) -> str:
