@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import codecs
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from email.header import decode_header
 from email.message import Message
 from email.utils import getaddresses, parsedate_to_datetime
@@ -159,10 +159,13 @@ def read_headers(message: Message, header_chars: int) -> Headers:
 
 
 def _date(value: str | None) -> datetime | None:
+    """The Date header, or None where it is no date. A zone of -0000 means UTC with the
+    sender's own zone unknown (RFC 5322 §3.3); the library returns it without a zone, as it
+    does a date whose zone is left out, and both are read as UTC, as mail readers do."""
     if value is None:
         return None
     try:
         parsed = parsedate_to_datetime(value[:200])
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    return parsed if parsed.tzinfo is not None else None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
