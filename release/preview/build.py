@@ -99,7 +99,7 @@ def _body(
     links: list[Link] = []
     safe_html = None
     if markup is not None:
-        safe_html, links = html.sanitise(markup, deadline, limits.max_links)
+        safe_html, links = html.sanitise(markup, deadline, limits.max_links, limits.html_depth)
     elif plain is not None:
         links = links_in_text(plain, limits.max_links)
     deadline.check()

@@ -14,6 +14,7 @@ from html.parser import HTMLParser
 
 import nh3
 
+from release.preview.balance import balance, renamed, restore
 from release.preview.limits import Deadline
 from release.preview.links import link
 from release.preview.model import Link
@@ -63,8 +64,9 @@ PLACEHOLDER = re.compile(r'(<a\b[^<>]*?)\shref="#sfr-link-(\d+)"')
 CHUNK = 64 * 1024
 
 
-def sanitise(markup: str, deadline: Deadline, max_links: int) -> tuple[str, list[Link]]:
-    """The safe markup of ``markup`` and its links (first ``max_links``), in order."""
+def sanitise(markup: str, deadline: Deadline, max_links: int, max_depth: int) -> tuple[str, list[Link]]:
+    """The safe markup of ``markup`` and its links (first ``max_links``), in order; elements
+    nested deeper than ``max_depth`` lose their tags (balance.py says why)."""
     targets: list[str] = []
 
     def record(tag: str, attribute: str, value: str) -> str | None:
@@ -76,19 +78,22 @@ def sanitise(markup: str, deadline: Deadline, max_links: int) -> tuple[str, list
         return value
 
     deadline.check()
+    balanced = balance(markup, TAGS, ATTRIBUTES, DROPPED_WITH_CONTENT, max_depth, deadline)
+    deadline.check()
     clean = nh3.clean(
-        markup,
-        tags=TAGS,
+        balanced,
+        tags={renamed(t) for t in TAGS},
         clean_content_tags=DROPPED_WITH_CONTENT,
-        attributes=ATTRIBUTES,
+        attributes={renamed(t): names for t, names in ATTRIBUTES.items()},
         attribute_filter=record,
         url_schemes=SCHEMES,
         strip_comments=True,
         link_rel=None,
         filter_style_properties=STYLE_PROPERTIES,
     )
+    clean = restore(clean)
     deadline.check()
-    texts = _link_texts(clean, deadline)
+    texts = _link_texts(clean, max_links, deadline) if targets else {}
     links = [link(target, texts.get(i, "")) for i, target in enumerate(targets[:max_links])]
     return _mark(clean, links), links
 
@@ -114,18 +119,22 @@ def _mark(clean: str, links: list[Link]) -> str:
 
 
 class _LinkText(HTMLParser):
-    """The visible text of each placeholder link in sanitised (well-formed) markup."""
+    """The visible text of each of the first ``wanted`` placeholder links in sanitised
+    (well-formed) markup; it is ``done`` at the first link after those."""
 
-    def __init__(self) -> None:
+    def __init__(self, wanted: int) -> None:
         super().__init__(convert_charrefs=True)
+        self.wanted = wanted
         self.texts: dict[int, list[str]] = {}
         self.current: int | None = None
-        self.depth = 0
+        self.done = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag == "a":
             href = dict(attrs).get("href") or ""
             self.current = int(href.rsplit("-", 1)[1]) if href.startswith("#sfr-link-") else None
+            if self.current is not None and self.current >= self.wanted:
+                self.current, self.done = None, True
         elif tag == "img" and self.current is not None:
             alt = dict(attrs).get("alt") or "[image]"
             self.texts.setdefault(self.current, []).append(alt)
@@ -141,12 +150,17 @@ class _LinkText(HTMLParser):
                 parts.append(data)
 
 
-def _link_texts(clean: str, deadline: Deadline) -> dict[int, str]:
-    parser = _LinkText()
+def _link_texts(clean: str, wanted: int, deadline: Deadline) -> dict[int, str]:
+    """The text of each of the first ``wanted`` links; a body of a hundred thousand links is
+    read only as far as the links the preview lists."""
+    parser = _LinkText(wanted)
     for start in range(0, len(clean), CHUNK):
         parser.feed(clean[start : start + CHUNK])
         deadline.check()
-    parser.close()
+        if parser.done:
+            break
+    else:
+        parser.close()
     return {i: " ".join("".join(parts).split()) for i, parts in parser.texts.items()}
 
 
