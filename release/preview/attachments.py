@@ -9,6 +9,7 @@ import io
 import zipfile
 from pathlib import PurePosixPath
 
+from release.preview.headers import CONTROL
 from release.preview.model import Attachment
 
 # Leading bytes → type. Order matters: the first match wins.
@@ -116,4 +117,6 @@ def _zip_members(data: bytes) -> tuple[tuple[str, ...], list[str]]:
     unpacked = sum(i.file_size for i in infos)
     if unpacked > BOMB_BYTES or unpacked > BOMB_RATIO * max(len(data), 1):
         warnings.append("bomb")
-    return tuple(i.filename[:200] for i in infos[:MEMBERS_SHOWN]), warnings
+    # Names as the page shows them: a right-to-left override in "evil\u202efdp.exe" would
+    # show "evilexe.pdf", so control and bidi characters go, as in every other name shown.
+    return tuple(CONTROL.sub("", i.filename)[:200] for i in infos[:MEMBERS_SHOWN]), warnings
