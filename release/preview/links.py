@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import tldextract
 
@@ -61,7 +61,9 @@ def link(url: str, text: str) -> Link:
     except ValueError:
         scheme, host = "invalid", ""
     if scheme == "mailto":
-        host = url.partition(":")[2].partition("?")[0].rpartition("@")[2]
+        # The first address, percent-decoded as a mail client reads it ("%40" is an "@").
+        first = unquote(url.partition(":")[2].partition("?")[0]).split(",")[0]
+        host = first.rpartition("@")[2].strip(" <>\"'")
     host, international = ascii_host(host) if host else ("", False)
     domain = registrable(host) if host else ""
     return Link(url, scheme, host, domain, text, _claimed(text, domain), international)
