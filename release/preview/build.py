@@ -36,6 +36,12 @@ WANTED = re.compile(
 )
 FIELD_LIMIT = 16 * 1024
 FIELDS_PER_NAME = 20
+# The standard library parses the parameters of Content-Type and Content-Disposition in
+# quadratic time (email.message._parseparam counts quotes from the start at every ";"), once
+# for each parameter asked for and inside calls the deadline cannot interrupt: an 80 KB
+# Content-Type took 11 s of CPU. A message with such a field longer than this is too complex.
+MIME_FIELD = re.compile(rb"^content-(?:type|disposition)[\t ]*:[^\n]*\n?(?:[\t ][^\n]*\n?)*", re.I | re.M)
+MIME_FIELD_LIMIT = 8 * 1024
 NAME_LIMIT = 200
 
 
@@ -90,6 +96,8 @@ def _header_block(data: bytes) -> bytes:
 
 
 def _parse(data: bytes, deadline: Deadline) -> Message:
+    if any(len(field.group(0)) > MIME_FIELD_LIMIT for field in MIME_FIELD.finditer(data)):
+        raise TooComplex
     parser = BytesFeedParser(policy=compat32)
     for start in range(0, len(data), CHUNK):
         parser.feed(data[start : start + CHUNK])
