@@ -51,11 +51,12 @@ STYLE_PROPERTIES = {
     *("border-top", "border-right", "border-bottom", "border-left", "border-color", "border-style"),
     *("border-width", "border-collapse", "border-spacing", "border-radius"),
 }
-# The only functions a style may call: colours and calc(). Any other (url(), image-set(), expression(),
-# one a CSS escape spells) loses the element its whole style attribute, whatever property
-# it sits in: nh3 keeps a property's value as it is, and a url() in it is a request.
-STYLE_FUNCTION = re.compile(r"([\w-]*)\s*\(")
-STYLE_FUNCTIONS = {"rgb", "rgba", "hsl", "hsla", "calc"}
+# The only functions a style may call: colours and calc(). Any other (url(), image-set(),
+# expression(), one a CSS escape spells) loses the element its whole style attribute,
+# whatever property it sits in: nh3 keeps a property's value as it is, and a url() in it is
+# a request. Matched possessively, from the start of a name only, so a long run of name
+# characters costs one pass (a plain "([\w-]*)\s*\(" took seconds on 20,000).
+ALLOWED_CALL = re.compile(r"(?<![\w-])(?:rgba?|hsla?|calc)\s*+\(", re.IGNORECASE)
 # Schemes whose links are recorded (and shown as dangerous where they are); a link with any
 # other scheme loses its target without being listed.
 SCHEMES = {"http", "https", "mailto", "ftp", "tel", "sms", "javascript", "vbscript", "data", "file", "blob", "cid"}
@@ -99,8 +100,9 @@ def sanitise(markup: str, deadline: Deadline, max_links: int, max_depth: int) ->
 
 
 def _plain_style(value: str) -> bool:
-    """Whether a style attribute calls no function but colours or calc() and has no CSS escape."""
-    return "\\" not in value and all(f.lower() in STYLE_FUNCTIONS for f in STYLE_FUNCTION.findall(value))
+    """Whether a style attribute calls no function but colours or calc() and has no CSS escape:
+    every "(" opens one of those."""
+    return "\\" not in value and value.count("(") == len(ALLOWED_CALL.findall(value))
 
 
 def _mark(clean: str, links: list[Link]) -> str:
