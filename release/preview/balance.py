@@ -14,17 +14,25 @@ deadline checked as it goes, and written out again as a stream html5ever reads a
   keeps its shape;
 - formatting elements renamed (``b`` to ``sfr-b``): html5ever treats them as plain elements,
   and :func:`restore` names them back in nh3's output;
-- no comments, declarations, scripts, styles or other raw-text content; text passes with
-  every ``<`` escaped and attribute values double-quoted, so no token of one piece can join
-  the next into a tag.
+- none of the markup's comments, declarations, scripts, styles or other raw-text content;
+- character references resolved here, by the standard's rules for text and for attribute
+  values, and every "&", "<" and '"' written escaped, so no token written here can join the
+  next into a tag;
+- text cut into runs of :data:`TEXT_RUN` characters by empty comments (nh3 drops them, and
+  the text reads as before): html5ever's serialiser copies a whole text node for each "&"
+  or no-break space it escapes, so a megabyte of "&" took ten seconds; kept attribute
+  values (not links, which nh3 replaces) are cut to :data:`ATTRIBUTE_LIMIT` for the same
+  reason.
 
 Nothing here is a security boundary: nh3 still sanitises whatever this writes.
 """
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Mapping, Set
+from html.entities import html5 as ENTITIES
 
 from release.preview.limits import Deadline
 
@@ -50,6 +58,7 @@ ATTRIBUTE = re.compile(
     r"([^\t\n\f\r />][^\t\n\f\r />=]*)(?:[\t\n\f\r ]*=[\t\n\f\r ]*(?:\"([^\"]*)\"?|'([^']*)'?|([^\t\n\f\r >]*)))?"
 )
 OPENING = re.compile(r"<[a-zA-Z!?/]")
+REFERENCE = re.compile(r"&(?:#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[a-zA-Z][a-zA-Z0-9]*;?)")
 # What a start tag closes first, and which open elements end the search for it.
 TABLE_SCOPE = {"table"}
 CELL_SCOPE = {"table", "td", "th", "caption"}
@@ -62,7 +71,9 @@ TABLE_PARTS = {"caption", "colgroup", "tr", "td", "th"} | SECTIONS
 # Content whose current element is one of these is moved before the table ("foster
 # parenting"), which costs html5ever a search of the table's siblings each time.
 TABLE_CONTEXT = {"table", "tbody", "thead", "tfoot", "tr"}
-FOSTER_LIMIT = 1000
+FOSTER_LIMIT = 4096  # characters and tags
+TEXT_RUN = 1024
+ATTRIBUTE_LIMIT = 16 * 1024
 IMPLIES_END = BLOCKS | HEADINGS | SECTIONS | {"a", "td", "th", "tr"}
 CHECK_EVERY = 256
 
@@ -138,12 +149,24 @@ class _Writer:
         self.counts: dict[str, int] = {}
         self.skipping: list[str] = []  # dropped elements the tokens are inside of
         self.fostered = 0
+        self.run = 0  # characters of text since the last comment
 
     def text(self, data: str) -> None:
         if self.skipping == ["head"] and data.strip(SPACE):
             self.skipping.clear()  # text ends a head left open, as in the standard
-        if not self.skipping and not (data.strip(SPACE) and self._foster_spent()):
-            self.out.append(data.replace("<", "&lt;"))
+        if self.skipping or (data.strip(SPACE) and self._foster_spent(len(data))):
+            return
+        if "&" in data:
+            data = html.unescape(data)
+        position = 0
+        while position < len(data):
+            if self.run >= TEXT_RUN:
+                self.out.append("<!---->")
+                self.run = 0
+            piece = data[position : position + TEXT_RUN - self.run]
+            self.out.append(piece.replace("&", "&amp;").replace("<", "&lt;"))
+            position += len(piece)
+            self.run += len(piece)
 
     def start(self, name: str, attrs: str) -> None:
         if self.skipping == ["head"] and name not in HEAD_CONTENT:
@@ -152,7 +175,7 @@ class _Writer:
             if name not in VOID and name not in RAW_TEXT:
                 self.skipping.append(name)
             return
-        if name not in self.tags or (name not in TABLE_PARTS and name != "col" and self._foster_spent()):
+        if name not in self.tags or (name not in TABLE_PARTS and name != "col" and self._foster_spent(1)):
             return  # unwrapped: its content stays where it is
         if name in IMPLIES_END:
             self._implied_end(name)
@@ -182,13 +205,14 @@ class _Writer:
         self._close_from(0)
         return "".join(self.out)
 
-    def _foster_spent(self) -> bool:
+    def _foster_spent(self, cost: int) -> bool:
         """Whether the next piece of content would be moved before its table, with the
         :data:`FOSTER_LIMIT` on that spent (such content is dropped: browsers show it above
-        the table, where sloppy markup puts little but stray spaces)."""
+        the table, where sloppy markup puts little but stray spaces). Text moved there joins
+        one text node whatever comments come between, so it counts by its length."""
         if not self.open or self.open[-1] not in TABLE_CONTEXT:
             return False
-        self.fostered += 1
+        self.fostered += cost
         return self.fostered > FOSTER_LIMIT
 
     def _implied_end(self, name: str) -> None:
@@ -236,10 +260,27 @@ class _Writer:
         for match in ATTRIBUTE.finditer(attrs):
             key = match.group(1).lower()
             if key in allowed and key not in written:  # the first of two wins, as in the standard
-                value = next((v for v in match.group(2, 3, 4) if v is not None), "")
-                # Character references are left for html5ever to resolve by its own rules.
-                written[key] = value.replace('"', "&quot;")
+                value = _attribute_value(next((v for v in match.group(2, 3, 4) if v is not None), ""))
+                if key != "href":
+                    value = value[:ATTRIBUTE_LIMIT]
+                written[key] = value.replace("&", "&amp;").replace('"', "&quot;")
         return "".join(f' {key}="{value}"' for key, value in written.items())
+
+
+def _attribute_value(value: str) -> str:
+    """``value`` with its character references resolved as the standard does inside an
+    attribute: as in text, but a named reference without its ";" stays as written where a
+    letter, digit or "=" follows it ("?a=1&copy=2" is a URL, not "?a=1©=2")."""
+
+    def resolve(match: re.Match[str]) -> str:
+        reference = match.group(0)
+        if reference.startswith("&#"):
+            return html.unescape(reference)
+        name = reference[1:]
+        following = value[match.end() : match.end() + 1]
+        return ENTITIES[name] if name in ENTITIES and (name.endswith(";") or following != "=") else reference
+
+    return REFERENCE.sub(resolve, value) if "&" in value else value
 
 
 def renamed(name: str) -> str:
