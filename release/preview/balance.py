@@ -99,7 +99,7 @@ def balance(
         if not found:
             break
         match = TOKEN.match(markup, start)
-        if match is None:  # "</" before neither a letter nor ">": text
+        if match is None:  # defensive: each alternative matches whatever follows its opening
             writer.text("<")
             position = start + 1
             continue
@@ -147,13 +147,16 @@ class _Writer:
         self.out: list[str] = []
         self.open: list[str] = []
         self.counts: dict[str, int] = {}
-        self.skipping: list[str] = []  # dropped elements the tokens are inside of
+        # The outermost dropped element the tokens are inside of, and how many elements of its
+        # name are open in it (a count, not a stack: ten thousand nested <math> cost nothing).
+        self.skipping = ""
+        self.skip_depth = 0
         self.fostered = 0
         self.run = 0  # characters of text since the last comment
 
     def text(self, data: str) -> None:
-        if self.skipping == ["head"] and data.strip(SPACE):
-            self.skipping.clear()  # text ends a head left open, as in the standard
+        if self.skipping == "head" and data.strip(SPACE):
+            self.skipping = ""  # text ends a head left open, as in the standard
         if self.skipping or (data.strip(SPACE) and self._foster_spent(len(data))):
             return
         if "&" in data:
@@ -169,11 +172,14 @@ class _Writer:
             self.run += len(piece)
 
     def start(self, name: str, attrs: str) -> None:
-        if self.skipping == ["head"] and name not in HEAD_CONTENT:
-            self.skipping.clear()
-        if self.skipping or name in self.dropped:
+        if self.skipping == "head" and name not in HEAD_CONTENT:
+            self.skipping = ""
+        if self.skipping:
+            self.skip_depth += name == self.skipping
+            return
+        if name in self.dropped:
             if name not in VOID and name not in RAW_TEXT:
-                self.skipping.append(name)
+                self.skipping, self.skip_depth = name, 1
             return
         if name not in self.tags or (name not in TABLE_PARTS and name != "col" and self._foster_spent(1)):
             return  # unwrapped: its content stays where it is
@@ -188,9 +194,9 @@ class _Writer:
 
     def end(self, name: str) -> None:
         if self.skipping:
-            if name in self.skipping:
-                while self.skipping.pop() != name:
-                    pass
+            self.skip_depth -= name == self.skipping
+            if not self.skip_depth:
+                self.skipping = ""
             return
         if self.open and self.open[-1] == name:
             self._close_from(len(self.open) - 1)
