@@ -9,6 +9,7 @@ import io
 import zipfile
 from pathlib import PurePosixPath
 
+from release.preview.headers import CONTROL
 from release.preview.model import Attachment
 
 # Leading bytes → type. Order matters: the first match wins.
@@ -54,6 +55,9 @@ ARCHIVE_TYPES = {
 }
 # Office Open XML files are zips too: they are documents, listed by their extension.
 OFFICE_EXTENSIONS = {"docx", "xlsx", "pptx", "odt", "ods", "odp", "epub", "docm", "xlsm", "pptm"}
+# The member that makes a zip an Office Open XML file ("[Content_Types].xml") or an
+# OpenDocument or EPUB one ("mimetype").
+DOCUMENT_MARKERS = {"[Content_Types].xml", "mimetype"}
 MEMBERS_SHOWN = 20
 MEMBERS_READ = 2000
 BOMB_RATIO = 100
@@ -88,24 +92,29 @@ def describe(index: int, name: str, declared: str, data: bytes) -> Attachment:
     """An :class:`Attachment` for one decoded part."""
     sniffed = sniff(data)
     ext = extension(name)
-    office = ext in OFFICE_EXTENSIONS and sniffed == "application/zip"
+    members: tuple[str, ...] = ()
+    warnings: list[str] = []
+    document = False
+    if sniffed == "application/zip":
+        members, warnings, document = _zip_members(data)
+    # A zip is a document where its name and its directory both say so: the name alone let
+    # any archive, executables and all, pass unflagged as "invoice.docx".
+    office = ext in OFFICE_EXTENSIONS and document
+    if office:
+        members, warnings = (), []
     executable = ext in EXECUTABLE_EXTENSIONS or sniffed in EXECUTABLE_TYPES
     archive = not office and (ext in ARCHIVE_EXTENSIONS or sniffed in ARCHIVE_TYPES)
-    warnings: list[str] = []
-    members: tuple[str, ...] = ()
-    if sniffed == "application/zip" and not office:
-        members, found = _zip_members(data)
-        warnings.extend(found)
     return Attachment(index, name, declared, sniffed, len(data), executable, archive, tuple(warnings), members)
 
 
-def _zip_members(data: bytes) -> tuple[tuple[str, ...], list[str]]:
-    """A zip's first member names and what its directory gives away; never inflates."""
+def _zip_members(data: bytes) -> tuple[tuple[str, ...], list[str], bool]:
+    """A zip's first member names, what its directory gives away, and whether it is an
+    Office or OpenDocument file; never inflates."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             infos = archive.infolist()[:MEMBERS_READ]
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, OSError, NotImplementedError):
-        return (), ["unreadable"]
+        return (), ["unreadable"], False
     warnings = []
     if any(i.flag_bits & 0x1 for i in infos):
         warnings.append("encrypted")
@@ -116,4 +125,7 @@ def _zip_members(data: bytes) -> tuple[tuple[str, ...], list[str]]:
     unpacked = sum(i.file_size for i in infos)
     if unpacked > BOMB_BYTES or unpacked > BOMB_RATIO * max(len(data), 1):
         warnings.append("bomb")
-    return tuple(i.filename[:200] for i in infos[:MEMBERS_SHOWN]), warnings
+    # Names as the page shows them: a right-to-left override in "evil\u202efdp.exe" would
+    # show "evilexe.pdf", so control and bidi characters go, as in every other name shown.
+    names = tuple(CONTROL.sub("", i.filename)[:200] for i in infos[:MEMBERS_SHOWN])
+    return names, warnings, any(i.filename in DOCUMENT_MARKERS for i in infos)

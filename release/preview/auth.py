@@ -44,6 +44,8 @@ METHODS = ("spf", "dkim", "dmarc", "arc")
 RESULT = re.compile(r"\b(spf|dkim|dmarc|arc)\s*=\s*([a-z]+)((?:\s+[a-z]+(?:\.[a-z-]+)?\s*=\s*[^\s;]+)*)", re.I)
 DETAIL = re.compile(r"\b(?:smtp\.mailfrom|header\.d|header\.from|header\.i)\s*=\s*([^\s;]+)", re.I)
 HEADER_LIMIT = 2000
+COMMENT = re.compile(r"\([^()]*\)")
+COMMENT_DEPTH = 5
 
 
 def from_symbols(symbols: Iterable[str]) -> tuple[AuthResult, ...]:
@@ -61,7 +63,7 @@ def from_header(message: Message, authserv_id: str) -> tuple[AuthResult, ...]:
     if not authserv_id:
         return ()
     for value in raw_values(message, "Authentication-Results"):
-        header = text(value, HEADER_LIMIT)
+        header = _uncommented(text(value, HEADER_LIMIT))
         server, _, rest = header.partition(";")
         if server.split()[:1] != [authserv_id]:
             continue
@@ -71,3 +73,14 @@ def from_header(message: Message, authserv_id: str) -> tuple[AuthResult, ...]:
             results.append(AuthResult(method.lower(), result.lower(), detail.group(1)[:200] if detail else ""))
         return tuple(results)
     return ()
+
+
+def _uncommented(value: str) -> str:
+    """``value`` without its comments (nested to :data:`COMMENT_DEPTH`). Servers often add one
+    after a result ("dkim=fail (bad signature) header.d=..."), and the detail after it was
+    lost; a ";" inside one ended the verdict early."""
+    for _ in range(COMMENT_DEPTH):
+        value, found = COMMENT.subn(" ", value)
+        if not found:
+            break
+    return value

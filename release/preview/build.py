@@ -8,25 +8,40 @@ as a :class:`Problem` the page names in plain words, never an exception.
 
 from __future__ import annotations
 
-import codecs
 import logging
+import re
 from collections.abc import Iterable
 from email.feedparser import BytesFeedParser
 from email.message import Message
 from email.policy import compat32
 
 from release.preview import attachments, auth, html
-from release.preview.headers import CONTROL, read_headers, text
+from release.preview.headers import CONTROL, codec, read_headers, text
 from release.preview.limits import Deadline, Limits, TooComplex, TooSlow
 from release.preview.links import links_in_text
 from release.preview.model import Attachment, AuthResult, Headers, Link, Preview, Problem
 
 log = logging.getLogger(__name__)
 
-CHUNK = 64 * 1024
-HEADER_BLOCK_LIMIT = 256 * 1024
-# Codecs that are text encodings in name only: they interpret escapes, not characters.
-NOT_CHARSETS = {"idna", "punycode", "raw-unicode-escape", "unicode-escape", "utf-7", "undefined"}
+# The parser checks every line against the boundary of each enclosing multipart, so one
+# chunk of short lines in a message nested a few hundred deep costs seconds: at 64 KB a
+# chunk ran the two-second cap to eight. Feeding is no slower in small chunks.
+CHUNK = 8 * 1024
+# The header section as the standard library's parser tells it (feedparser's headerRE):
+# lines that are a field name and its colon, a folded continuation or an mbox "From " line.
+HEADER_SECTION = re.compile(rb"(?:(?:[\x21-\x39\x3b-\x7e]*:|[\t ]|From )[^\n]*(?:\n|\Z))*")
+# The fields the preview reads, each with its continuation lines.
+WANTED = re.compile(
+    rb"^(?:from|reply-to|to|cc|date|subject|authentication-results):[^\n]*\n?(?:[\t ][^\n]*\n?)*", re.I | re.M
+)
+FIELD_LIMIT = 16 * 1024
+FIELDS_PER_NAME = 20
+# The standard library parses the parameters of Content-Type and Content-Disposition in
+# quadratic time (email.message._parseparam counts quotes from the start at every ";"), once
+# for each parameter asked for and inside calls the deadline cannot interrupt: an 80 KB
+# Content-Type took 11 s of CPU. A message with such a field longer than this is too complex.
+MIME_FIELD = re.compile(rb"^content-(?:type|disposition)[\t ]*:[^\n]*\n?(?:[\t ][^\n]*\n?)*", re.I | re.M)
+MIME_FIELD_LIMIT = 8 * 1024
 NAME_LIMIT = 200
 
 
@@ -64,13 +79,25 @@ def build_preview(
 
 
 def _header_block(data: bytes) -> bytes:
-    """The header section (up to the first empty line), bounded."""
-    head = data[:HEADER_BLOCK_LIMIT]
-    ends = [i for i in (head.find(b"\r\n\r\n"), head.find(b"\n\n")) if i >= 0]
-    return head[: min(ends)] + b"\r\n\r\n" if ends else head
+    """The fields the preview reads, found in the whole header section however long, each
+    cut to :data:`FIELD_LIMIT`, at most :data:`FIELDS_PER_NAME` of one name, in order.
+
+    The section used to be cut at 256 KB instead, so one long junk header above From and
+    Subject hid both while the body was still shown."""
+    section = HEADER_SECTION.match(data)
+    counts: dict[bytes, int] = {}
+    kept = []
+    for field in WANTED.finditer(data, 0, section.end() if section else 0):
+        name = field.group(0).split(b":", 1)[0].lower()
+        counts[name] = counts.get(name, 0) + 1
+        if counts[name] <= FIELDS_PER_NAME:
+            kept.append(field.group(0)[:FIELD_LIMIT].rstrip(b"\r\n"))
+    return b"\r\n".join(kept) + b"\r\n\r\n"
 
 
 def _parse(data: bytes, deadline: Deadline) -> Message:
+    if any(len(field.group(0)) > MIME_FIELD_LIMIT for field in MIME_FIELD.finditer(data)):
+        raise TooComplex
     parser = BytesFeedParser(policy=compat32)
     for start in range(0, len(data), CHUNK):
         parser.feed(data[start : start + CHUNK])
@@ -102,7 +129,7 @@ def _body(
     links: list[Link] = []
     safe_html = None
     if markup is not None:
-        safe_html, links = html.sanitise(markup, deadline, limits.max_links)
+        safe_html, links = html.sanitise(markup, deadline, limits.max_links, limits.html_depth)
     elif plain is not None:
         links = links_in_text(plain, limits.max_links)
     deadline.check()
@@ -188,23 +215,13 @@ def _text(part: Message, limit: int) -> tuple[str, bool]:
     """A text part as characters (its declared charset where it is a real one), at most
     ``limit``, and whether it was cut."""
     data = _decoded(part)
-    charset = _charset(part.get_content_charset())
+    charset = codec(part.get_content_charset())
     try:
         decoded = data.decode(charset, "replace")
     except LookupError:
         decoded = data.decode("utf-8", "replace")
     decoded = decoded.replace("\r\n", "\n").replace("\x00", "")
     return decoded[:limit], len(decoded) > limit
-
-
-def _charset(declared: str | None) -> str:
-    """The codec to read a part with: its charset, or UTF-8 where that is missing, unknown
-    or not a character set at all (us-ascii mail is very often UTF-8 in practice)."""
-    try:
-        name = codecs.lookup(declared or "utf-8").name
-    except (LookupError, TypeError, ValueError):
-        return "utf-8"
-    return "utf-8" if name in NOT_CHARSETS or name == "ascii" else name
 
 
 def _attachment(index: int, part: Message, kind: str, name: str) -> Attachment:

@@ -8,9 +8,10 @@ is reported, not hidden.
 
 from __future__ import annotations
 
+import codecs
 import re
-from datetime import datetime
-from email.header import decode_header, make_header
+from datetime import UTC, datetime
+from email.header import decode_header
 from email.message import Message
 from email.utils import getaddresses, parsedate_to_datetime
 
@@ -23,6 +24,11 @@ NAME_LIMIT = 200
 ADDRESS_LIMIT = 320
 SUBJECT_LIMIT = 1000
 MAX_ADDRESSES = 50
+# An RFC 2047 encoded word, as leniently as the standard library's decoder finds one (its text
+# may hold anything but "?="), so that every word it would decode is masked here first.
+ENCODED_WORD = re.compile(r"=\?[^?]*\?[qQbB]\?.*?\?=")
+# Codecs that are text encodings in name only: they interpret escapes, not characters.
+NOT_CHARSETS = {"idna", "punycode", "raw-unicode-escape", "unicode-escape", "utf-7", "undefined"}
 
 
 def raw_values(message: Message, name: str) -> list[str]:
@@ -48,20 +54,80 @@ def text(value: str | None, limit: int) -> str:
     whitespace folded, control and bidi characters out, at most ``limit`` characters."""
     raw = (value or "")[: limit * 4]
     try:
-        decoded = str(make_header(decode_header(raw)))
+        decoded = _decode_words(raw)
     except (ValueError, LookupError, UnicodeError, AssertionError, IndexError):
         decoded = raw
     return " ".join(CONTROL.sub(" ", decoded).split())[:limit]
 
 
+def _decode_words(raw: str) -> str:
+    """Each piece :func:`decode_header` splits ``raw`` into, decoded on its own.
+
+    ``make_header`` would do it all at once, but one word in an unknown charset or with a
+    broken byte made it fail as a whole (the reader saw the raw ``=?...?=`` text), and it read
+    the plain text between words as ASCII, so a raw UTF-8 header with one encoded word came
+    out as ``\\u043f...`` escapes. Plain pieces come back from ``decode_header`` encoded as
+    raw-unicode-escape, which is undone here; encoded ones are read with their charset (UTF-8
+    where that is unknown), replacing what does not decode."""
+    pieces: list[str] = []
+    previous: bool | None = None
+    for data, charset in decode_header(raw):
+        if isinstance(data, str):  # no encoded word at all
+            return data
+        encoded = charset is not None
+        if previous is not None and encoded != previous:
+            pieces.append(" ")  # an encoded word and plain text are separate words
+        if charset is None:
+            pieces.append(data.decode("raw-unicode-escape", "replace"))
+        else:
+            pieces.append(data.decode(codec(charset.partition("*")[0]), "replace"))
+        previous = encoded
+    return "".join(pieces)
+
+
+def codec(declared: str | None) -> str:
+    """The codec to read text declared as ``declared`` with: that charset, or UTF-8 where it
+    is missing, unknown or not a character set at all (us-ascii mail is very often UTF-8)."""
+    try:
+        name = codecs.lookup(declared or "utf-8").name
+    except (LookupError, TypeError, ValueError):
+        return "utf-8"
+    return "utf-8" if name in NOT_CHARSETS or name == "ascii" else name
+
+
 def mailboxes(message: Message, name: str, header_chars: int) -> tuple[Mailbox, ...]:
     """The addresses of every ``name`` header (a message may carry it twice)."""
     values = [v[:header_chars] for v in raw_values(message, name)]
+    words: list[str] = []
+    mark = "sfrword"
+    while any(mark in v for v in values):
+        mark += "x"
+
+    def masked(match: re.Match[str]) -> str:
+        words.append(match.group(0))
+        return f"{mark}{len(words) - 1}{mark}"
+
+    def unmasked(value: str) -> str:
+        return re.sub(f"{mark}(\\d+){mark}", lambda m: words[int(m.group(1))], value)
+
+    # An encoded word is one opaque word while addresses are split: its decoded text (which
+    # may look like "<x@y.example>") never becomes an address of its own.
+    values = [ENCODED_WORD.sub(masked, v) for v in values]
     found = []
-    for display, address in getaddresses(values)[:MAX_ADDRESSES]:
+    for display, address in _split(values)[:MAX_ADDRESSES]:
         if display or address:
-            found.append(Mailbox(text(display, NAME_LIMIT), text(address, ADDRESS_LIMIT)))
+            found.append(Mailbox(text(unmasked(display), NAME_LIMIT), text(unmasked(address), ADDRESS_LIMIT)))
     return tuple(found)
+
+
+def _split(values: list[str]) -> list[tuple[str, str]]:
+    """``getaddresses``, which recurses once per nested comment: a header of a thousand "("
+    raised RecursionError, and with it every header went unread. Comments say nothing a
+    reader needs, so where nesting is that deep they are read as plain text."""
+    try:
+        return getaddresses(values)
+    except RecursionError:
+        return getaddresses([v.replace("(", " ").replace(")", " ") for v in values])
 
 
 def name_claim(mailbox: Mailbox | None) -> str:
@@ -93,10 +159,13 @@ def read_headers(message: Message, header_chars: int) -> Headers:
 
 
 def _date(value: str | None) -> datetime | None:
+    """The Date header, or None where it is no date. A zone of -0000 means UTC with the
+    sender's own zone unknown (RFC 5322 §3.3); the library returns it without a zone, as it
+    does a date whose zone is left out, and both are read as UTC, as mail readers do."""
     if value is None:
         return None
     try:
         parsed = parsedate_to_datetime(value[:200])
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    return parsed if parsed.tzinfo is not None else None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)

@@ -15,6 +15,7 @@ class Limits:
     max_depth: int = 16
     text_chars: int = 200_000  # of the text body shown
     html_chars: int = 1_000_000  # of the HTML handed to the sanitiser
+    html_depth: int = 128  # elements nested deeper lose their tags (balance.py)
     max_links: int = 200
     max_attachments: int = 100
     header_chars: int = 2_000  # of one header's value, before it is parsed

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import tldextract
 
@@ -24,6 +24,9 @@ URL_IN_TEXT = re.compile(r"\b(?:https?://|www\.)[^\s<>\"'\]\[{}|\\^`]+", re.IGNO
 DOMAIN_IN_TEXT = re.compile(r"(?<![\w@.-])(?:[\w-]+\.)+[^\W\d_]{2,}(?![\w-])")
 TRAILING = ".,;:!?)'\""
 SPECIAL_USE = {"example", "test", "invalid", "localhost", "local", "internal"}
+SCHEME = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*:")
+# Schemes whose URLs browsers parse by the WHATWG rules for hosts ("special" schemes).
+SPECIAL = {"http", "https", "ftp", "ws", "wss"}
 
 
 @functools.cache
@@ -70,16 +73,35 @@ def link(url: str, text: str) -> Link:
     url = CONTROL.sub("", url.strip())[:URL_LIMIT]
     text = " ".join(CONTROL.sub(" ", text).split())[:TEXT_LIMIT]
     try:
-        parts = urlsplit(url if "://" in url or ":" in url.split("/", 1)[0] else "http://" + url)
+        parts = urlsplit(_as_browsers_read(url))
         scheme = parts.scheme.lower()
         host = parts.hostname or ""
     except ValueError:
         scheme, host = "invalid", ""
     if scheme == "mailto":
-        host = url.partition(":")[2].partition("?")[0].rpartition("@")[2]
+        # The first address, percent-decoded as a mail client reads it ("%40" is an "@").
+        first = unquote(url.partition(":")[2].partition("?")[0]).split(",")[0]
+        host = first.rpartition("@")[2].strip(" <>\"'")
     host, international = ascii_host(host) if host else ("", False)
     domain = registrable(host) if host else ""
     return Link(url, scheme, host, domain, text, _claimed(text, domain), international)
+
+
+def _as_browsers_read(url: str) -> str:
+    """``url`` spelled so that urlsplit finds the host a browser goes to (WHATWG URL rules).
+
+    For http(s) a backslash is a slash and any run of slashes or backslashes after the
+    scheme starts the host: urlsplit alone read "https://evil.example\\@paypal.com/" as
+    paypal.com (the part after "@"), where a browser goes to evil.example, and it found no
+    host in "https:evil.example" or "//evil.example/x" at all. A bare name gets http://."""
+    if url[:2] in ("//", "\\\\", "/\\", "\\/"):
+        url = "http:" + url
+    elif not SCHEME.match(url):
+        return "http://" + url
+    scheme, _, rest = url.partition(":")
+    if scheme.lower() in SPECIAL:
+        return scheme + "://" + rest.lstrip("/\\").replace("\\", "/")
+    return url
 
 
 def _claimed(text: str, domain: str) -> str:
