@@ -234,9 +234,6 @@ class NodeSettings:
     max_message_bytes: int = 25 * 1024 * 1024
     # The recipient's preview of this node's messages (off: the page says it is switched off).
     preview: bool = True
-    # The authserv-id of the Authentication-Results header the node writes itself (halon);
-    # empty: no header is trusted (a sender can write any).
-    authserv_id: str = ""
 
     def __post_init__(self) -> None:
         short, long = DEFAULT_QUARANTINES.get(self.type, ("", ""))

@@ -34,8 +34,6 @@ QUARANTINE_ID = re.compile(r"mailquarantine:[0-9]+")
 # A halon6 marker: metadata key=value on held copies (Halon's own keys start with "_").
 QUARANTINE_MARKER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}=[A-Za-z0-9_.:-]{1,64}")
 HALON6_VERSION = re.compile(r"6\.[0-9]{1,3}")
-# RFC 8601 authserv-id: a host name, in practice.
-AUTHSERV_ID = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})")
 # What an HTTP header (Basic auth, X-API-Key) can carry: printable ASCII, no spaces at the ends.
 CREDENTIAL = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
 MAX_NODE_TIMEOUT = 300.0
@@ -221,10 +219,6 @@ def _validate_nodes(nodes: tuple[NodeSettings, ...], *, demo: bool) -> None:
             _validate_halon5(key, node, demo=demo)
         if node.type != "rspamd":
             _refuse_keys(key, node, RSPAMD_ONLY, "an rspamd key; remove it from this Halon node")
-        if node.authserv_id and not AUTHSERV_ID.fullmatch(node.authserv_id):
-            raise ConfigError(
-                f"{key}.authserv_id", "must be a host name (the id the node writes in Authentication-Results)"
-            )
         if node.short_quarantine == node.long_quarantine:
             raise ConfigError(f"{key}.long_quarantine", "must differ from short_quarantine")
         if node.ca_file and not Path(node.ca_file).is_file():

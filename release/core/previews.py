@@ -78,10 +78,7 @@ class Previews:
         if not isinstance(loaded, MessageContent):
             return Shown(unavailable=loaded)
         assert node is not None  # _content answered OFF otherwise
-        preview = build_preview(
-            loaded.data, loaded.size, self.limits, symbols=loaded.verdicts, authserv_id=node.authserv_id
-        )
-        return Shown(preview)
+        return Shown(build_preview(loaded.data, loaded.size, self.limits, symbols=loaded.verdicts))
 
     def attachment(self, session: Session, recipient: Recipient, index: int) -> tuple[Attachment, bytes] | None:
         """One attachment's listing and bytes, as :meth:`show` lists it; None when there is none."""
@@ -117,9 +114,12 @@ class Previews:
 
 
 def _cached(session: Session, copy: _Copy) -> MessageContent | None:
-    row = session.scalar(
-        select(PreviewContent).where(PreviewContent.node == copy.node, PreviewContent.message_id == copy.message_id)
-    )
+    """What was kept, read in one statement (a purge between two would leave half a row)."""
+    row = session.execute(
+        select(PreviewContent.content, PreviewContent.size).where(
+            PreviewContent.node == copy.node, PreviewContent.message_id == copy.message_id
+        )
+    ).first()
     return MessageContent(zlib.decompress(row.content), row.size) if row is not None else None
 
 

@@ -1,18 +1,16 @@
 """The authentication verdicts a recipient may trust: only those the gateway itself recorded.
 
-A message can carry any Authentication-Results header its sender wrote, so only the header
-whose authserv-id is the gateway's own (a node setting) counts, and only the topmost one
-(RFC 8601 §5: the receiving server adds it above what came in). Rspamd records its verdicts
-as symbols, which the push carries.
+Never an Authentication-Results header: the preview reads the message as it was received
+(Rspamd's push, Halon's .eml), so any such header in it came from upstream, where a sender
+can write one naming any server. Rspamd records its verdicts as symbols, which the push
+carries; Halon keeps none where the service can read them.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from email.message import Message
 
-from release.preview.headers import raw_values, text
 from release.preview.model import AuthResult
 
 SYMBOLS = {
@@ -56,31 +54,3 @@ def from_symbols(symbols: Iterable[str]) -> tuple[AuthResult, ...]:
         if method_result and method_result[0] not in found:
             found[method_result[0]] = AuthResult(*method_result)
     return tuple(found[m] for m in METHODS if m in found)
-
-
-def from_header(message: Message, authserv_id: str) -> tuple[AuthResult, ...]:
-    """The verdicts in the topmost Authentication-Results header of ``authserv_id``."""
-    if not authserv_id:
-        return ()
-    for value in raw_values(message, "Authentication-Results"):
-        header = _uncommented(text(value, HEADER_LIMIT))
-        server, _, rest = header.partition(";")
-        if server.split()[:1] != [authserv_id]:
-            continue
-        results = []
-        for method, result, properties in RESULT.findall(rest):
-            detail = DETAIL.search(properties)
-            results.append(AuthResult(method.lower(), result.lower(), detail.group(1)[:200] if detail else ""))
-        return tuple(results)
-    return ()
-
-
-def _uncommented(value: str) -> str:
-    """``value`` without its comments (nested to :data:`COMMENT_DEPTH`). Servers often add one
-    after a result ("dkim=fail (bad signature) header.d=..."), and the detail after it was
-    lost; a ";" inside one ended the verdict early."""
-    for _ in range(COMMENT_DEPTH):
-        value, found = COMMENT.subn(" ", value)
-        if not found:
-            break
-    return value

@@ -45,25 +45,19 @@ MIME_FIELD_LIMIT = 8 * 1024
 NAME_LIMIT = 200
 
 
-def build_preview(
-    data: bytes, size: int, limits: Limits, *, symbols: Iterable[str] = (), authserv_id: str = ""
-) -> Preview:
-    """The preview of a message whose first bytes are ``data`` and whole size ``size``.
-
-    ``symbols`` are the filter's own verdicts (rspamd); ``authserv_id`` names the gateway's
-    own Authentication-Results header (Halon), if it writes one.
-    """
+def build_preview(data: bytes, size: int, limits: Limits, *, symbols: Iterable[str] = ()) -> Preview:
+    """The preview of a message whose first bytes are ``data`` and whole size ``size``;
+    ``symbols`` are the filter's own verdicts (rspamd; see auth.py)."""
     deadline = Deadline(limits.seconds)
-    recorded = auth.from_symbols(symbols)
+    verdicts = auth.from_symbols(symbols)
     try:
         head = _parse(_header_block(data), deadline)
         headers = read_headers(head, limits.header_chars)
-        verdicts = recorded or auth.from_header(head, authserv_id)
     except TooSlow:
-        return Preview(Headers(), size, recorded, problem=Problem.TOO_SLOW)
+        return Preview(Headers(), size, verdicts, problem=Problem.TOO_SLOW)
     except Exception:  # noqa: BLE001 - hostile bytes; any failure is "could not display"
         log.warning("preview: the headers could not be read", exc_info=True)
-        return Preview(Headers(), size, recorded, problem=Problem.MALFORMED)
+        return Preview(Headers(), size, verdicts, problem=Problem.MALFORMED)
     if size > limits.max_bytes or len(data) < size:
         return Preview(headers, size, verdicts, problem=Problem.TOO_LARGE)
     try:

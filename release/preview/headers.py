@@ -168,4 +168,9 @@ def _date(value: str | None) -> datetime | None:
         parsed = parsedate_to_datetime(value[:200])
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    parsed = parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    try:
+        parsed.astimezone(UTC)  # pages show it in UTC: year 9999 at -2359 would overflow there
+    except OverflowError:
+        return None
+    return parsed

@@ -17,6 +17,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, url_for
 from flask_babel import gettext
 from itsdangerous import BadData, URLSafeTimedSerializer
+from sqlalchemy.exc import InvalidRequestError
 
 from release.container import services
 from release.core.previews import Shown, Unavailable
@@ -65,8 +66,14 @@ def _recipient(token: str) -> Recipient:
 def context(recipient: Recipient) -> dict[str, Any]:
     """What templates/_preview.html needs for ``recipient``'s copy (ends the transaction)."""
     node = recipient.report.node
-    shown: Shown = services().previews.show(db_session(), recipient)
     token = frame_token(recipient)
+    shown: Shown = services().previews.show(db_session(), recipient)
+    try:  # the copy's rows may have gone (purged, deleted) while the gateway was asked
+        db_session().refresh(recipient)
+    except InvalidRequestError:
+        abort(
+            404, description=gettext("This release link is not valid. Please use the link from the notification mail.")
+        )
     preview = shown.preview
     PREVIEWS.labels(node, str(shown.unavailable or (preview and preview.problem) or "shown")).inc()
     if preview is not None and preview.html is not None:

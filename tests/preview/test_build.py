@@ -297,7 +297,7 @@ def test_one_megabyte_single_line_header() -> None:
 
 @pytest.mark.parametrize("name", [b"To", b"From", b"Cc", b"Reply-To", b"Date", b"Authentication-Results"])
 def test_one_megabyte_address_header(name: bytes) -> None:
-    found = preview(name + b": " + b'(<"a@b.example, ' * 60_000 + b"\r\nSubject: s\r\n\r\nbody", authserv_id="mx")
+    found = preview(name + b": " + b'(<"a@b.example, ' * 60_000 + b"\r\nSubject: s\r\n\r\nbody")
     assert found.headers.subject == "s"
     assert found.text == "body"
 
@@ -411,53 +411,11 @@ def test_verdicts_from_rspamd_symbols() -> None:
     assert found.auth[0].passed and found.auth[1].failed and not found.auth[3].failed
 
 
-def test_symbols_win_over_headers() -> None:
-    data = b"Authentication-Results: mx.example; spf=fail\r\n" + invoice()
-    found = preview(data, symbols=["R_SPF_ALLOW"], authserv_id="mx.example")
-    assert found.auth == (AuthResult("spf", "pass"),)
-
-
-def test_verdicts_from_the_own_authentication_results_only() -> None:
+def test_no_authentication_results_header_is_a_verdict() -> None:
+    """The bytes are the message as received: any such header came with it, whoever it names."""
     data = (
-        b"Authentication-Results: mx.example;\r\n spf=pass smtp.mailfrom=acme.example.com;\r\n"
-        b" dkim=fail (bad signature) header.d=acme.example.com;\r\n dmarc=fail header.from=acme.example.com\r\n"
-        b"Authentication-Results: forged.example; spf=pass; dkim=pass; dmarc=pass\r\n"
-        b"Authentication-Results: mx.example; spf=pass; dkim=pass; dmarc=pass\r\n" + invoice()
+        b"Authentication-Results: mx.example; spf=pass; dkim=pass; dmarc=pass\r\n"
+        b"Authentication-Results: mx.example; spf=fail\r\n" + invoice()
     )
-    found = preview(data, authserv_id="mx.example")
-    assert found.auth == (
-        AuthResult("spf", "pass", "acme.example.com"),
-        AuthResult("dkim", "fail", "acme.example.com"),
-        AuthResult("dmarc", "fail", "acme.example.com"),
-    )
-
-
-def test_comments_in_authentication_results() -> None:
-    data = (
-        b"Authentication-Results: mx.example (Halon);\r\n"
-        b" spf=pass (mx.example: domain of x@acme.example.com; designates 192.0.2.1)\r\n"
-        b" smtp.mailfrom=acme.example.com;\r\n"
-        b" dkim=pass (2048-bit key; (nested) comment) header.d=acme.example.com\r\n" + invoice()
-    )
-    assert preview(data, authserv_id="mx.example").auth == (
-        AuthResult("spf", "pass", "acme.example.com"),
-        AuthResult("dkim", "pass", "acme.example.com"),
-    )
-
-
-def test_forged_header_with_another_id_is_ignored() -> None:
-    data = b"Authentication-Results: mx.example.evil; spf=pass; dkim=pass; dmarc=pass\r\n" + invoice()
-    assert preview(data, authserv_id="mx.example").auth == ()
-
-
-def test_no_authserv_id_means_no_header_verdicts() -> None:
-    data = b"Authentication-Results: mx.example; spf=pass\r\n" + invoice()
     assert preview(data).auth == ()
-    assert preview(data, authserv_id="").auth == ()
-
-
-def test_authentication_results_with_version_and_no_results() -> None:
-    data = b"Authentication-Results: mx.example 1; none\r\n" + invoice()
-    assert preview(data, authserv_id="mx.example").auth == ()
-    data = b"Authentication-Results: mx.example 1; spf=softfail smtp.mailfrom=x.example\r\n" + invoice()
-    assert preview(data, authserv_id="mx.example").auth == (AuthResult("spf", "softfail", "x.example"),)
+    assert preview(data, symbols=["R_SPF_FAIL"]).auth == (AuthResult("spf", "fail"),)
