@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from email.feedparser import BytesFeedParser
 from email.message import Message
 from email.policy import compat32
+from email.utils import collapse_rfc2231_value
 
 from release.preview import attachments, auth, html
 from release.preview.headers import CONTROL, codec, read_headers, text
@@ -189,13 +190,22 @@ def _leaves(message: Message, limits: Limits, deadline: Deadline) -> Iterable[Me
 
 
 def _filename(part: Message) -> str:
+    """The name a mail client saves the part under: Content-Disposition's ``filename*`` (RFC
+    2231) before its ``filename`` (RFC 6266), then Content-Type's ``name``. A long name keeps
+    its end, where the extension that decides what opens it is."""
     try:
-        name = part.get_filename() or part.get_param("name") or ""
-    except (ValueError, LookupError, UnicodeError, TypeError):
+        disposition = [v for k, v in (part.get_params(header="content-disposition") or [])[1:] if k == "filename"]
+        declared = [v for k, v in (part.get_params() or [])[1:] if k == "name"]
+    except (ValueError, LookupError, UnicodeError, TypeError, IndexError):
         return "?"
-    if isinstance(name, tuple):  # an RFC 2231 value the library could not join
-        name = name[2] if len(name) == 3 and isinstance(name[2], str) else ""
-    return text(str(name), NAME_LIMIT) if name else ""
+    encoded = [v for v in disposition if isinstance(v, tuple)]  # what filename* decoded to
+    name = (encoded or disposition or declared or [""])[0]
+    try:
+        name = collapse_rfc2231_value(name) if isinstance(name, tuple) else name
+    except (LookupError, UnicodeError, TypeError, ValueError):
+        return "?"
+    name = text(str(name), NAME_LIMIT * 4)
+    return name if len(name) <= NAME_LIMIT else name[: NAME_LIMIT - 41] + "…" + name[-40:]
 
 
 def _decoded(part: Message) -> bytes:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import re
+import unicodedata
 from datetime import UTC, datetime
 from email.header import decode_header
 from email.message import Message
@@ -130,12 +131,19 @@ def _split(values: list[str]) -> list[tuple[str, str]]:
         return getaddresses([v.replace("(", " ").replace(")", " ") for v in values])
 
 
+def as_read(text: str) -> str:
+    """Text as a reader takes it in: compatibility forms folded (fullwidth "＠" is "@", "․" is
+    "."), invisible format characters (soft hyphen, word joiner) gone."""
+    folded = unicodedata.normalize("NFKC", text)
+    return "".join(ch for ch in folded if unicodedata.category(ch) != "Cf")
+
+
 def name_claim(mailbox: Mailbox | None) -> str:
     """An address the display name shows that is not the mailbox's own ("" when none)."""
     if mailbox is None:
         return ""
     own = mailbox.address.casefold()
-    for claimed in ADDRESS_IN_NAME.findall(mailbox.name):
+    for claimed in ADDRESS_IN_NAME.findall(as_read(mailbox.name)):
         if claimed.casefold() != own:
             return claimed
     return ""

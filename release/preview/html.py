@@ -58,7 +58,36 @@ STYLE_PROPERTIES = {
 ALLOWED_CALL = re.compile(r"(?<![\w-])(?:rgba?|hsla?|calc)\s*+\(", re.IGNORECASE)
 # Schemes whose links are recorded (and shown as dangerous where they are); a link with any
 # other scheme loses its target without being listed.
-SCHEMES = {"http", "https", "mailto", "ftp", "tel", "sms", "javascript", "vbscript", "data", "file", "blob", "cid"}
+SCHEMES = {
+    "http",
+    "https",
+    "mailto",
+    "ftp",
+    "tel",
+    "sms",
+    "javascript",
+    "vbscript",
+    "data",
+    "file",
+    "blob",
+    "cid",
+    # Windows protocol handlers that run code when opened (Follina and its kin).
+    "ms-msdt",
+    "search-ms",
+    "search",
+    "ms-officecmd",
+    "ms-word",
+    "ms-excel",
+    "ms-powerpoint",
+    "ms-settings",
+    "ms-appinstaller",
+    "ms-cxh",
+    "ms-cxh-full",
+    "mk",
+    "its",
+    "jar",
+    "smb",
+}
 # A sanitised anchor, exactly as nh3 serialises it: the placeholder is its only attribute,
 # and anchors never nest (the HTML parser closes one before the next), so its content ends at
 # the first "</a>" (a "<" in text is serialised as "&lt;").
@@ -170,7 +199,14 @@ FRAME_STYLE = (
     "img{display:inline-block;border:1px dashed #6c757d;min-width:1.5em;min-height:1em;color:#495057;"
     "font-size:.85em}"
     "a.sfr-link{color:#0a58ca;text-decoration:underline dotted;cursor:default}"
-    'a.sfr-link::after{content:" [" attr(data-to) "]";color:#495057;font-size:.85em;text-decoration:none}'
-    "a.sfr-mismatch::after{color:#b02a37;font-weight:bold}"
+    # The real domain stays readable whatever the sender's styles around it: sized, spaced and
+    # coloured here (!important beats the mail's inline styles), and nothing in a link can
+    # pull or squeeze text over it.
+    "a.sfr-link,a.sfr-link *{margin:0!important;letter-spacing:normal!important;word-spacing:normal!important}"
+    'a.sfr-link::after{content:" [" attr(data-to) "]";font:normal 13px/1.3 system-ui,sans-serif!important;'
+    "color:#495057!important;background:#fff!important;letter-spacing:normal!important;"
+    "word-spacing:normal!important;margin:0!important;padding:0 2px!important;visibility:visible!important;"
+    "text-decoration:none!important;white-space:nowrap}"
+    "a.sfr-mismatch::after{color:#b02a37!important;font-weight:bold!important}"
     "table{max-width:100%}"
 )

@@ -13,7 +13,7 @@ from urllib.parse import unquote, urlsplit
 
 import tldextract
 
-from release.preview.headers import CONTROL
+from release.preview.headers import CONTROL, as_read
 from release.preview.model import Link
 
 URL_LIMIT = 500
@@ -106,7 +106,7 @@ def _as_browsers_read(url: str) -> str:
 
 def _claimed(text: str, domain: str) -> str:
     """The first domain the visible text names that is not the link's own."""
-    for word in DOMAIN_IN_TEXT.findall(text):
+    for word in DOMAIN_IN_TEXT.findall(as_read(text)):
         host, _ = ascii_host(word.rstrip(TRAILING))
         claimed = registrable(host)
         # Text that names a real suffix ("see invoice.pdf" is not a domain) and another domain.

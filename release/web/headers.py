@@ -109,6 +109,8 @@ def _header_hook(settings: Settings, captcha: Captcha) -> Callable[[Response], R
 _TOKEN_IN_PATH = re.compile(r"/(release|api/v1/releases|preview)/[^/?#\s\"']+")
 # A query string: from a "?" after a path (or URL) up to the next space or double quote.
 _QUERY_AFTER_PATH = re.compile(r"(/[^\s?\"]*)\?[^\s\"]*")
+# A percent-escaped ASCII letter or digit (what a path may spell "release" with).
+_ESCAPED_LETTER = re.compile(r"%(3[0-9]|[46][1-9A-Fa-f]|[57][0-9Aa])")
 # gunicorn.error names the request (with its query) when a request fails outside the app.
 ACCESS_LOGGERS = ("werkzeug", "gunicorn.access", "gunicorn.error")
 
@@ -119,7 +121,11 @@ def redact_path(path: str) -> str:
 
 
 def redact_request_line(message: str) -> str:
-    """``message`` with release tokens replaced and query strings left out."""
+    """``message`` with release tokens replaced and query strings left out. Percent-escaped
+    letters are read first: gunicorn logs the raw URI, and ``/%72elease/<token>`` is routed
+    to /release/ all the same."""
+    if "%" in message:
+        message = _ESCAPED_LETTER.sub(lambda m: chr(int(m.group(1), 16)), message)
     if "?" in message:
         message = _QUERY_AFTER_PATH.sub(r"\1", message)
     return redact_path(message)
@@ -134,7 +140,7 @@ class RedactTokens(logging.Filter):
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a broken record is logging's problem, not ours
             return True
-        if "/release" in message or "/preview" in message or "?" in message:
+        if "/release" in message or "/preview" in message or "?" in message or "%" in message:
             redacted = redact_request_line(message)
             if redacted != message:
                 record.msg, record.args = redacted, None

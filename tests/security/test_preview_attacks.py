@@ -655,26 +655,24 @@ FORGED_RESULTS = "Authentication-Results: {id}; spf=pass smtp.mailfrom=mybank.ex
 
 
 def test_a_halon5_message_cannot_bring_its_own_authentication_results(halon_stack: Callable[..., Stack]) -> None:
-    """Promise 5 (BREAK): a Halon 5 preview reads the .eml as received (docs/preview.md): the
-    node's own Authentication-Results header is a per-recipient change kept in the .hqf and
-    is never in it. So the topmost header naming the node's authserv-id is always one that
-    arrived with the message, and the sender's own "spf=pass dkim=pass dmarc=pass" is shown
-    as the gateway's verdict."""
-    stack = halon_stack(node={"authserv_id": "mx1.example.com"})
+    """Promise 5: a Halon 5 preview reads the .eml as received, so every Authentication-Results
+    header in it came from upstream; the sender's own "spf=pass dkim=pass dmarc=pass" naming
+    the node is never shown as the gateway's verdict."""
+    stack = halon_stack()
     forged = raw(FORGED_RESULTS.format(id="mx1.example.com"), sender='"My Bank" <security@mybank.example>')
     _, token = notified(stack, forged)
     page = stack.new_client().get(f"/release/{token}").text
     shown = [verdict for verdict in ("SPF: pass", "DKIM: pass", "DMARC: pass") if verdict in page]
     assert not shown, f"the sender's own verdicts are shown as the gateway's: {shown}"
+    assert "recorded no authentication results" in page
 
 
 def test_an_rspamd_message_without_auth_symbols_cannot_bring_its_own_results(
     rspamd_stack: Callable[..., Stack],
 ) -> None:
-    """Promise 5 (BREAK): on an rspamd node with authserv_id set (the config allows it), a
-    push whose symbols carry no SPF/DKIM/DMARC verdict falls back to the message's header:
-    the sender's own header, since the pushed copy is the message as Rspamd received it."""
-    stack = rspamd_stack(authserv_id="mx3.example.com")
+    """Promise 5: a push whose symbols carry no SPF/DKIM/DMARC verdict shows none; the
+    message's own header never stands in."""
+    stack = rspamd_stack()
     forged = raw(FORGED_RESULTS.format(id="mx3.example.com"))
     token = hold(stack, forged, symbols=("BAYES_SPAM",))
     page = stack.new_client().get(f"/release/{token}").text
@@ -682,28 +680,14 @@ def test_an_rspamd_message_without_auth_symbols_cannot_bring_its_own_results(
     assert not shown, f"the sender's own verdicts are shown as the gateway's: {shown}"
 
 
-def test_sender_text_in_a_genuine_headers_comment_is_no_verdict() -> None:
-    """Promise 5 (BREAK): the parser ignores RFC 8601 comments; the common "domain of
-    <envelope sender> does not designate ..." comment quotes the sender's MAIL FROM, whose
-    local part may be ``dkim=pass`` (and ``=`` is atext): a DKIM pass appears that the
-    gateway never recorded."""
+def test_no_authentication_results_header_is_ever_a_verdict() -> None:
+    """Promise 5: genuine-looking, forged, commented: no header in the message is a verdict."""
     genuine = (
         "Authentication-Results: mx1.example.com; spf=fail (mx1.example.com: domain of "
         "dkim=pass@evil.example does not designate 192.0.2.7 as permitted sender) "
         "smtp.mailfrom=evil.example; dmarc=fail header.from=evil.example"
     )
-    verdicts = preview_of(raw(genuine), authserv_id="mx1.example.com").auth
-    assert [(v.method, v.result) for v in verdicts] == [("spf", "fail"), ("dmarc", "fail")]
-
-
-def test_forged_results_below_a_genuine_header_or_without_an_authserv_id_are_ignored() -> None:
-    """Promise 5 (held), as far as the parser goes: only the topmost header of the node's id."""
-    genuine = "Authentication-Results: mx1.example.com; spf=fail smtp.mailfrom=evil.example; dmarc=fail"
-    content = raw(genuine, FORGED_RESULTS.format(id="mx1.example.com"))
-    assert [(v.method, v.result) for v in preview_of(content, authserv_id="mx1.example.com").auth] == [
-        ("spf", "fail"),
-        ("dmarc", "fail"),
-    ]
+    assert preview_of(raw(genuine, FORGED_RESULTS.format(id="mx1.example.com"))).auth == ()
     assert preview_of(raw(FORGED_RESULTS.format(id="mx1.example.com"))).auth == ()
 
 
