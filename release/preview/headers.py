@@ -21,6 +21,9 @@ from release.preview.model import Headers, Mailbox
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff\ud800-\udfff]+")
 # An address-shaped word inside a display name.
 ADDRESS_IN_NAME = re.compile(r"[^\s<>()\[\]\"',;:@]+@(?:[^\s<>()\[\]\"',;:@.]+\.)+[^\s<>()\[\]\"',;:@.]{2,}")
+# One mailbox: a display name without quotes, commas or angle brackets, then <address>.
+BARE_NAME = re.compile(r'\s*([^"<>,]+?)\s*<([^<>\s]+)>\s*')
+BARE_NAME_LIMIT = 1000
 NAME_LIMIT = 200
 ADDRESS_LIMIT = 320
 SUBJECT_LIMIT = 1000
@@ -98,7 +101,7 @@ def codec(declared: str | None) -> str:
 
 def mailboxes(message: Message, name: str, header_chars: int) -> tuple[Mailbox, ...]:
     """The addresses of every ``name`` header (a message may carry it twice)."""
-    values = [v[:header_chars] for v in raw_values(message, name)]
+    values = [_quote_bare_name(v[:header_chars]) for v in raw_values(message, name)]
     words: list[str] = []
     mark = "sfrword"
     while any(mark in v for v in values):
@@ -117,8 +120,26 @@ def mailboxes(message: Message, name: str, header_chars: int) -> tuple[Mailbox, 
     found = []
     for display, address in _split(values)[:MAX_ADDRESSES]:
         if display or address:
-            found.append(Mailbox(text(unmasked(display), NAME_LIMIT), text(unmasked(address), ADDRESS_LIMIT)))
+            found.append(Mailbox(text(unmasked(display), NAME_LIMIT), _as_written(unmasked(address))))
     return tuple(found)
+
+
+def _as_written(address: str) -> str:
+    """An address as written, never decoded: ``<=?utf-8?q?x=40bank.example?=>`` is no address
+    at bank.example, and must not be shown as one."""
+    return " ".join(CONTROL.sub(" ", address).split())[:ADDRESS_LIMIT]
+
+
+def _quote_bare_name(value: str) -> str:
+    """``security@bank.example <x@elsewhere.example>`` with its display name quoted: unquoted,
+    the library reads the name as the address, where mail clients and DMARC read the angle
+    address."""
+    if len(value) > BARE_NAME_LIMIT or value.count("<") != 1:
+        return value
+    found = BARE_NAME.fullmatch(value)
+    if found is None or "@" not in found.group(1):
+        return value
+    return f'"{found.group(1).strip()}" <{found.group(2)}>'
 
 
 def _split(values: list[str]) -> list[tuple[str, str]]:

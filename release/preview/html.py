@@ -92,14 +92,18 @@ SCHEMES = {
 # and anchors never nest (the HTML parser closes one before the next), so its content ends at
 # the first "</a>" (a "<" in text is serialised as "&lt;").
 PLACEHOLDER = re.compile(r'<a href="#sfr-link-(\d+)">')
-ANCHOR = re.compile(r'<a href="#sfr-link-(\d+)">(.*?)</a>', re.DOTALL)
+# An anchor's content stops short of another anchor: one nested through a table cell is read
+# as its own.
+ANCHOR = re.compile(r'<a href="#sfr-link-(\d+)">((?:(?!<a[ >]).)*?)</a>', re.DOTALL)
+# Links whose targets are checked and marked in the frame; beyond, a link shows no domain.
+LINKS_CHECKED = 2000
 IMAGE = re.compile(r"<img\b[^>]*>")
 ALT = re.compile(r'\salt="([^"]*)"')
 TAG = re.compile(r"</?([a-z0-9]+)[^>]*>")
 # Tags that break a line; any other (b, span, font...) joins the text on either side, as the
 # eye reads it: "www.<b>bank</b>.example" names www.bank.example.
 BLOCK = {"br", "p", "div", "li", "td", "th", "tr", "table", "blockquote", "pre", "hr", "dd", "dt", "h1", "h2", "h3"}
-TEXT_SCAN = 4000
+TEXT_SCAN = 32_000  # of an anchor's markup: empty tags cannot push the words it shows out of sight
 
 
 def sanitise(markup: str, deadline: Deadline, max_links: int, max_depth: int) -> tuple[str, list[Link]]:
@@ -133,9 +137,22 @@ def sanitise(markup: str, deadline: Deadline, max_links: int, max_depth: int) ->
     )
     clean = restore(clean)
     deadline.check()
-    texts = _link_texts(clean, max_links, deadline) if targets else {}
-    links = [link(target, texts.get(i, "")) for i, target in enumerate(targets[:max_links])]
-    return _mark(clean, links), links
+    texts = _link_texts(clean, LINKS_CHECKED, deadline) if targets else {}
+    checked = [link(target, texts.get(i, "")) for i, target in enumerate(targets[:LINKS_CHECKED])]
+    deadline.check()
+    return _mark(clean, checked), _listed(checked, max_links)
+
+
+def _listed(checked: list[Link], max_links: int) -> list[Link]:
+    """The links the page lists, in order: every one that earns a warning first, then the
+    rest up to ``max_links``, so that harmless links in front cannot push a phish's off it."""
+    risky = [i for i, found in enumerate(checked) if found.mismatch or found.dangerous or found.international]
+    chosen = set(risky[:max_links])
+    for i in range(len(checked)):
+        if len(chosen) >= max_links:
+            break
+        chosen.add(i)
+    return [checked[i] for i in sorted(chosen)]
 
 
 def _link_texts(clean: str, wanted: int, deadline: Deadline) -> dict[int, str]:

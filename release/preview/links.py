@@ -18,6 +18,7 @@ from release.preview.model import Link
 
 URL_LIMIT = 500
 TEXT_LIMIT = 200
+CLAIM_SCAN = 4000
 # A URL written out in text (the plain-text body; link texts that show one).
 URL_IN_TEXT = re.compile(r"\b(?:https?://|www\.)[^\s<>\"'\]\[{}|\\^`]+", re.IGNORECASE)
 # A word shaped like a domain name (what a link's visible text may claim).
@@ -71,7 +72,8 @@ def ascii_host(host: str) -> tuple[str, bool]:
 def link(url: str, text: str) -> Link:
     """A :class:`Link` for ``url`` shown with ``text``."""
     url = CONTROL.sub("", url.strip())[:URL_LIMIT]
-    text = " ".join(CONTROL.sub(" ", text).split())[:TEXT_LIMIT]
+    read = " ".join(CONTROL.sub(" ", text[:CLAIM_SCAN]).split())
+    text = read[:TEXT_LIMIT]  # shown; the claim is looked for in all that was read
     try:
         parts = urlsplit(_as_browsers_read(url))
         scheme = parts.scheme.lower()
@@ -84,7 +86,7 @@ def link(url: str, text: str) -> Link:
         host = first.rpartition("@")[2].strip(" <>\"'")
     host, international = ascii_host(host) if host else ("", False)
     domain = registrable(host) if host else ""
-    return Link(url, scheme, host, domain, text, _claimed(text, domain), international)
+    return Link(url, scheme, host, domain, text, _claimed(read, domain), international)
 
 
 def _as_browsers_read(url: str) -> str:

@@ -19,7 +19,10 @@ pytestmark = pytest.mark.browser
 # marked link, the ::after marker's computed style and the background it is drawn on.
 MARKER = """() => [...document.querySelectorAll('a.sfr-link')].map(a => {
   const after = getComputedStyle(a, '::after');
-  let el = a, background = 'rgb(255, 255, 255)';
+  // The marker's own background, if it paints one; else the nearest painted one behind it.
+  let el = a, background = after.backgroundColor;
+  const painted = b => b !== 'rgba(0, 0, 0, 0)' && b !== 'transparent';
+  if (painted(background)) el = null; else background = 'rgb(255, 255, 255)';
   while (el) {
     const b = getComputedStyle(el).backgroundColor;
     if (b !== 'rgba(0, 0, 0, 0)' && b !== 'transparent') { background = b; break; }

@@ -794,6 +794,11 @@ def test_an_admin_view_of_a_deleted_copy_is_audited_and_never_5xx(rspamd_stack: 
 # == Promise 7: hostile Halon 5 answers ========================================================
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="OPEN: the service trusts its authenticated Halon 5 node's answers as web-logui does "
+    "(a short read is the end of the file; hqfpath names the copy's file): docs/preview.md",
+)
 def test_a_short_first_read_is_not_taken_for_the_whole_message(halon_stack: Callable[..., Stack]) -> None:
     """Promise 7 (BREAK): the node answers the first read with the first 300 bytes only, with a
     consistent size and offset. read_eml takes a short read for the end of the file and never
@@ -811,6 +816,11 @@ def test_a_short_first_read_is_not_taken_for_the_whole_message(halon_stack: Call
     )
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="OPEN: the service trusts its authenticated Halon 5 node's answers as web-logui does "
+    "(a short read is the end of the file; hqfpath names the copy's file): docs/preview.md",
+)
 def test_an_hqfpath_naming_another_message_is_not_read(halon_stack: Callable[..., Stack]) -> None:
     """Promise 7 (BREAK): the list answer for the phish's copy names the .hqf of another held
     message (a plausible absolute .hqf path, so _plausible_hqf accepts it); the page shows that
