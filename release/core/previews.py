@@ -21,7 +21,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from release.config import NodeSettings, Settings
+from release.config import Settings
 from release.db.models import PreviewContent, Recipient, Report
 from release.db.states import LIVE_RECIPIENT_STATES
 from release.gateway import ContentUnavailable, Gateway, GatewayError, MessageContent
@@ -67,32 +67,25 @@ class Previews:
         if preview.enabled:
             warm_up()  # the suffix list takes most of a second to load: not in a page view
 
-    def node_enabled(self, node: str) -> bool:
-        settings = self.settings.node(node)
-        return self.settings.preview.enabled and settings is not None and settings.preview
-
     def show(self, session: Session, recipient: Recipient) -> Shown:
         """The preview of ``recipient``'s copy; ends the session's transaction."""
-        node = self.settings.node(recipient.report.node)
-        loaded = self._content(session, recipient, node)
+        loaded = self._content(session, recipient)
         if not isinstance(loaded, MessageContent):
             return Shown(unavailable=loaded)
-        assert node is not None  # _content answered OFF otherwise
         return Shown(build_preview(loaded.data, loaded.size, self.limits, symbols=loaded.verdicts))
 
     def attachment(self, session: Session, recipient: Recipient, index: int) -> tuple[Attachment, bytes] | None:
         """One attachment's listing and bytes, as :meth:`show` lists it; None when there is none."""
-        loaded = self._content(session, recipient, self.settings.node(recipient.report.node))
+        loaded = self._content(session, recipient)
         if not isinstance(loaded, MessageContent):
             return None
         return attachment_data(loaded.data, loaded.size, self.limits, index)
 
-    def _content(
-        self, session: Session, recipient: Recipient, node: NodeSettings | None
-    ) -> MessageContent | Unavailable:
+    def _content(self, session: Session, recipient: Recipient) -> MessageContent | Unavailable:
         copy = _Copy(recipient.report.node, recipient.report.message_id, recipient.queue)
+        node = self.settings.node(copy.node)
         gateway = self.gateways.get(copy.node)
-        if node is None or gateway is None or not self.node_enabled(copy.node):
+        if node is None or gateway is None or not (self.settings.preview.enabled and node.preview):
             session.rollback()
             return Unavailable.OFF
         cached = _cached(session, copy) if node.type != "rspamd" else None

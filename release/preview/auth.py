@@ -8,7 +8,6 @@ carries; Halon keeps none where the service can read them.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
 from release.preview.model import AuthResult
@@ -39,11 +38,6 @@ SYMBOLS = {
     "ARC_NA": ("arc", "none"),
 }
 METHODS = ("spf", "dkim", "dmarc", "arc")
-RESULT = re.compile(r"\b(spf|dkim|dmarc|arc)\s*=\s*([a-z]+)((?:\s+[a-z]+(?:\.[a-z-]+)?\s*=\s*[^\s;]+)*)", re.I)
-DETAIL = re.compile(r"\b(?:smtp\.mailfrom|header\.d|header\.from|header\.i)\s*=\s*([^\s;]+)", re.I)
-HEADER_LIMIT = 2000
-COMMENT = re.compile(r"\([^()]*\)")
-COMMENT_DEPTH = 5
 
 
 def from_symbols(symbols: Iterable[str]) -> tuple[AuthResult, ...]:

@@ -27,11 +27,10 @@ class Mailbox:
 
 @dataclass(frozen=True)
 class AuthResult:
-    """One verdict the gateway recorded (SPF, DKIM, DMARC, ARC) and what it was about."""
+    """One verdict the gateway recorded (SPF, DKIM, DMARC, ARC)."""
 
     method: str  # "spf", "dkim", "dmarc", "arc"
     result: str  # "pass", "fail", "softfail", "neutral", "none", "temperror", "permerror", "policy"
-    detail: str = ""
 
     @property
     def passed(self) -> bool:
