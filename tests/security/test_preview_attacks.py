@@ -46,14 +46,12 @@ from release.preview import Limits, Preview, build_preview
 from release.preview.links import warm_up
 from release.web.headers import RedactTokens
 from tests.support.console import ADMIN, open_console
-from tests.support.previews import PE, held_with_link, invoice, phish, release_link_for
+from tests.support.previews import PE, frame_url, held_on_halon, held_with_link, invoice, phish, release_link_for
 from tests.support.rspamd import NODE, build_rspamd_stack, exporter_headers, push
 from tests.support.snapshots import db_snapshot, sim_snapshot
 from tests.support.stack import Stack, build_stack, close_stack, drain_due
-from tests.support.visitor import release_token_from, report_path, submit_report
 
 LIMITS = Limits()
-FRAME = re.compile(r'<iframe class="preview-frame" src="([^"]+)"')
 EVIL = "evil.example"
 BANK = "mybank.example"
 ALICE = "alice@example.com"
@@ -162,21 +160,6 @@ def hold(stack: Stack, content: bytes, symbols: Sequence[str] = ("R_SPF_ALLOW",)
     return release_link_for(stack, message_id_of(content), ALICE)
 
 
-def notified(stack: Stack, content: bytes) -> tuple[str, str]:
-    """Hold ``content`` on the simulated Halon 5 node, report it: (transaction, alice's token)."""
-    tx = stack.sim.add_message("alerts@bank-verify.example", [ALICE], "Account locked", raw=content)
-    assert submit_report(stack.new_client(), stack, report_path(stack, tx)).status_code == 303
-    drain_due(stack.worker)
-    mails = [m.message for m in stack.smtp.messages() if m.rcpt_tos[0] == ALICE]
-    return tx, release_token_from(mails[-1])
-
-
-def frame_path(page: str) -> str:
-    found = FRAME.search(page)
-    assert found, "no preview frame on the page"
-    return found.group(1).replace("&amp;", "&")
-
-
 # == Promise 1: nothing live ===================================================================
 
 LIVE_TAGS = {"script", "iframe", "object", "embed", "svg", "math", "form", "input", "link", "meta", "base", "style"}
@@ -245,7 +228,7 @@ def test_a_frame_token_is_no_other_credential_and_no_other_token_opens_a_frame(
     other = hold(stack, invoice())
     visitor = stack.new_client()
     page = visitor.get(f"/release/{token}").text
-    frame = frame_path(page).rsplit("/", 1)[1]
+    frame = frame_url(page).rsplit("/", 1)[1]
     csrf = re.search(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"', page)
     assert csrf, "the release page carries a CSRF token"
     assert stack.new_client().get(f"/release/{frame}").status_code == 404
@@ -261,7 +244,7 @@ def test_a_frame_token_is_no_other_credential_and_no_other_token_opens_a_frame(
     forged.set_cookie("session", frame, domain="localhost")
     forged.set_cookie("__Host-session", frame, domain="localhost")
     assert forged.get("/admin/").status_code in (302, 303, 401, 403)
-    other_frame = frame_path(stack.new_client().get(f"/release/{other}").text)
+    other_frame = frame_url(stack.new_client().get(f"/release/{other}").text)
     assert "Your account is locked" not in stack.new_client().get(other_frame).text
 
 
@@ -276,7 +259,7 @@ def test_werkzeug_logs_no_token_of_a_percent_encoded_path(
 
     stack = rspamd_stack()
     token = hold(stack, phish())
-    frame = frame_path(stack.new_client().get(f"/release/{token}").text).rsplit("/", 1)[1]
+    frame = frame_url(stack.new_client().get(f"/release/{token}").text).rsplit("/", 1)[1]
     server = make_server("127.0.0.1", 0, stack.app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -323,10 +306,10 @@ def test_get_and_head_of_page_and_frame_change_nothing_but_the_cache(halon_stack
     """Promise 3 (held): on a Halon 5 node, views (GET and HEAD, page and frame, twice) add the
     one cache row and change nothing else, here or on the node."""
     stack = halon_stack()
-    _, token = notified(stack, phish())
+    _, token = held_on_halon(stack, phish())
     before, node_before = db_snapshot(stack), sim_snapshot(stack)
     client = stack.new_client()
-    frame = frame_path(client.get(f"/release/{token}").text)
+    frame = frame_url(client.get(f"/release/{token}").text)
     for method in ("GET", "HEAD", "GET"):
         assert client.open(f"/release/{token}", method=method).status_code == 200
         assert client.open(frame, method=method).status_code == 200
@@ -354,7 +337,7 @@ def test_hostile_preview_urls_never_get_a_5xx(rspamd_stack: Callable[..., Stack]
     URLs, HEAD included, answer 4xx (or 200 for the real one)."""
     stack = rspamd_stack(sections={"preview": {"allow_downloads": True}})
     token = hold(stack, invoice())
-    frame = frame_path(stack.new_client().get(f"/release/{token}").text)
+    frame = frame_url(stack.new_client().get(f"/release/{token}").text)
     signed = frame.rsplit("/", 1)[1]
     paths = [
         f"/preview/{signed}/attachments/0",
@@ -660,7 +643,7 @@ def test_a_halon5_message_cannot_bring_its_own_authentication_results(halon_stac
     the node is never shown as the gateway's verdict."""
     stack = halon_stack()
     forged = raw(FORGED_RESULTS.format(id="mx1.example.com"), sender='"My Bank" <security@mybank.example>')
-    _, token = notified(stack, forged)
+    _, token = held_on_halon(stack, forged)
     page = stack.new_client().get(f"/release/{token}").text
     shown = [verdict for verdict in ("SPF: pass", "DKIM: pass", "DMARC: pass") if verdict in page]
     assert not shown, f"the sender's own verdicts are shown as the gateway's: {shown}"
@@ -703,7 +686,7 @@ def test_two_processes_reading_the_same_halon5_message_at_once_never_get_a_5xx(
     first = build_stack(database_url, simulator, smtp_server)
     second = build_stack(database_url, simulator, smtp_server)
     try:
-        _, token = notified(first, phish())
+        _, token = held_on_halon(first, phish())
         barrier = threading.Barrier(2, timeout=10)
         for one in (first, second):
             real = one.services.previews.gateways["mx1"]
@@ -750,7 +733,7 @@ def test_a_view_while_purge_drops_the_cached_content_never_gets_a_5xx(
     released elsewhere), the load raises ObjectDeletedError: HTTP 500."""
     stack = build_stack(database_url, simulator, smtp_server)
     try:
-        _, token = notified(stack, phish())
+        _, token = held_on_halon(stack, phish())
         assert stack.new_client().get(f"/release/{token}").status_code == 200  # now cached
         engine = stack.services.db.read_engine
         purged: list[str] = []
@@ -806,7 +789,7 @@ def test_a_short_first_read_is_not_taken_for_the_whole_message(halon_stack: Call
     program attachment, its link or any "could not display" note."""
     stack = halon_stack()
     content = phish()
-    _, token = notified(stack, content)
+    _, token = held_on_halon(stack, content)
     cut = content[:300]
     stack.sim.respond_next(200, {"data": base64.b64encode(cut).decode(), "size": len(cut), "offset": len(cut)},
                            path=FILES_PATH)  # fmt: skip
@@ -831,7 +814,7 @@ def test_an_hqfpath_naming_another_message_is_not_read(halon_stack: Callable[...
         "anna@partner.example", ["bob@example.com"], "Invoice", raw=invoice(["bob@example.com"])
     )
     elsewhere = stack.sim.copies(harmless)[0].hqfpath
-    tx, token = notified(stack, phish())
+    tx, token = held_on_halon(stack, phish())
     queue = stack.sim.copies(tx)[0].queue
     stack.sim.respond_next(200, {"items": [{"id": {"transaction": tx, "queue": queue}, "hqfpath": elsewhere}]},
                            path=PROTOBUF_PATH)  # fmt: skip

@@ -5,7 +5,6 @@ page over HTTP: every message gets a page (200) and, where it has a formatted pa
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from collections.abc import Callable
 
@@ -14,14 +13,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from release.gateway.stored import message_id_of
-from tests.support.previews import release_link_for
+from tests.support.previews import FRAME, release_link_for
 from tests.support.rspamd import exporter_headers, push
 from tests.support.stack import Stack
 
 CHARSETS = ["utf-8", "iso-8859-1", "koi8-r", "shift_jis", "utf-7", "x-unknown", "", "utf-16", "idna", "rot13"]
 ENCODINGS = ["7bit", "8bit", "base64", "quoted-printable", "x-uuencode", "binary", "bogus"]
 TYPES = ["text/plain", "text/html", "application/pdf", "application/zip", "message/rfc822", "image/svg+xml", "x/y", ""]
-FRAME = re.compile(r'<iframe class="preview-frame" src="([^"]+)"')
 
 junk = st.binary(max_size=300)
 words = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=60)

@@ -4,6 +4,7 @@ HTTP for the browser tests."""
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -26,6 +27,8 @@ from tests.support.rspamd import NODE, RECIPIENTS, SENDER, build_rspamd_stack, e
 from tests.support.stack import Stack, close_stack, drain_due
 from tests.support.visitor import release_token_from, report_path, submit_report
 
+# The release page's sandboxed preview frame and its address.
+FRAME = re.compile(r'<iframe class="preview-frame" src="([^"]+)" sandbox=""')
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
 PE = b"MZ\x90\x00\x03" + b"\x00" * 200
 
@@ -114,6 +117,24 @@ def held_with_link(
            if m.rcpt_tos[0] == recipients[0] and all(m is not old for old in before)]  # fmt: skip
     assert len(new) == 1, [m["Subject"] for m in new]
     return release_token_from(new[0])
+
+
+def frame_url(page: str) -> str:
+    """The address of the preview frame ``page`` embeds (it must embed one)."""
+    found = FRAME.search(page)
+    assert found, "the page embeds no sandboxed preview frame"
+    return found.group(1).replace("&amp;", "&")
+
+
+def held_on_halon(stack: Stack, content: bytes, address: str = RECIPIENTS[0]) -> tuple[str, str]:
+    """``content`` held on the simulated Halon node for ``address`` and reported by its sender:
+    (the transaction, the recipient's release token)."""
+    tx = stack.sim.add_message("alerts@bank-verify.example", [address], "Account locked", raw=content)
+    assert submit_report(stack.new_client(), stack, report_path(stack, tx)).status_code == 303
+    drain_due(stack.worker)
+    mails = [m.message for m in stack.smtp.messages() if m.rcpt_tos[0] == address]
+    assert mails, [m.rcpt_tos for m in stack.smtp.messages()]
+    return tx, release_token_from(mails[-1])
 
 
 def release_link_for(stack: Stack, message_id: str, address: str = RECIPIENTS[0]) -> str:

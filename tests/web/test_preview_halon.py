@@ -14,19 +14,12 @@ from release.db.models import PreviewContent, Recipient, utcnow
 from release.devtools.mailcapture import CaptureServer
 from release.devtools.simulator import HalonSimulator, SimulatorServer
 from release.devtools.simulator.files import FILES_PATH
-from tests.support.previews import phish
-from tests.support.stack import Stack, build_stack, close_stack, drain_due
-from tests.support.visitor import release_token_from, report_path, submit_report
+from tests.support.previews import held_on_halon, phish
+from tests.support.stack import Stack, build_stack, close_stack
 
 
 def notified(stack: Stack, raw: bytes) -> str:
-    """A message held on the simulated node with these bytes, reported: alice's release token."""
-    tx = stack.sim.add_message("alerts@bank-verify.example", ["alice@example.com"], "Account locked", raw=raw)
-    assert submit_report(stack.new_client(), stack, report_path(stack, tx)).status_code == 303
-    drain_due(stack.worker)
-    mails = [m.message for m in stack.smtp.messages() if m.rcpt_tos[0] == "alice@example.com"]
-    assert mails, [m.rcpt_tos for m in stack.smtp.messages()]
-    return release_token_from(mails[-1])
+    return held_on_halon(stack, raw)[1]
 
 
 def file_reads(stack: Stack) -> int:

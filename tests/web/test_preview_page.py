@@ -17,18 +17,10 @@ from release.db.models import AuditEntry, Recipient
 from release.gateway.stored import message_id_of
 from release.web.preview import SALT
 from tests.support.console import ADMIN, VIEWER, open_console
-from tests.support.previews import PDF, held_with_link, invoice, mail, phish
+from tests.support.previews import PDF, frame_url, held_with_link, invoice, mail, phish
 from tests.support.rspamd import NODE
 from tests.support.stack import Stack
 from tests.support.visitor import report_path
-
-FRAME = re.compile(r'<iframe class="preview-frame" src="([^"]+)" sandbox=""')
-
-
-def frame_url(page: str) -> str:
-    found = FRAME.search(page)
-    assert found, "the page embeds no sandboxed preview frame"
-    return found.group(1).replace("&amp;", "&")
 
 
 class Tags(HTMLParser):
