@@ -9,6 +9,7 @@ benchmark process (loopback only). Nothing here is timed by itself.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
 import random
@@ -775,3 +776,27 @@ def timed_gets(url: str, n: int) -> list[float]:
             http.get(url, timeout=30).raise_for_status()
             times.append(time.perf_counter() - started)
     return times
+
+
+# An rspamd node the benchmarks push to: its password, its [[nodes]] table, the push's headers.
+RSPAMD_PUSH_PASSWORD = "bench-push-password-0123456789"  # noqa: S105 - a private loopback run
+
+
+def rspamd_node_toml(name: str, relay_port: int, **extra: Any) -> str:
+    """The ``[[nodes]]`` table of an rspamd node re-injecting into 127.0.0.1:``relay_port``."""
+    more = "".join(f"{key} = {_toml(value)}\n" for key, value in extra.items())
+    return (f'\n[[nodes]]\nname = "{name}"\ntype = "rspamd"\npush_password = "{RSPAMD_PUSH_PASSWORD}"\n'
+            f'relay_host = "127.0.0.1"\nrelay_port = {relay_port}\n{more}')  # fmt: skip
+
+
+def push_headers(recipients: Sequence[str], symbols: Sequence[tuple[str, float]]) -> dict[str, str]:
+    """The headers of an rspamd push (as docs/rspamd's rule sends them) for ``recipients``."""
+    return {
+        "Content-Type": "message/rfc822",
+        "X-Rspamd-from": "anna@partner.example",
+        "X-Rspamd-rcpt": json.dumps(list(recipients)),
+        "X-Rspamd-qid": "4Qx9Lm2Zb7z9",
+        "X-Rspamd-ip": "198.51.100.7",
+        "X-Rspamd-score": "15.00",
+        "X-Rspamd-symbols": json.dumps([{"name": name, "score": score} for name, score in symbols]),
+    }

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import json
 import os
 import re
 import sys
@@ -31,11 +30,14 @@ from sqlalchemy import select
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _stack import (  # noqa: E402
+    RSPAMD_PUSH_PASSWORD,
     SECRET_KEY,
     database,
     free_port,
     gear,
     header,
+    push_headers,
+    rspamd_node_toml,
     say,
     stack,
     summary_ms,
@@ -50,7 +52,6 @@ from release.db.engine import Database  # noqa: E402
 from release.db.models import Recipient, Report, StoredCopy, StoredMessage  # noqa: E402
 
 NODES = {"mx3": True, "mx4": False}  # node name: previews on
-PUSH_PASSWORD = "bench-push-password-0123456789"  # noqa: S105 - a private loopback run
 RECIPIENT = "alice@example.com"
 FRAME = re.compile(r'<iframe class="preview-frame" src="([^"]+)"')
 BAR_MS = 200.0
@@ -85,17 +86,9 @@ def message(size: int) -> bytes:
 
 
 def push(url: str, node: str, body: bytes) -> None:
-    headers = {
-        "Content-Type": "message/rfc822",
-        "X-Rspamd-from": "anna@partner.example",
-        "X-Rspamd-rcpt": json.dumps([RECIPIENT]),
-        "X-Rspamd-qid": "4Qx9Lm2Zb7z9",
-        "X-Rspamd-ip": "198.51.100.7",
-        "X-Rspamd-score": "15.00",
-        "X-Rspamd-symbols": json.dumps([{"name": "R_SPF_ALLOW", "score": -0.2}]),
-    }
+    headers = push_headers([RECIPIENT], [("R_SPF_ALLOW", -0.2)])
     answer = requests.post(
-        f"{url}/gateway/v1/rspamd/{node}", data=body, headers=headers, auth=(node, PUSH_PASSWORD), timeout=60
+        f"{url}/gateway/v1/rspamd/{node}", data=body, headers=headers, auth=(node, RSPAMD_PUSH_PASSWORD), timeout=60
     )
     answer.raise_for_status()
 
@@ -187,10 +180,7 @@ def main() -> None:
                 config = write_config(work / f"{kind}.toml", url, public, g)
                 with config.open("a") as fh:
                     for node, on in NODES.items():
-                        fh.write(
-                            f'\n[[nodes]]\nname = "{node}"\ntype = "rspamd"\npush_password = "{PUSH_PASSWORD}"\n'
-                            f'relay_host = "127.0.0.1"\nrelay_port = {g.mailbox.port}\npreview = {str(on).lower()}\n'
-                        )
+                        fh.write(rspamd_node_toml(node, g.mailbox.port, preview=on))
                 with stack(config, work) as s:
                     s.gunicorn(port, workers=2, threads=4)
                     floor = summary_ms(timed_gets(f"{public}/healthz", args.views))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import json
 import os
 import sys
 import threading
@@ -28,10 +27,13 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _stack import (  # noqa: E402
+    RSPAMD_PUSH_PASSWORD,
     database,
     free_port,
     gear,
     header,
+    push_headers,
+    rspamd_node_toml,
     say,
     stack,
     summary_ms,
@@ -42,7 +44,6 @@ from _stack import (  # noqa: E402
 )
 
 NODE = "mx3"
-PUSH_PASSWORD = "bench-push-password-0123456789"  # noqa: S105 - a private loopback run
 BAR_MS = 50.0
 
 
@@ -63,21 +64,13 @@ def message(size: int) -> bytes:
     ).encode()
 
 
-HEADERS = {
-    "Content-Type": "message/rfc822",
-    "X-Rspamd-from": "anna@partner.example",
-    "X-Rspamd-rcpt": json.dumps(["alice@example.com", "bob@example.com"]),
-    "X-Rspamd-qid": "4Qx9Lm2Zb7z9",
-    "X-Rspamd-ip": "198.51.100.7",
-    "X-Rspamd-score": "15.00",
-    "X-Rspamd-symbols": json.dumps([{"name": "GTUBE", "score": 0.0}]),
-}
+HEADERS = push_headers(["alice@example.com", "bob@example.com"], [("GTUBE", 0.0)])
 
 
 def timed_pushes(url: str, bodies: list[bytes]) -> list[float]:
     times = []
     with requests.Session() as http:
-        http.auth = (NODE, PUSH_PASSWORD)
+        http.auth = (NODE, RSPAMD_PUSH_PASSWORD)
         for body in bodies:
             started = time.perf_counter()
             response = http.post(url, data=body, headers=HEADERS, timeout=30)
@@ -128,8 +121,7 @@ def main() -> None:
                 public = f"http://127.0.0.1:{port}"
                 config = write_config(work / f"{kind}.toml", url, public, g)
                 with config.open("a") as fh:
-                    fh.write(f'\n[[nodes]]\nname = "{NODE}"\ntype = "rspamd"\npush_password = "{PUSH_PASSWORD}"\n'
-                             f'relay_host = "127.0.0.1"\nrelay_port = {relay.port}\n')  # fmt: skip
+                    fh.write(rspamd_node_toml(NODE, relay.port))
                 with stack(config, work) as s:
                     s.gunicorn(port, workers=2, threads=4)
                     push_url = f"{public}/gateway/v1/rspamd/{NODE}"
